@@ -1,0 +1,41 @@
+"""Entry point of the `ste` console script: assembles the commands from their modules."""
+
+from __future__ import annotations
+
+import typer
+
+from ste_core.cli import backends_cmd, templates_cmd
+
+app = typer.Typer(
+    name="ste",
+    help="Self-Taught Evaluators: train an LLM-as-a-Judge without human labels.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+app.command("backends")(backends_cmd.backends)
+app.command("templates")(templates_cmd.templates)
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", help="Show the version and exit."),
+) -> None:
+    if version:
+        from ste_core import __version__
+
+        typer.echo(f"ste {__version__}")
+        raise typer.Exit()
+
+
+def _short_warning(message, category, filename, lineno, line=None):  # type: ignore[no-untyped-def]
+    # A user of the CLI needs the sentence, not the file and line of the warnings.warn call.
+    return f"warning: {message}\n"
+
+
+def main() -> None:
+    import warnings
+
+    warnings.formatwarning = _short_warning
+    app()

@@ -1,0 +1,90 @@
+"""Typed errors. Every message says what happened and what to do about it.
+
+The scheduler decides on retries from the *type* alone: RateLimitError and TransientProviderError
+are retried, everything else is not. Backends translate their SDK's exceptions into these so the
+core never has to know a provider's exception hierarchy (and never mistakes a transport failure
+for a model that wrote something unparsable).
+"""
+
+from __future__ import annotations
+
+
+class SteError(Exception):
+    """Base class of every error ste raises on purpose."""
+
+    retryable: bool = False
+
+
+class ConfigurationError(SteError):
+    """A config file, option or argument is wrong. The message names the key and what is allowed."""
+
+
+class MissingDependencyError(ConfigurationError):
+    """A backend's optional dependencies are not installed."""
+
+    def __init__(self, backend: str, extra: str, missing: list[str] | tuple[str, ...]) -> None:
+        self.backend, self.extra, self.missing = backend, extra, tuple(missing)
+        super().__init__(
+            f"The '{backend}' backend needs {', '.join(missing)}, which is not installed. "
+            f"Install it with: pip install 'self-taught-evaluators[{extra}]'"
+        )
+
+
+class UnknownBackendError(ConfigurationError):
+    pass
+
+
+class ProviderError(SteError):
+    """A call to a model provider failed. `provider` names the backend, `status` the HTTP code."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str | None = None,
+        status: int | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        self.provider, self.status, self.request_id = provider, status, request_id
+        prefix = f"[{provider}{' ' + str(status) if status else ''}] " if provider else ""
+        super().__init__(prefix + message)
+
+
+class AuthenticationError(ProviderError):
+    """401/403: the key is missing, wrong, or lacks access. Not retried."""
+
+
+class RateLimitError(ProviderError):
+    """429: slow down. `retry_after` (seconds) is the provider's Retry-After, if it sent one."""
+
+    retryable = True
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        self.retry_after = retry_after
+        super().__init__(message, **kwargs)
+
+
+class TransientProviderError(ProviderError):
+    """5xx, timeouts, dropped connections, malformed bodies: worth retrying with backoff."""
+
+    retryable = True
+
+
+class PermanentProviderError(ProviderError):
+    """4xx other than auth/rate limit: the request itself is wrong. Not retried."""
+
+
+class FineTuneFailed(SteError):
+    """A fine-tune job ended in error or was cancelled. Carries the provider's own message."""
+
+    def __init__(self, job_id: str, message: str, *, provider: str | None = None) -> None:
+        self.job_id, self.provider_message = job_id, message
+        where = f" on {provider}" if provider else ""
+        super().__init__(
+            f"Fine-tune job {job_id}{where} failed: {message}. The run's state is saved; fix the "
+            f"cause and re-run the same command to resume from this iteration."
+        )
+
+
+class BudgetExceeded(SteError):
+    """The next stage would go over `budget.max_cost_usd` or `budget.max_requests`."""

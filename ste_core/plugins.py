@@ -1,0 +1,289 @@
+"""The plugin host: discovers plugins through the `ste` entry-point group and keeps a registry.
+
+Built-in backends are found exactly like third-party ones: through entry-point metadata. Loading
+is lazy (the first call that needs the registry) and isolated: a plugin that fails to import, or
+registers a name that is taken, gives a warning naming its distribution and the rest keep working.
+
+`STE_PLUGINS=together,myplugin` restricts loading to those entry-point names (empty string: load
+none, useful for tests).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import threading
+import warnings
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Any
+
+import pluggy
+
+from ste_core.backends import FineTuneBackend, InferenceBackend
+from ste_core.errors import ConfigurationError, MissingDependencyError, UnknownBackendError
+from ste_core.hookspecs import Hookspecs
+
+ENTRY_POINT_GROUP = "ste"
+OWN_DISTRIBUTION = "self-taught-evaluators"
+
+
+class PluginWarning(UserWarning):
+    pass
+
+
+@dataclass
+class BackendInfo:
+    """What the registry knows about one backend name."""
+
+    name: str
+    inference: type[InferenceBackend] | None = None
+    finetune: type[FineTuneBackend] | None = None
+    plugin: str = "<direct>"
+    distribution: str | None = None
+    version: str | None = None
+
+    @property
+    def kinds(self) -> list[str]:
+        return [k for k in ("inference", "finetune") if getattr(self, k) is not None]
+
+    @property
+    def missing(self) -> list[str]:
+        """Required modules that are not importable (checked without importing them)."""
+        needed: list[str] = []
+        for cls in (self.inference, self.finetune):
+            if cls is not None:
+                needed += [m for m in cls.requires if m not in needed]
+        return [m for m in needed if importlib.util.find_spec(m) is None]
+
+    @property
+    def extra(self) -> str | None:
+        for cls in (self.inference, self.finetune):
+            if cls is not None and cls.extra:
+                return cls.extra
+        return None
+
+
+@dataclass
+class PluginHost:
+    """A pluggy PluginManager plus the registries its hooks fill."""
+
+    pm: pluggy.PluginManager = field(default_factory=lambda: _new_manager())
+    backends: dict[str, BackendInfo] = field(default_factory=dict)
+    templates: dict[str, Any] = field(default_factory=dict)
+    template_owner: dict[str, str] = field(default_factory=dict)
+    load_errors: list[str] = field(default_factory=list)
+    _order: list[str] = field(default_factory=list)
+
+    # -- loading ---------------------------------------------------------------------------
+
+    def load_entry_points(self, only: set[str] | None = None) -> None:
+        """Load every `ste` entry point (or only the named ones), each in isolation."""
+        # Deterministic order, our own built-ins first: when two plugins claim a name, the first
+        # registration wins, and that should not depend on the order of sys.path.
+        eps = sorted(
+            entry_points(group=ENTRY_POINT_GROUP),
+            key=lambda ep: (ep.dist is None or ep.dist.name != OWN_DISTRIBUTION, ep.name),
+        )
+        for ep in eps:
+            if only is not None and ep.name not in only:
+                continue
+            if self.pm.get_plugin(ep.name) is not None or self.pm.is_blocked(ep.name):
+                continue
+            dist = ep.dist.name if ep.dist else "unknown distribution"
+            try:
+                # pluggy's own loader, one entry point at a time, so that one broken plugin
+                # cannot stop the others from loading.
+                self.pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP, name=ep.name)
+                self._order.append(ep.name)
+            except Exception as exc:  # a plugin can fail in any way at import
+                self._warn(
+                    f"plugin '{ep.name}' from {dist} failed to load and was skipped: {exc!r}"
+                )
+
+    def register_plugin(self, plugin: object, name: str | None = None) -> None:
+        """Register a plugin object directly (tests, notebooks) and collect its registrations."""
+        self.pm.register(plugin, name=name)
+        self._order.append(self.pm.get_name(plugin) or "")
+        self._collect(only=plugin)
+
+    def _collect(self, only: object | None = None) -> None:
+        """Call the registration hooks, one implementation at a time, so that each registration is
+        attributed to its plugin's distribution and one failing plugin cannot stop the others."""
+        for hookname, make in (
+            ("register_backends", self._backend_registrar),
+            ("register_templates", self._template_registrar),
+        ):
+            impls = getattr(self.pm.hook, hookname).get_hookimpls()
+            rank = {name: i for i, name in enumerate(self._order)}
+            for impl in sorted(impls, key=lambda i: rank.get(i.plugin_name, len(rank))):
+                if only is not None and impl.plugin is not only:
+                    continue
+                dist, version = self._distribution_of(impl.plugin)
+                self._call(
+                    impl.plugin_name, dist, impl.function, make(impl.plugin_name, dist, version)
+                )
+
+    def _call(self, pname: str, dist: str | None, fn: Any, register: Any) -> None:
+        try:
+            fn(register=register)
+        except Exception as exc:
+            self._warn(
+                f"plugin '{pname}' ({dist or 'no distribution'}) failed to register: {exc!r}"
+            )
+
+    def _backend_registrar(self, pname: str, dist: str | None, version: str | None) -> Any:
+        def register(
+            name: str,
+            inference: type[InferenceBackend] | None = None,
+            finetune: type[FineTuneBackend] | None = None,
+        ) -> None:
+            if inference is None and finetune is None:
+                raise TypeError(f"register('{name}') needs an inference and/or finetune class")
+            for cls, base in ((inference, InferenceBackend), (finetune, FineTuneBackend)):
+                if cls is not None and not (isinstance(cls, type) and issubclass(cls, base)):
+                    raise TypeError(f"{cls!r} registered as '{name}' is not a {base.__name__}")
+            if name in self.backends:
+                taken = self.backends[name]
+                self._warn(
+                    f"plugin '{pname}' ({dist or 'no distribution'}) registers backend '{name}', "
+                    f"which '{taken.plugin}' ({taken.distribution}) already registered; "
+                    "keeping the first."
+                )
+                return
+            for cls in (inference, finetune):
+                if cls is not None and not cls.name:
+                    cls.name = name
+            self.backends[name] = BackendInfo(name, inference, finetune, pname, dist, version)
+
+        return register
+
+    def _template_registrar(self, pname: str, dist: str | None, version: str | None) -> Any:
+        def register(template: Any) -> None:
+            import ste_prompts  # standard library only; cheap
+
+            if not isinstance(template, ste_prompts.Template):
+                template = ste_prompts.load_template(template)
+            if template.name in self.templates:
+                self._warn(
+                    f"plugin '{pname}' ({dist or 'no distribution'}) registers template "
+                    f"'{template.name}', which is already registered; keeping the first."
+                )
+                return
+            self.templates[template.name] = template
+            self.template_owner[template.name] = dist or pname
+
+        return register
+
+    def _distribution_of(self, plugin: object) -> tuple[str | None, str | None]:
+        for p, dist in self.pm.list_plugin_distinfo():
+            if p is plugin:
+                return dist.project_name, dist.version
+        return None, None
+
+    def _warn(self, message: str) -> None:
+        self.load_errors.append(message)
+        warnings.warn(message, PluginWarning, stacklevel=3)
+
+    # -- lookup ----------------------------------------------------------------------------
+
+    def backend(self, name: str) -> BackendInfo:
+        try:
+            return self.backends[name]
+        except KeyError:
+            known = ", ".join(sorted(self.backends)) or "none"
+            raise UnknownBackendError(
+                f"No backend named '{name}'. Registered backends: {known}. Run `ste backends` to "
+                "see them, or install the plugin that provides it."
+            ) from None
+
+    def inference_backend(self, name: str, **options: Any) -> InferenceBackend:
+        info = self.backend(name)
+        if info.inference is None:
+            raise ConfigurationError(
+                f"Backend '{name}' does not do inference (it offers: {', '.join(info.kinds)})."
+            )
+        _check_installed(info)
+        return info.inference(**options)
+
+    def finetune_backend(self, name: str, **options: Any) -> FineTuneBackend:
+        info = self.backend(name)
+        if info.finetune is None:
+            raise ConfigurationError(
+                f"Backend '{name}' does not fine-tune (it offers: {', '.join(info.kinds)})."
+            )
+        _check_installed(info)
+        return info.finetune(**options)
+
+    def template(self, name_or_path: str) -> Any:
+        import ste_prompts
+
+        if name_or_path in self.templates:
+            return self.templates[name_or_path]
+        return ste_prompts.get_template(name_or_path)
+
+
+def _check_installed(info: BackendInfo) -> None:
+    missing = info.missing
+    if missing:
+        raise MissingDependencyError(info.name, info.extra or info.name, missing)
+
+
+def _new_manager() -> pluggy.PluginManager:
+    pm = pluggy.PluginManager("ste")
+    pm.add_hookspecs(Hookspecs)
+    return pm
+
+
+def _allowed_plugins() -> set[str] | None:
+    raw = os.environ.get("STE_PLUGINS")
+    if raw is None:
+        return None
+    return {p.strip() for p in raw.split(",") if p.strip()}
+
+
+_host: PluginHost | None = None
+_lock = threading.Lock()
+
+
+def get_host() -> PluginHost:
+    """The process-wide plugin host, loaded on first use."""
+    global _host
+    with _lock:
+        if _host is None:
+            host = PluginHost()
+            import ste_prompts
+
+            for template in ste_prompts.builtin_templates().values():
+                host.templates[template.name] = template
+                host.template_owner[template.name] = OWN_DISTRIBUTION
+            host.load_entry_points(_allowed_plugins())
+            host._collect()
+            _host = host
+        return _host
+
+
+def reset_host() -> None:
+    """Forget loaded plugins (tests; or after installing a plugin in a running notebook)."""
+    global _host
+    with _lock:
+        _host = None
+
+
+def get_inference_backend(name: str, **options: Any) -> InferenceBackend:
+    """Construct the inference backend registered as `name` with its options."""
+    return get_host().inference_backend(name, **options)
+
+
+def get_finetune_backend(name: str, **options: Any) -> FineTuneBackend:
+    """Construct the fine-tune backend registered as `name` with its options."""
+    return get_host().finetune_backend(name, **options)
+
+
+def list_backends() -> list[BackendInfo]:
+    return sorted(get_host().backends.values(), key=lambda b: b.name)
+
+
+def hook() -> Any:
+    """The hook relay, for firing event hooks: `hook().stage_finished(event=...)`."""
+    return get_host().pm.hook
