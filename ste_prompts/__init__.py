@@ -1,0 +1,63 @@
+"""ste_prompts: prompt templates (TOML files with metadata) and parsers for their outputs.
+
+Standard library only. See README.md beside this file for the template format and the parser
+rules.
+"""
+
+from ste_prompts.categories import DEFAULT_CATEGORIES, DIFFICULTIES, format_categories
+from ste_prompts.parsers import (
+    PARSERS,
+    CategoryResult,
+    ParseFailure,
+    UnknownParserError,
+    Verdict,
+    VerdictResult,
+    WorseResponse,
+    format_category,
+    format_worse_response,
+    get_parser,
+    parse_category,
+    parse_verdict,
+    parse_worse_response,
+    register_parser,
+)
+from ste_prompts.template import (
+    BUILTIN_SOURCE,
+    KNOWN_PURPOSES,
+    Template,
+    TemplateError,
+    builtin_templates,
+    get_template,
+    load_template,
+    loads_template,
+    placeholders,
+)
+
+__all__ = [
+    "BUILTIN_SOURCE",
+    "DEFAULT_CATEGORIES",
+    "DIFFICULTIES",
+    "KNOWN_PURPOSES",
+    "PARSERS",
+    "CategoryResult",
+    "ParseFailure",
+    "Template",
+    "TemplateError",
+    "UnknownParserError",
+    "Verdict",
+    "VerdictResult",
+    "WorseResponse",
+    "builtin_templates",
+    "format_categories",
+    "format_category",
+    "format_worse_response",
+    "get_parser",
+    "get_template",
+    "load_template",
+    "loads_template",
+    "parse_category",
+    "parse_verdict",
+    "parse_worse_response",
+    "placeholders",
+    "register_parser",
+]
