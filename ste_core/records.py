@@ -81,7 +81,7 @@ class ChatRequest(Record):
     def of(
         cls, model: str, messages: list[dict[str, str]] | list[Message], **params: Any
     ) -> ChatRequest:
-        msgs = tuple(m if isinstance(m, Message) else Message(**m) for m in messages)
+        msgs = tuple(m if isinstance(m, Message) else Message.model_validate(m) for m in messages)
         sample_index = params.pop("sample_index", 0)
         return cls(
             model=model, messages=msgs, params=SamplingParams(**params), sample_index=sample_index

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import typer
 
@@ -14,9 +15,9 @@ def backends(
     from ste_core.plugins import get_host, list_backends
 
     host = get_host()
-    rows = []
+    rows: list[dict[str, Any]] = []
     for info in list_backends():
-        caps: dict[str, object] = {}
+        caps: dict[str, Any] = {}
         if info.inference is not None:
             caps["inference"] = info.inference.capabilities.model_dump(mode="json")
         if info.finetune is not None:

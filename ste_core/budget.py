@@ -1,0 +1,171 @@
+"""Spending limits: stop a run before it goes over a cost or request budget.
+
+The scheduler charges every provider attempt (`charge_request`, before the call) and every
+completion (`charge`, after it); cache hits are free and never charged. Stages call `check` with an
+estimate *before* launching a large batch, so a run stops with an actionable message instead of
+finding out half-way.
+
+Token estimates use the chars/4 heuristic (about right for English text with BPE tokenisers; off by
+up to ~2x for code or non-Latin scripts). It is meant for "will this stage fit the budget",
+not for billing: real charges use the provider's `usage` and `cost_usd`.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from ste_core.errors import BudgetExceeded
+from ste_core.records import ChatRequest, Completion, Usage
+
+CHARS_PER_TOKEN = 4.0
+
+
+def estimate_tokens(text: str) -> int:
+    """Rough token count of `text`: ceil(chars / 4)."""
+    return math.ceil(len(text) / CHARS_PER_TOKEN)
+
+
+@dataclass(frozen=True)
+class TokenEstimate:
+    """Estimated tokens for a set of requests. `completion_tokens` assumes every choice uses its
+    full `max_tokens` (an upper bound) unless a smaller `expected_completion_tokens` was given."""
+
+    requests: int
+    prompt_tokens: int
+    completion_tokens: int
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def cost_usd(self, input_per_million: float, output_per_million: float) -> float:
+        """Cost of this estimate at the given per-million-token prices."""
+        return cost_of(
+            Usage(prompt_tokens=self.prompt_tokens, completion_tokens=self.completion_tokens),
+            input_per_million,
+            output_per_million,
+        )
+
+
+def estimate_request_tokens(
+    requests: Iterable[ChatRequest], *, expected_completion_tokens: int | None = None
+) -> TokenEstimate:
+    """Estimate prompt and completion tokens of `requests` (streams; holds nothing).
+
+    Prompt tokens: chars/4 over every message plus 4 tokens of chat framing per message.
+    Completion tokens: per choice, `expected_completion_tokens` if given, else `max_tokens`.
+    """
+    n_req = prompt = completion = 0
+    for req in requests:
+        n_req += 1
+        prompt += sum(estimate_tokens(m.content) + 4 for m in req.messages)
+        per_choice = req.params.max_tokens
+        if expected_completion_tokens is not None:
+            per_choice = min(per_choice, expected_completion_tokens)
+        completion += per_choice * req.params.n
+    return TokenEstimate(requests=n_req, prompt_tokens=prompt, completion_tokens=completion)
+
+
+def cost_of(usage: Usage, input_per_million: float, output_per_million: float) -> float:
+    """USD for `usage` at per-million-token prices."""
+    return (
+        usage.prompt_tokens * input_per_million + usage.completion_tokens * output_per_million
+    ) / 1_000_000
+
+
+class Budget:
+    """A cost and/or request limit for one run; None means unlimited.
+
+    If the backend does not report `completion.cost_usd`, give `input_per_million` and
+    `output_per_million` (USD per million tokens) and the cost is computed from `usage`.
+    Thread-safe.
+    """
+
+    def __init__(
+        self,
+        max_cost_usd: float | None = None,
+        max_requests: int | None = None,
+        *,
+        input_per_million: float | None = None,
+        output_per_million: float | None = None,
+        spent_usd: float = 0.0,
+        requests: int = 0,
+    ) -> None:
+        if max_cost_usd is not None and max_cost_usd < 0:
+            raise ValueError("budget.max_cost_usd must be >= 0 (or unset for no limit)")
+        if max_requests is not None and max_requests < 0:
+            raise ValueError("budget.max_requests must be >= 0 (or unset for no limit)")
+        self.max_cost_usd = max_cost_usd
+        self.max_requests = max_requests
+        self.input_per_million = input_per_million
+        self.output_per_million = output_per_million
+        self.spent_usd = spent_usd
+        self.requests = requests
+        self._lock = threading.Lock()
+
+    def completion_cost(self, completion: Completion) -> float:
+        """The completion's own `cost_usd`, else its usage at the configured prices, else 0."""
+        if completion.cost_usd is not None:
+            return completion.cost_usd
+        if self.input_per_million is not None or self.output_per_million is not None:
+            return cost_of(
+                completion.usage, self.input_per_million or 0.0, self.output_per_million or 0.0
+            )
+        return 0.0
+
+    def charge(self, completion: Completion) -> float:
+        """Add the cost of a (non-cached) completion; returns what was added. Never raises: the
+        next `check` does, so an answer already paid for is always kept."""
+        if completion.cached:
+            return 0.0
+        cost = self.completion_cost(completion)
+        with self._lock:
+            self.spent_usd += cost
+        return cost
+
+    def charge_request(self, count: int = 1) -> None:
+        """Count provider attempts (call `check(estimated_requests=count)` first)."""
+        with self._lock:
+            self.requests += count
+
+    def check(self, estimated_cost_usd: float = 0.0, estimated_requests: int = 0) -> None:
+        """Raise BudgetExceeded if spending the estimate would go over a limit."""
+        with self._lock:
+            spent, reqs = self.spent_usd, self.requests
+        # A request with no cost estimate is refused once the money is used up (spent > 0 so a
+        # free local backend is never stopped by max_cost_usd = 0).
+        if self.max_cost_usd is not None and (
+            spent + estimated_cost_usd > self.max_cost_usd
+            or (estimated_requests > 0 and spent > 0 and spent >= self.max_cost_usd)
+        ):
+            raise BudgetExceeded(
+                f"Budget: ${spent:.4f} spent so far, and the next step needs about "
+                f"${estimated_cost_usd:.4f} more, over budget.max_cost_usd = "
+                f"${self.max_cost_usd:.4f}. Raise budget.max_cost_usd in the config (or pass "
+                f"--max-cost) and re-run the same command: finished requests are cached and "
+                f"will not be paid for again."
+            )
+        if self.max_requests is not None and reqs + estimated_requests > self.max_requests:
+            raise BudgetExceeded(
+                f"Budget: {reqs} provider requests made so far, and the next step needs "
+                f"{estimated_requests} more, over budget.max_requests = {self.max_requests}. "
+                f"Raise budget.max_requests in the config and re-run the same command: "
+                f"finished requests are cached and will not be made again."
+            )
+
+    @property
+    def remaining_usd(self) -> float | None:
+        return None if self.max_cost_usd is None else max(0.0, self.max_cost_usd - self.spent_usd)
+
+    @property
+    def remaining_requests(self) -> int | None:
+        return None if self.max_requests is None else max(0, self.max_requests - self.requests)
+
+    def __repr__(self) -> str:
+        return (
+            f"Budget(max_cost_usd={self.max_cost_usd}, max_requests={self.max_requests}, "
+            f"spent_usd={self.spent_usd:.4f}, requests={self.requests})"
+        )

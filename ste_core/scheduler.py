@@ -1,0 +1,700 @@
+"""The one way ste calls a model: a Scheduler in front of an InferenceBackend.
+
+For every request the scheduler, in order:
+
+1. **Splits** it when `params.n` exceeds `backend.capabilities.max_n`: `ceil(n / max_n)`
+   sub-requests, the k-th with `sample_index = request.sample_index * 1000 + k` (distinct cache
+   keys; valid while a request's n stays below 1000 * max_n) and, if the request has a `seed`,
+   `seed + k` (so a seeded provider does not return the same sample k times). The sub-completions
+   are merged back into one Completion with n texts. This is how the core "repeats a request when
+   n>1 is unsupported".
+2. **Looks up the cache** (`RunStore`) for each (sub-)request: a hit makes no call and is not
+   charged to the budget.
+3. **Calls** the backend for the misses: at most `limits.concurrency` at once, paced by the
+   requests-per-minute and tokens-per-minute token buckets, each attempt under
+   `limits.timeout_s` (a timeout becomes TransientProviderError).
+4. **Retries** errors whose type is `retryable` (RateLimitError, TransientProviderError) up to
+   `limits.max_retries` times, with exponential backoff and full jitter
+   (`uniform(0, min(backoff_max_s, backoff_initial_s * 2**(attempt-1)))`); after a RateLimitError
+   with `retry_after` it waits at least that long, and every other request of this scheduler pauses
+   until then too (no thundering herd against a provider that just said "slow down").
+5. **Stores** each successful answer in the cache immediately (a kill loses only in-flight calls),
+   charges the budget and updates `stats`.
+
+`run()` yields a typed `Outcome` per request as they finish (ok / api_error; stages turn unparsable
+answers into parse_error themselves with `Outcome.as_parse_error`), so a transport failure is never
+mistaken for a model that wrote something unparsable. A single request's failure never raises out
+of `run()`; BudgetExceeded and cancellation do.
+
+Batching: with `use_batch` (default: the backend's `capabilities.batch`), uncached requests are
+collected into chunks of `limits.batch_size` and handed to `backend.complete_many`; failed items are
+retried (through `complete_many` again) with the same policy. Rate limiters and the per-attempt
+timeout do not apply to batch chunks (a Batch API or a local GPU paces itself).
+
+An exception that is not a `SteError` coming out of a backend is a backend bug: it is not retried,
+it becomes an api_error outcome whose `error_type` is the exception's class name, it is counted in
+`stats.errors_by_type` and logged with its traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import random
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Sized
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+
+from ste_core.backends import InferenceBackend
+from ste_core.budget import Budget, estimate_tokens
+from ste_core.errors import BudgetExceeded, RateLimitError, SteError, TransientProviderError
+from ste_core.records import ChatRequest, Completion, Usage
+from ste_core.store import RunStore
+
+log = logging.getLogger(__name__)
+
+#: sub-request k of a split request gets sample_index = original * SPLIT_STRIDE + k
+SPLIT_STRIDE = 1000
+
+
+class Limits(BaseModel):
+    """Call limits for one backend (also the `[backend.limits]`-style config section)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    concurrency: int = Field(16, ge=1, description="most requests in flight at once")
+    requests_per_minute: float | None = Field(None, gt=0)
+    tokens_per_minute: float | None = Field(
+        None, gt=0, description="paced on estimated prompt tokens + max_tokens * n, then corrected"
+    )
+    max_retries: int = Field(6, ge=0, description="retries after the first attempt")
+    backoff_initial_s: float = Field(1.0, ge=0)
+    backoff_max_s: float = Field(60.0, ge=0)
+    timeout_s: float = Field(300.0, gt=0, description="per attempt")
+    batch_size: int = Field(256, ge=1, description="requests per complete_many chunk (batching)")
+    batch_linger_s: float = Field(
+        0.05, ge=0, description="wait this long for more requests before sending a partial chunk"
+    )
+    max_batches_in_flight: int = Field(2, ge=1)
+
+
+class Outcome(BaseModel):
+    """The typed result of one request given to `Scheduler.run`."""
+
+    model_config = ConfigDict(frozen=True)
+
+    index: int = Field(description="position of the request in the input stream")
+    request: ChatRequest
+    status: Literal["ok", "parse_error", "api_error"]
+    completion: Completion | None = None
+    error: str | None = None
+    error_type: str | None = Field(None, description='e.g. "RateLimitError", "ParseError"')
+    attempts: int = 1
+    cached: bool = False
+    _exception: BaseException | None = PrivateAttr(default=None)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def texts(self) -> tuple[str, ...]:
+        return self.completion.texts if self.completion is not None else ()
+
+    @property
+    def exception(self) -> BaseException | None:
+        """The exception behind an api_error (not serialised)."""
+        return self._exception
+
+    def as_parse_error(self, reason: str) -> Outcome:
+        """This outcome re-labelled as a parse failure (the model answered, the answer did not
+        parse). The completion is kept so the text can be reported."""
+        return self.model_copy(
+            update={"status": "parse_error", "error": reason, "error_type": "ParseError"}
+        )
+
+
+class SchedulerStats(BaseModel):
+    """Running totals of one Scheduler (across all its `run`/`complete` calls).
+
+    `requests` counts provider attempts (sub-requests and retries included); `cache_hits` counts
+    (sub-)requests answered from the cache; `errors_by_type` counts every failed attempt by error
+    class (retried ones too); `api_errors` counts requests that finally failed.
+    """
+
+    requests: int = 0
+    completed: int = 0
+    ok: int = 0
+    api_errors: int = 0
+    cache_hits: int = 0
+    retries: int = 0
+    errors_by_type: dict[str, int] = Field(default_factory=dict)
+    usage: Usage = Usage()
+    cost_usd: float = 0.0
+    seconds: float = 0.0
+
+
+class SchedulerEvent(BaseModel):
+    """Progress of one `run()` call, sent to `on_event` after every finished request."""
+
+    model_config = ConfigDict(frozen=True)
+
+    label: str
+    done: int
+    total: int | None = None
+    ok: int = 0
+    errors: int = 0
+    cache_hits: int = 0
+    retries: int = 0
+    in_flight: int = 0
+    elapsed_s: float = 0.0
+    rate_per_s: float = 0.0
+    finished: bool = False
+
+
+class TokenBucket:
+    """A token bucket: `rate` tokens per second, holding at most `capacity`.
+
+    `acquire(cost)` waits until `cost` tokens are there (a cost above capacity is clamped, so one
+    huge request cannot deadlock); `adjust(delta)` corrects after the fact (may go negative, which
+    makes later callers wait). Waiters are served in FIFO order.
+    """
+
+    def __init__(
+        self,
+        rate: float,
+        capacity: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Any] = asyncio.sleep,
+    ) -> None:
+        self.rate, self.capacity = rate, max(capacity, 1e-9)
+        self._tokens = self.capacity
+        self._clock, self._sleep = clock, sleep
+        self._last = clock()
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    def per_minute(cls, per_minute: float, **kw: Any) -> TokenBucket:
+        # Burst of one second's worth (at least one request): providers enforce per-minute limits
+        # over shorter windows too, and a full-minute burst gets 429s.
+        rate = per_minute / 60.0
+        return cls(rate, max(1.0, rate), **kw)
+
+    def _refill(self) -> None:
+        now = self._clock()
+        self._tokens = min(self.capacity, self._tokens + (now - self._last) * self.rate)
+        self._last = now
+
+    async def acquire(self, cost: float = 1.0) -> None:
+        cost = min(cost, self.capacity)
+        async with self._lock:
+            self._refill()
+            while self._tokens < cost:
+                await self._sleep((cost - self._tokens) / self.rate)
+                self._refill()
+            self._tokens -= cost
+
+    def adjust(self, delta: float) -> None:
+        self._refill()
+        self._tokens = min(self.capacity, self._tokens - delta)
+
+
+class _Failure(Exception):
+    """Internal: a sub-request failed for good (carries the error and attempts)."""
+
+    def __init__(self, error: BaseException, attempts: int) -> None:
+        super().__init__(str(error))
+        self.error, self.attempts = error, attempts
+
+
+class _Batcher:
+    """Collects single (sub-)requests into `complete_many` chunks for one `run()` call."""
+
+    def __init__(self, scheduler: Scheduler) -> None:
+        self._s = scheduler
+        self._pending: list[tuple[ChatRequest, asyncio.Future[Completion]]] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._inflight = asyncio.Semaphore(scheduler.limits.max_batches_in_flight)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def submit(self, request: ChatRequest) -> Completion:
+        fut: asyncio.Future[Completion] = asyncio.get_running_loop().create_future()
+        self._pending.append((request, fut))
+        if len(self._pending) >= self._s.limits.batch_size:
+            self._flush()
+        elif self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(
+                self._s.limits.batch_linger_s, self._flush
+            )
+        return await fut
+
+    def _flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        while self._pending:
+            chunk = self._pending[: self._s.limits.batch_size]
+            self._pending = self._pending[self._s.limits.batch_size :]
+            chunk = [(r, f) for r, f in chunk if not f.done()]  # drop cancelled waiters
+            if chunk:
+                task = asyncio.ensure_future(self._run_chunk(chunk))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+    async def _run_chunk(self, chunk: list[tuple[ChatRequest, asyncio.Future[Completion]]]) -> None:
+        backend = self._s.backend
+        try:
+            async with self._inflight:
+                items = backend.complete_many(
+                    [r for r, _ in chunk], concurrency=self._s.limits.concurrency
+                )
+                async for item in items:
+                    if not 0 <= item.index < len(chunk):
+                        log.warning(
+                            "%s.complete_many yielded unknown index %s", backend.name, item.index
+                        )
+                        continue
+                    fut = chunk[item.index][1]
+                    if fut.done():
+                        continue
+                    if item.completion is not None:
+                        fut.set_result(item.completion)
+                    else:
+                        fut.set_exception(
+                            item.error
+                            or TransientProviderError(
+                                "batch item came back with neither completion nor error",
+                                provider=backend.name,
+                            )
+                        )
+        except asyncio.CancelledError:
+            for _, fut in chunk:
+                if not fut.done():
+                    fut.cancel()
+            raise
+        except Exception as exc:  # the whole chunk failed: every waiter sees the same error
+            for _, fut in chunk:
+                if not fut.done():
+                    fut.set_exception(exc)
+        finally:
+            for _, fut in chunk:
+                if not fut.done():
+                    fut.set_exception(
+                        TransientProviderError(
+                            "complete_many returned no result for this request",
+                            provider=backend.name,
+                        )
+                    )
+
+    async def aclose(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for _, fut in self._pending:
+            fut.cancel()
+        self._pending = []
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+class Scheduler:
+    """Calls one InferenceBackend under limits, with cache, retries, budget and statistics.
+
+    `limits` defaults to `Limits(concurrency=backend.capabilities.suggested_concurrency)`.
+    `use_batch` defaults to `backend.capabilities.batch` (True on a backend without batching is
+    ignored). `rng`, `sleep` and `clock` exist for tests (jitter, virtual time).
+    """
+
+    def __init__(
+        self,
+        backend: InferenceBackend,
+        *,
+        limits: Limits | None = None,
+        store: RunStore | None = None,
+        budget: Budget | None = None,
+        on_event: Callable[[SchedulerEvent], None] | None = None,
+        use_batch: bool | None = None,
+        rng: random.Random | None = None,
+        sleep: Callable[[float], Any] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.backend = backend
+        # Without explicit limits, take the backend's own concurrency hint.
+        self.limits = (
+            limits
+            if limits is not None
+            else Limits(concurrency=backend.capabilities.suggested_concurrency)
+        )
+        self.store = store
+        self.budget = budget
+        self.on_event = on_event
+        caps = backend.capabilities
+        self.use_batch = caps.batch if use_batch is None else bool(use_batch and caps.batch)
+        self.stats = SchedulerStats()
+        self._rng = rng or random.Random()
+        self._sleep, self._clock = sleep, clock
+        self._describe = dict(backend.describe())
+        # Created lazily inside the running loop (asyncio primitives bind to a loop on use).
+        self._sem: asyncio.Semaphore | None = None
+        self._rpm: TokenBucket | None = None
+        self._tpm: TokenBucket | None = None
+        self._pause_until = 0.0
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # -- public API ------------------------------------------------------------------------
+
+    async def complete(self, request: ChatRequest) -> Completion:
+        """One request through cache, limits and retries.
+
+        Raises the typed SteError of the last attempt on failure (or, for a backend bug, the
+        backend's own exception), and BudgetExceeded.
+        """
+        started = self._clock()
+        self._ensure_loop_state()
+        try:
+            outcome = await self._process(0, request, batcher=None)
+        finally:
+            self.stats.seconds += self._clock() - started
+        self._count_outcome(outcome)
+        if outcome.completion is None:
+            exc = outcome.exception
+            if exc is not None:
+                raise exc
+            raise TransientProviderError(outcome.error or "request failed")
+        return outcome.completion
+
+    async def run(
+        self,
+        requests: Iterable[ChatRequest] | AsyncIterable[ChatRequest],
+        *,
+        label: str = "",
+    ) -> AsyncIterator[Outcome]:
+        """Run many requests; yield an Outcome per request as each finishes (any order).
+
+        The input is pulled lazily: at most a window of `2 * concurrency` requests (or two batch
+        chunks when batching) is in progress at once, whatever the input's size.
+        """
+        self._ensure_loop_state()
+        total = len(requests) if isinstance(requests, Sized) else None
+        window = 2 * self.limits.concurrency
+        batcher = _Batcher(self) if self.use_batch else None
+        if batcher is not None:
+            window = max(window, 2 * self.limits.batch_size)
+        # A sync iterable is pulled directly (it cannot block the loop for long). An async one is
+        # pulled in a task awaited together with the requests in flight, so a slow source (e.g.
+        # a queue fed by another stage's outcomes) never holds back finished outcomes.
+        sync_source = iter(requests) if not isinstance(requests, AsyncIterable) else None
+        async_source = requests.__aiter__() if isinstance(requests, AsyncIterable) else None
+        fetch: asyncio.Future[Any] | None = None
+        pending: set[asyncio.Future[Any]] = set()
+        exhausted = False
+        index = done = ok = errors = hits = 0
+        retries_before = self.stats.retries
+        started = self._clock()
+
+        final = False
+
+        def emit(finished: bool) -> None:
+            assert self.on_event is not None
+            elapsed = self._clock() - started
+            self.on_event(
+                SchedulerEvent(
+                    label=label,
+                    done=done,
+                    total=total,
+                    ok=ok,
+                    errors=errors,
+                    cache_hits=hits,
+                    retries=self.stats.retries - retries_before,
+                    in_flight=len(pending),
+                    elapsed_s=elapsed,
+                    rate_per_s=done / elapsed if elapsed > 0 else 0.0,
+                    finished=finished,
+                )
+            )
+
+        def submit(req: Any) -> None:
+            nonlocal index
+            if not isinstance(req, ChatRequest):
+                raise TypeError(
+                    f"Scheduler.run expects ChatRequest items, got {type(req).__name__} "
+                    f"at index {index}"
+                )
+            pending.add(asyncio.ensure_future(self._process(index, req, batcher)))
+            index += 1
+
+        try:
+            while True:
+                if sync_source is not None:
+                    while not exhausted and len(pending) < window:
+                        try:
+                            submit(next(sync_source))
+                        except StopIteration:
+                            exhausted = True
+                elif fetch is None and not exhausted and len(pending) < window:
+                    assert async_source is not None
+                    fetch = asyncio.ensure_future(async_source.__anext__())
+                waiting = pending | {fetch} if fetch is not None else pending
+                if not waiting:
+                    if self.on_event is not None and not final:
+                        emit(True)  # the source ended after the last outcome was reported
+                    break
+                finished, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                if fetch is not None and fetch in finished:
+                    finished.discard(fetch)
+                    try:
+                        submit(fetch.result())
+                    except StopAsyncIteration:
+                        exhausted = True
+                    fetch = None
+                pending -= finished
+                last = len(finished) - 1
+                for position, task in enumerate(finished):
+                    outcome: Outcome = task.result()  # BudgetExceeded propagates from here
+                    self._count_outcome(outcome)
+                    done += 1
+                    ok += outcome.status == "ok"
+                    errors += outcome.status == "api_error"
+                    hits += outcome.cached
+                    final = exhausted and not pending and position == last
+                    if self.on_event is not None:
+                        emit(final)
+                    yield outcome
+        finally:
+            leftovers = set(pending)
+            if fetch is not None:
+                leftovers.add(fetch)
+            for task in leftovers:
+                task.cancel()
+            if leftovers:
+                await asyncio.gather(*leftovers, return_exceptions=True)
+            if batcher is not None:
+                await batcher.aclose()
+            self.stats.seconds += self._clock() - started
+
+    # -- one request -------------------------------------------------------------------------
+
+    def split(self, request: ChatRequest) -> list[ChatRequest]:
+        """The sub-requests `request` is sent as (itself when the backend can do its n)."""
+        max_n = self.backend.capabilities.max_n
+        n = request.params.n
+        if max_n is None or n <= max_n:
+            return [request]
+        subs = []
+        for k in range(math.ceil(n / max_n)):
+            changes: dict[str, Any] = {"n": min(max_n, n - k * max_n)}
+            if request.params.seed is not None:
+                changes["seed"] = request.params.seed + k
+            sub = request.with_params(**changes)
+            subs.append(
+                sub.model_copy(update={"sample_index": request.sample_index * SPLIT_STRIDE + k})
+            )
+        return subs
+
+    async def _process(self, index: int, request: ChatRequest, batcher: _Batcher | None) -> Outcome:
+        subs = self.split(request)
+        keys = [RunStore.cache_key(self._describe, s) for s in subs] if self.store else []
+        results: list[Completion | None] = [None] * len(subs)
+        if self.store is not None:
+            for i, key in enumerate(keys):
+                results[i] = self.store.cache_get(key)
+        hits = sum(r is not None for r in results)
+        self.stats.cache_hits += hits
+        missing = [i for i, r in enumerate(results) if r is None]
+        attempts = 1
+        failure: _Failure | None = None
+        if missing:
+            calls = [self._call(subs[i], keys[i] if keys else None, batcher) for i in missing]
+            answers = await asyncio.gather(*calls, return_exceptions=True)
+            for i, ans in zip(missing, answers, strict=True):
+                if isinstance(ans, _Failure):
+                    failure = failure or ans
+                    attempts = max(attempts, ans.attempts)
+                elif isinstance(ans, BaseException):
+                    raise ans  # BudgetExceeded, cancellation, or a bug in this module
+                else:
+                    completion, tries = ans
+                    results[i] = completion
+                    attempts = max(attempts, tries)
+        if failure is not None:
+            err = failure.error
+            outcome = Outcome(
+                index=index,
+                request=request,
+                status="api_error",
+                error=str(err) or repr(err),
+                error_type=type(err).__name__,
+                attempts=attempts,
+            )
+            outcome._exception = err
+            return outcome
+        done = [r for r in results if r is not None]
+        completion = done[0] if len(done) == 1 else _merge(done)
+        return Outcome(
+            index=index,
+            request=request,
+            status="ok",
+            completion=completion,
+            attempts=attempts,
+            cached=not missing,
+        )
+
+    async def _call(
+        self, request: ChatRequest, key: str | None, batcher: _Batcher | None
+    ) -> tuple[Completion, int]:
+        """Call the backend for one uncached (sub-)request with retries; raise _Failure."""
+        attempt = 0
+        while True:
+            attempt += 1
+            await self._wait_pause()
+            if self.budget is not None:
+                self.budget.check(estimated_requests=1)
+            try:
+                if batcher is not None:
+                    self._charge_attempt()
+                    completion = await batcher.submit(request)
+                else:
+                    completion = await self._attempt(request)
+            except (BudgetExceeded, asyncio.CancelledError):
+                raise
+            except SteError as exc:
+                error: BaseException = exc
+            except Exception as exc:
+                # Not a typed error: a bug in the backend. Never retried, never silent.
+                self._count_error(exc)
+                log.warning(
+                    "backend %r raised %s (not a ste error; a backend bug): %s",
+                    self.backend.name,
+                    type(exc).__name__,
+                    exc,
+                    exc_info=exc,
+                )
+                raise _Failure(exc, attempt) from exc
+            else:
+                self._record_success(request, key, completion)
+                return completion, attempt
+            self._count_error(error)
+            if not getattr(error, "retryable", False) or attempt > self.limits.max_retries:
+                raise _Failure(error, attempt)
+            delay = self._backoff(attempt)
+            retry_after = getattr(error, "retry_after", None)
+            if isinstance(error, RateLimitError) and retry_after:
+                delay = max(delay, float(retry_after))
+                self._pause_until = max(self._pause_until, self._clock() + float(retry_after))
+            self.stats.retries += 1
+            await self._sleep(delay)
+
+    async def _attempt(self, request: ChatRequest) -> Completion:
+        """One direct call: concurrency slot, rate limiters, timeout."""
+        assert self._sem is not None
+        async with self._sem:
+            estimate = 0
+            if self._rpm is not None:
+                await self._rpm.acquire(1)
+            if self._tpm is not None:
+                estimate = _estimate(request)
+                await self._tpm.acquire(estimate)
+            self._charge_attempt()
+            started = self._clock()
+            try:
+                async with asyncio.timeout(self.limits.timeout_s):
+                    completion = await self.backend.complete(request)
+            except TimeoutError as exc:
+                raise TransientProviderError(
+                    f"no answer within timeout_s={self.limits.timeout_s}s (raise "
+                    f"limits.timeout_s if the model is slow)",
+                    provider=self.backend.name,
+                ) from exc
+            if self._tpm is not None:
+                self._tpm.adjust(completion.usage.total_tokens - estimate)
+            if not completion.latency_s:
+                completion = completion.model_copy(update={"latency_s": self._clock() - started})
+            return completion
+
+    # -- bookkeeping -------------------------------------------------------------------------
+
+    def _ensure_loop_state(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._loop is loop and self._sem is not None:
+            return
+        self._loop = loop
+        self._sem = asyncio.Semaphore(self.limits.concurrency)
+        kw: dict[str, Any] = {"clock": self._clock, "sleep": self._sleep}
+        if self.limits.requests_per_minute:
+            self._rpm = TokenBucket.per_minute(self.limits.requests_per_minute, **kw)
+        if self.limits.tokens_per_minute:
+            self._tpm = TokenBucket.per_minute(self.limits.tokens_per_minute, **kw)
+
+    async def _wait_pause(self) -> None:
+        while True:
+            wait = self._pause_until - self._clock()
+            if wait <= 0:
+                return
+            await self._sleep(wait)
+
+    def _backoff(self, attempt: int) -> float:
+        cap = min(self.limits.backoff_max_s, self.limits.backoff_initial_s * 2 ** (attempt - 1))
+        return self._rng.uniform(0, cap)
+
+    def _charge_attempt(self) -> None:
+        self.stats.requests += 1
+        if self.budget is not None:
+            self.budget.charge_request()
+
+    def _record_success(
+        self, request: ChatRequest, key: str | None, completion: Completion
+    ) -> None:
+        if self.store is not None and key is not None:
+            self.store.cache_put(key, completion, request=request)
+        self.stats.usage = self.stats.usage + completion.usage
+        if self.budget is not None:
+            self.stats.cost_usd += self.budget.charge(completion)
+        elif completion.cost_usd is not None:
+            self.stats.cost_usd += completion.cost_usd
+
+    def _count_error(self, error: BaseException) -> None:
+        name = type(error).__name__
+        self.stats.errors_by_type[name] = self.stats.errors_by_type.get(name, 0) + 1
+
+    def _count_outcome(self, outcome: Outcome) -> None:
+        self.stats.completed += 1
+        if outcome.status == "ok":
+            self.stats.ok += 1
+        elif outcome.status == "api_error":
+            self.stats.api_errors += 1
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+
+def _estimate(request: ChatRequest) -> int:
+    prompt = sum(estimate_tokens(m.content) + 4 for m in request.messages)
+    return prompt + request.params.max_tokens * request.params.n
+
+
+def _merge(parts: list[Completion]) -> Completion:
+    """One Completion from the sub-completions of a split request (texts in sub-request order)."""
+    texts: list[str] = []
+    reasons: list[str | None] = []
+    usage = Usage()
+    costs = [p.cost_usd for p in parts if p.cost_usd is not None]
+    for p in parts:
+        texts += p.texts
+        reasons += p.finish_reasons or (None,) * len(p.texts)
+        usage = usage + p.usage
+    return Completion(
+        texts=tuple(texts),
+        finish_reasons=tuple(reasons),
+        usage=usage,
+        request_id=parts[0].request_id,
+        model=parts[0].model,
+        latency_s=max(p.latency_s for p in parts),
+        cost_usd=sum(costs) if costs else None,
+        cached=all(p.cached for p in parts),
+    )

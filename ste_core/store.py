@@ -1,0 +1,237 @@
+"""The run store: one SQLite file per run directory holding the request cache and stage state.
+
+Why SQLite: it is transactional, embedded (stdlib `sqlite3`), safe across processes, and survives
+a kill at any moment. The store runs in WAL mode and commits every write on its own, so a killed
+run loses at most the requests that were in flight (their answers never reached `cache_put`).
+`synchronous=NORMAL` is enough for that guarantee: in WAL mode a committed transaction survives a
+process crash; only an OS crash / power cut may lose the last few commits (never corrupt the file).
+
+Three tables:
+
+- `cache`: content-addressed completions. The key (`RunStore.cache_key`) hashes the backend's
+  `describe()` facts (backend name, base URL, ...), the model, the messages, the sampling params and
+  the request's `sample_index`. A completion from an n>1 request is stored whole (all n texts).
+- `state`: small JSON values by key (fine-tune job ids, split ids, stage markers...).
+- `stages`: which (iteration, stage) finished, with the counts of its funnel (for reports/resume).
+
+No secrets are ever written: the key input is `backend.describe()`, which backends keep free of API
+keys (the `InferenceBackend.describe` contract), and the stored request is the `ChatRequest` (model,
+messages, params) with no headers. Do not put keys into `describe()` or into `set_state` values.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from ste_core.records import ChatRequest, Completion, content_hash
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS cache (
+    key TEXT PRIMARY KEY,
+    completion TEXT NOT NULL,
+    request TEXT,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS state (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL,
+    updated REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS stages (
+    iteration INTEGER NOT NULL,
+    stage TEXT NOT NULL,
+    counts TEXT NOT NULL,
+    finished REAL NOT NULL,
+    PRIMARY KEY (iteration, stage)
+);
+"""
+
+#: Bump when the cache key recipe changes, so old entries are simply never hit again.
+CACHE_KEY_VERSION = 1
+
+
+class RunStore:
+    """Request cache + key/value state + stage markers in one SQLite file.
+
+    Thread-safe (one connection guarded by a lock) and process-safe (SQLite file locking with a
+    busy timeout). Every write is its own committed transaction.
+    """
+
+    def __init__(self, path: Path | str, *, busy_timeout_s: float = 30.0) -> None:
+        self.path = Path(path)
+        self._on_disk = str(path) != ":memory:"
+        if self._on_disk:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        # isolation_level=None: autocommit; each statement is its own transaction (we want
+        # commit-per-write), and explicit BEGIN where several statements must be atomic.
+        self._conn = sqlite3.connect(
+            str(path), timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
+        )
+        self._conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
+        if self._on_disk:
+            self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        with self._lock:
+            self._conn.executescript(_SCHEMA)
+
+    # -- cache -------------------------------------------------------------------------------
+
+    @staticmethod
+    def cache_key(backend: Mapping[str, Any] | Any, request: ChatRequest) -> str:
+        """The content address of `request` sent to `backend`.
+
+        `backend` is the backend's `describe()` mapping (or a backend object, whose `describe()`
+        is called). `request.metadata` is not part of the key (it is bookkeeping, not input).
+        """
+        facts = backend if isinstance(backend, Mapping) else backend.describe()
+        return content_hash(
+            CACHE_KEY_VERSION,
+            dict(facts),
+            request.model,
+            [m.model_dump() for m in request.messages],
+            request.params.model_dump(mode="json"),
+            request.sample_index,
+        )
+
+    def cache_get(self, key: str) -> Completion | None:
+        """The cached completion for `key` (with `cached=True`), or None."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT completion FROM cache WHERE key = ?", (key,)
+            ).fetchone()
+        if row is None:
+            return None
+        return Completion.model_validate_json(row[0]).model_copy(update={"cached": True})
+
+    def cache_put(
+        self, key: str, completion: Completion, *, request: ChatRequest | None = None
+    ) -> None:
+        """Store `completion` under `key` (replacing any earlier entry); committed immediately."""
+        blob = completion.model_copy(update={"cached": False}).model_dump_json()
+        req = request.model_dump_json() if request is not None else None
+        with self._lock:
+            self._conn.execute(
+                "INSERT OR REPLACE INTO cache (key, completion, request, created) VALUES (?,?,?,?)",
+                (key, blob, req, time.time()),
+            )
+
+    def cache_size(self) -> int:
+        """Number of cached completions."""
+        with self._lock:
+            return int(self._conn.execute("SELECT COUNT(*) FROM cache").fetchone()[0])
+
+    def iter_cache(self) -> Iterator[tuple[str, ChatRequest | None, Completion]]:
+        """Stream (key, request, completion) for exports and debugging (not loaded whole).
+
+        Reads through its own connection so writers are not blocked and the cursor is not shared.
+        """
+        conn = sqlite3.connect(str(self.path), timeout=30.0) if self._on_disk else None
+        try:
+            if conn is None:
+                with self._lock:
+                    rows = self._conn.execute(
+                        "SELECT key, request, completion FROM cache ORDER BY created"
+                    ).fetchall()
+                source: Any = iter(rows)
+            else:
+                source = conn.execute("SELECT key, request, completion FROM cache ORDER BY created")
+            for key, req, comp in source:
+                yield (
+                    key,
+                    ChatRequest.model_validate_json(req) if req else None,
+                    Completion.model_validate_json(comp),
+                )
+        finally:
+            if conn is not None:
+                conn.close()
+
+    # -- key/value state ---------------------------------------------------------------------
+
+    def get_state(self, key: str, default: Any = None) -> Any:
+        """The JSON value stored under `key`, or `default`."""
+        with self._lock:
+            row = self._conn.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
+        return default if row is None else json.loads(row[0])
+
+    def set_state(self, key: str, value: Any) -> None:
+        """Store a JSON-serialisable `value` under `key`; committed immediately."""
+        blob = json.dumps(value, sort_keys=True, ensure_ascii=False)
+        with self._lock:
+            self._conn.execute(
+                "INSERT OR REPLACE INTO state (key, value, updated) VALUES (?,?,?)",
+                (key, blob, time.time()),
+            )
+
+    def delete_state(self, key: str) -> None:
+        with self._lock:
+            self._conn.execute("DELETE FROM state WHERE key = ?", (key,))
+
+    # -- stage markers -----------------------------------------------------------------------
+
+    def stage_done(self, iteration: int, stage: str) -> bool:
+        """True when `mark_stage(iteration, stage, ...)` was recorded."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT 1 FROM stages WHERE iteration = ? AND stage = ?", (iteration, stage)
+            ).fetchone()
+        return row is not None
+
+    def mark_stage(self, iteration: int, stage: str, counts: Mapping[str, int]) -> None:
+        """Record that `stage` of `iteration` finished, with its funnel counts."""
+        blob = json.dumps(dict(counts), sort_keys=True)
+        with self._lock:
+            self._conn.execute(
+                "INSERT OR REPLACE INTO stages (iteration, stage, counts, finished) "
+                "VALUES (?,?,?,?)",
+                (iteration, stage, blob, time.time()),
+            )
+
+    def unmark_stage(self, iteration: int, stage: str) -> None:
+        """Forget a stage marker (to force a stage to run again)."""
+        with self._lock:
+            self._conn.execute(
+                "DELETE FROM stages WHERE iteration = ? AND stage = ?", (iteration, stage)
+            )
+
+    def stage_counts(
+        self, iteration: int | None = None
+    ) -> dict[str, dict[str, int]] | dict[int, dict[str, dict[str, int]]]:
+        """Funnel counts of finished stages, in the order they finished.
+
+        With `iteration`: `{stage: counts}` for that iteration. Without: `{iteration: {stage:
+        counts}}` for all of them.
+        """
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT iteration, stage, counts FROM stages ORDER BY iteration, finished"
+            ).fetchall()
+        if iteration is not None:
+            return {stage: json.loads(c) for it, stage, c in rows if it == iteration}
+        out: dict[int, dict[str, dict[str, int]]] = {}
+        for it, stage, c in rows:
+            out.setdefault(int(it), {})[stage] = json.loads(c)
+        return out
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the connection (idempotent)."""
+        with self._lock, contextlib.suppress(sqlite3.ProgrammingError):
+            self._conn.close()
+
+    def __enter__(self) -> RunStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"RunStore({str(self.path)!r})"

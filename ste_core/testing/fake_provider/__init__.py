@@ -1,0 +1,47 @@
+"""A fake model provider for tests, cassette recording and benchmarks (stdlib only).
+
+    from ste_core.testing.fake_provider import FakeProvider, FaultPlan
+
+    with FakeProvider(latency_s=0.05, faults=FaultPlan(rate_limit_every=5)) as fake:
+        client = openai.AsyncOpenAI(base_url=fake.url + "/v1", api_key="unused")
+        ...
+        assert fake.counter["chat"] == ...
+
+Command line: `python -m ste_core.testing.fake_provider --help`.
+See server.py (routes, extension points), faults.py (FaultPlan) and model.py (the scripted model's
+rules, including how a judge's accuracy follows from its model name).
+"""
+
+from ste_core.testing.fake_provider.faults import FaultAction, FaultPlan, error_body
+from ste_core.testing.fake_provider.model import (
+    ScriptedModel,
+    TemplateMatcher,
+    good_answer,
+    model_accuracy,
+    signature,
+    signatures_in,
+    strip_signatures,
+)
+from ste_core.testing.fake_provider.server import (
+    DEFAULT_MODELS,
+    FakeProvider,
+    FakeRequest,
+    FakeResponse,
+)
+
+__all__ = [
+    "DEFAULT_MODELS",
+    "FakeProvider",
+    "FakeRequest",
+    "FakeResponse",
+    "FaultAction",
+    "FaultPlan",
+    "ScriptedModel",
+    "TemplateMatcher",
+    "error_body",
+    "good_answer",
+    "model_accuracy",
+    "signature",
+    "signatures_in",
+    "strip_signatures",
+]
