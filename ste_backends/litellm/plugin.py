@@ -1,0 +1,13 @@
+"""Entry point `litellm` of the `ste` group: registers the `litellm` inference backend.
+
+Imports nothing heavy: litellm is imported when a backend is constructed.
+"""
+
+from ste_core import hookimpl
+
+
+@hookimpl
+def register_backends(register):  # type: ignore[no-untyped-def]
+    from ste_backends.litellm.backend import LiteLLMInference
+
+    register("litellm", inference=LiteLLMInference)

@@ -1,0 +1,96 @@
+"""Constructor options, capabilities, describe() and plugin registration of the openai backend."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from ste_backends.openai import OpenAIInference
+from ste_backends.openai.backend import PLACEHOLDER_KEY
+from ste_core.backends import InferenceCapabilities
+from ste_core.errors import ConfigurationError
+
+
+@pytest.fixture(autouse=True)
+def no_env_key(monkeypatch):  # type: ignore[no-untyped-def]
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+
+
+def test_openai_without_a_key_is_a_configuration_error():
+    with pytest.raises(ConfigurationError, match="OPENAI_API_KEY"):
+        OpenAIInference()
+
+
+def test_local_server_gets_a_placeholder_key_and_describe_has_no_key(monkeypatch):
+    b = OpenAIInference(base_url="http://127.0.0.1:8000/v1/")
+    assert b._api_key == PLACEHOLDER_KEY
+    assert b.describe() == {"backend": "openai", "base_url": "http://127.0.0.1:8000/v1"}
+    monkeypatch.setenv("MY_VLLM_KEY", "sk-secret-local")
+    b = OpenAIInference(base_url="http://127.0.0.1:8000/v1", api_key_env="MY_VLLM_KEY")
+    assert b._api_key == "sk-secret-local"
+    assert "sk-secret-local" not in repr(b.describe())
+
+
+def test_key_and_base_url_from_the_environment(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-from-env")
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9999/v1")
+    b = OpenAIInference()
+    assert b._api_key == "sk-from-env" and b.base_url == "http://127.0.0.1:9999/v1"
+
+
+def test_capabilities_follow_the_options():
+    assert OpenAIInference.capabilities == InferenceCapabilities()  # what `ste backends` shows
+    b = OpenAIInference(
+        base_url="http://x/v1", max_n=1, batch=True, concurrency=4, supports_seed=False
+    )
+    assert b.capabilities == InferenceCapabilities(
+        max_n=1, batch=True, supports_seed=False, suggested_concurrency=4
+    )
+    assert OpenAIInference(base_url="http://x/v1").capabilities.max_n is None
+
+
+def test_seed_is_not_sent_when_unsupported():
+    from ste_core.records import ChatRequest
+
+    r = ChatRequest.of("m", [{"role": "user", "content": "x"}], seed=3)
+    assert OpenAIInference(base_url="http://x/v1")._body(r)["seed"] == 3
+    assert "seed" not in OpenAIInference(base_url="http://x/v1", supports_seed=False)._body(r)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"api_base": "x"}, "Unknown option"),
+        ({"max_n": 0}, "max_n"),
+        ({"max_tokens_field": "tokens"}, "max_tokens_field"),
+        ({"extra_body": {"n": 4}}, "extra_body may not set n"),
+        ({"timeout": 0}, "timeout"),
+    ],
+)
+def test_bad_options_are_configuration_errors(options, message):
+    with pytest.raises(ConfigurationError, match=message):
+        OpenAIInference(base_url="http://x/v1", **options)
+
+
+def test_registered_through_the_entry_point():
+    from ste_core.plugins import PluginHost
+
+    host = PluginHost()
+    host.load_entry_points({"openai"})
+    host._collect()
+    info = host.backend("openai")
+    assert info.inference is OpenAIInference and info.distribution == "self-taught-evaluators"
+    backend = host.inference_backend("openai", base_url="http://127.0.0.1:1/v1", max_n=2)
+    assert backend.name == "openai" and backend.capabilities.max_n == 2
+
+
+def test_plugin_import_does_not_import_the_sdk():
+    code = (
+        "import sys, ste_backends.openai.plugin, ste_backends.openai; "
+        "assert 'openai' not in sys.modules, 'openai imported'; "
+        "assert 'httpx2' not in sys.modules, 'httpx2 imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
