@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from ste_core.cli import backends_cmd, templates_cmd
+from ste_core.cli import backends_cmd, evaluate_cmd, report_cmd, run_cmd, templates_cmd
 
 app = typer.Typer(
     name="ste",
@@ -16,6 +16,10 @@ app = typer.Typer(
 
 app.command("backends")(backends_cmd.backends)
 app.command("templates")(templates_cmd.templates)
+app.command("evaluate")(evaluate_cmd.evaluate)
+app.command("score")(evaluate_cmd.score)
+app.command("report")(report_cmd.report)
+app.command("run")(run_cmd.run)
 
 
 @app.callback()

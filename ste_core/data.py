@@ -1,0 +1,372 @@
+"""Instructions in: loading, normalising, dropping, and the train/eval split.
+
+Loading streams rows from JSONL, CSV, Parquet, a `datasets.save_to_disk` directory or a Hugging
+Face hub dataset (the last three import pyarrow / datasets lazily and name the extra to install),
+takes the instruction text from a plain column or from the first user turn of a chat column
+(WildChat's `conversation`), normalises whitespace and drops empty, over-long and duplicate items.
+Every dropped row is counted by reason in a `LoadReport`; nothing is dropped silently.
+
+The split is deterministic: an instruction's place depends only on (seed, its content hash), never
+on file order. The eval set is the `eval_size` instructions with the smallest split key, the train
+set the next `train_size` (or all the rest). Both are found with bounded heaps, so a split holds
+at most eval_size + train_size instructions in memory, whatever the pool's size.
+"""
+
+from __future__ import annotations
+
+import csv
+import heapq
+import json
+import re
+import unicodedata
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ste_core.config import DataConfig
+from ste_core.errors import ConfigurationError, MissingDependencyError
+from ste_core.records import Instruction, content_hash
+
+__all__ = [
+    "DEFAULT_TEXT_FIELDS",
+    "LoadReport",
+    "Split",
+    "detect_format",
+    "extract_text",
+    "iter_rows",
+    "load_instructions",
+    "normalise_text",
+    "split_instructions",
+    "split_key",
+]
+
+#: Columns tried in order when `data.text_field` is not given.
+DEFAULT_TEXT_FIELDS = ("instruction", "prompt", "text", "question")
+#: Chat columns tried when no text column exists.
+DEFAULT_CHAT_FIELDS = ("conversation", "messages")
+
+DROP_REASONS = ("bad_row", "missing_field", "empty", "too_long", "duplicate")
+
+
+@dataclass
+class LoadReport:
+    """The loading funnel: rows read, instructions kept, drops by reason (+ a few examples)."""
+
+    read: int = 0
+    kept: int = 0
+    dropped: Counter[str] = field(default_factory=Counter)
+    examples: dict[str, str] = field(default_factory=dict)
+
+    def drop(self, reason: str, where: str) -> None:
+        self.dropped[reason] += 1
+        self.examples.setdefault(reason, where)
+
+    def counts(self) -> dict[str, int]:
+        out = {"read": self.read, "kept": self.kept}
+        out.update({f"dropped_{r}": self.dropped.get(r, 0) for r in DROP_REASONS})
+        return out
+
+
+# --------------------------------------------------------------------------------------------
+# Normalising
+# --------------------------------------------------------------------------------------------
+
+_ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff"), None)
+_ODD_SPACES = re.compile(r"[\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000\x0b\x0c]")
+_TRAILING = re.compile(r"[ \t]+\n")
+_BLANK_RUNS = re.compile(r"\n{3,}")
+
+
+def normalise_text(text: str) -> str:
+    """Canonical form of an instruction: NFC, one kind of line break and space, no trailing
+    spaces, at most one blank line in a row, stripped ends.
+
+    Leading indentation and single spaces are kept (instructions contain code and tables).
+    """
+    text = unicodedata.normalize("NFC", text).translate(_ZERO_WIDTH)
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    text = _ODD_SPACES.sub(" ", text)
+    text = _TRAILING.sub("\n", text + "\n")
+    text = _BLANK_RUNS.sub("\n\n", text)
+    return text.strip()
+
+
+# --------------------------------------------------------------------------------------------
+# Rows
+# --------------------------------------------------------------------------------------------
+
+
+def detect_format(cfg: DataConfig) -> str:
+    """The concrete input format (`jsonl`, `csv`, `parquet`, `disk` or `hub`)."""
+    if cfg.format != "auto":
+        return cfg.format
+    if cfg.dataset is not None:
+        return "hub"
+    assert cfg.path is not None
+    path = Path(cfg.path)
+    if path.is_dir():
+        return "disk"
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".ndjson", ".json"):
+        return "jsonl"
+    if suffix in (".csv", ".tsv"):
+        return "csv"
+    if suffix in (".parquet", ".pq"):
+        return "parquet"
+    raise ConfigurationError(
+        f"data.path: cannot tell the format of {path.name!r} from its suffix; set data.format "
+        "to one of jsonl, csv, parquet, disk"
+    )
+
+
+def iter_rows(cfg: DataConfig) -> Iterator[tuple[str, Any]]:
+    """(where, row) for every row of the source, lazily; `row` is None for an unreadable line."""
+    fmt = detect_format(cfg)
+    limit = cfg.limit
+    rows = _ROW_READERS[fmt](cfg)
+    for n, item in enumerate(rows):
+        if limit is not None and n >= limit:
+            break
+        yield item
+
+
+def _need_file(cfg: DataConfig) -> Path:
+    assert cfg.path is not None
+    path = Path(cfg.path)
+    if not path.exists():
+        raise ConfigurationError(f"data.path: got {str(path)!r}; no such file or directory")
+    return path
+
+
+def _jsonl_rows(cfg: DataConfig) -> Iterator[tuple[str, Any]]:
+    path = _need_file(cfg)
+    with path.open(encoding="utf-8") as fh:
+        for i, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield f"{path.name}:{i}", json.loads(line)
+            except json.JSONDecodeError:
+                yield f"{path.name}:{i}", None
+
+
+def _csv_rows(cfg: DataConfig) -> Iterator[tuple[str, Any]]:
+    path = _need_file(cfg)
+    delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+    with path.open(encoding="utf-8", newline="") as fh:
+        for i, row in enumerate(csv.DictReader(fh, delimiter=delimiter), start=2):
+            yield f"{path.name}:{i}", row
+
+
+def _parquet_rows(cfg: DataConfig) -> Iterator[tuple[str, Any]]:
+    path = _need_file(cfg)
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise MissingDependencyError("data (parquet)", "data", ["pyarrow"]) from None
+    n = 0
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=1024):
+        for row in batch.to_pylist():
+            n += 1
+            yield f"{path.name}#{n}", row
+
+
+def _import_datasets() -> Any:
+    try:
+        import datasets
+    except ImportError:
+        raise MissingDependencyError("data (datasets)", "data", ["datasets"]) from None
+    return datasets
+
+
+def _disk_rows(cfg: DataConfig) -> Iterator[tuple[str, Any]]:
+    path = _need_file(cfg)
+    datasets = _import_datasets()
+    ds = datasets.load_from_disk(str(path))
+    if isinstance(ds, datasets.DatasetDict):
+        if cfg.split not in ds:
+            raise ConfigurationError(
+                f"data.split: got {cfg.split!r}; {path} has splits {', '.join(ds)}"
+            )
+        ds = ds[cfg.split]
+    for i, row in enumerate(ds):
+        yield f"{path.name}#{i}", row
+
+
+def _hub_rows(cfg: DataConfig) -> Iterator[tuple[str, Any]]:
+    datasets = _import_datasets()
+    # streaming=True: rows arrive lazily, the dataset is never materialised in memory.
+    ds = datasets.load_dataset(cfg.dataset, split=cfg.split, streaming=True)
+    for i, row in enumerate(ds):
+        yield f"{cfg.dataset}#{i}", row
+
+
+_ROW_READERS: dict[str, Callable[[DataConfig], Iterator[tuple[str, Any]]]] = {
+    "jsonl": _jsonl_rows,
+    "csv": _csv_rows,
+    "parquet": _parquet_rows,
+    "disk": _disk_rows,
+    "hub": _hub_rows,
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Text extraction
+# --------------------------------------------------------------------------------------------
+
+
+def _first_user_turn(conversation: Any) -> str | None:
+    if isinstance(conversation, str):  # a JSON-encoded list (CSV exports)
+        try:
+            conversation = json.loads(conversation)
+        except json.JSONDecodeError:
+            return None
+    if not isinstance(conversation, list | tuple):
+        return None
+    for turn in conversation:
+        if isinstance(turn, dict) and turn.get("role") == "user":
+            content = turn.get("content")
+            return content if isinstance(content, str) else None
+    return None
+
+
+def extract_text(row: Any, cfg: DataConfig) -> str | None:
+    """The raw instruction text of a row, or None when the configured field is missing."""
+    if not isinstance(row, dict):
+        return None
+    if cfg.conversation_field:
+        return _first_user_turn(row.get(cfg.conversation_field))
+    if cfg.text_field:
+        value = row.get(cfg.text_field)
+        return value if isinstance(value, str) else None
+    for name in DEFAULT_TEXT_FIELDS:
+        value = row.get(name)
+        if isinstance(value, str):
+            return value
+    for name in DEFAULT_CHAT_FIELDS:
+        if name in row:
+            return _first_user_turn(row[name])
+    return None
+
+
+def load_instructions(cfg: DataConfig, report: LoadReport | None = None) -> Iterator[Instruction]:
+    """Stream normalised, de-duplicated instructions; drops are counted in `report`.
+
+    Raises ConfigurationError when nothing could be read because the field is wrong (naming the
+    columns the first row has), rather than silently producing an empty run.
+    """
+    report = report if report is not None else LoadReport()
+    seen: set[int] = set()  # 8-byte prefixes of content hashes: small per item
+    first_keys: list[str] | None = None
+    source = cfg.dataset or (Path(cfg.path).name if cfg.path else None)
+    for where, row in iter_rows(cfg):
+        report.read += 1
+        if row is None:
+            report.drop("bad_row", where)
+            continue
+        if first_keys is None and isinstance(row, dict):
+            first_keys = sorted(map(str, row))
+        raw = extract_text(row, cfg)
+        if raw is None:
+            report.drop("missing_field", where)
+            continue
+        text = normalise_text(raw)
+        if not text:
+            report.drop("empty", where)
+            continue
+        if len(text) > cfg.max_chars:
+            report.drop("too_long", where)
+            continue
+        inst = Instruction.from_text(text, source=source)
+        digest = int(inst.id[:16], 16)
+        if digest in seen:
+            report.drop("duplicate", where)
+            continue
+        seen.add(digest)
+        report.kept += 1
+        yield inst
+    if report.kept == 0 and report.dropped.get("missing_field"):
+        wanted = (
+            f"data.conversation_field = {cfg.conversation_field!r}"
+            if cfg.conversation_field
+            else f"data.text_field = {cfg.text_field!r}"
+            if cfg.text_field
+            else f"one of the columns {', '.join(DEFAULT_TEXT_FIELDS + DEFAULT_CHAT_FIELDS)}"
+        )
+        raise ConfigurationError(
+            f"data: no instruction found in {report.read} rows: every row lacks {wanted}. "
+            f"The first row has columns: {', '.join(first_keys or []) or '(none)'}. Set "
+            "data.text_field (a text column) or data.conversation_field (a chat column)."
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Split
+# --------------------------------------------------------------------------------------------
+
+
+def split_key(instruction_id: str, seed: int) -> str:
+    """The sort key that decides an instruction's split (stable: content hash and seed only)."""
+    return content_hash("split", seed, instruction_id)
+
+
+@dataclass
+class Split:
+    """The eval instructions (a list, small) and the train instructions (a re-iterable).
+
+    `excluded` counts the instructions left out because of `exclude_ids`; with `train_size=None`
+    it is final once `train()` has been iterated.
+    """
+
+    eval: list[Instruction]
+    train: Callable[[], Iterator[Instruction]]
+    _excluded: list[int] = field(default_factory=lambda: [0], repr=False)
+
+    @property
+    def excluded(self) -> int:
+        return self._excluded[0]
+
+
+def split_instructions(
+    source: Callable[[], Iterable[Instruction]],
+    *,
+    eval_size: int,
+    train_size: int | None,
+    seed: int,
+    exclude_ids: Iterable[str] = (),
+) -> Split:
+    """Split the pool produced by `source()` (called once or twice; it must give the same items).
+
+    eval = the `eval_size` instructions with the smallest `split_key`; train = the next
+    `train_size` of them (sorted by key), or with `train_size=None` every other instruction in
+    source order. Instructions whose id is in `exclude_ids` (e.g. the instructions of reused eval
+    pairs) go to neither side.
+    """
+    excluded = frozenset(exclude_ids)
+    counter = [0]
+
+    def candidates() -> Iterator[Instruction]:
+        counter[0] = 0
+        for inst in source():
+            if inst.id in excluded:
+                counter[0] += 1
+                continue
+            yield inst
+
+    def key(inst: Instruction) -> str:
+        return split_key(inst.id, seed)
+
+    if train_size is not None:
+        both = heapq.nsmallest(eval_size + train_size, candidates(), key=key)
+        eval_part, train_part = both[:eval_size], both[eval_size:]
+        return Split(eval=eval_part, train=lambda: iter(train_part), _excluded=counter)
+
+    eval_part = heapq.nsmallest(eval_size, candidates(), key=key) if eval_size else []
+    eval_ids = frozenset(i.id for i in eval_part)
+
+    def train() -> Iterator[Instruction]:
+        return (i for i in candidates() if i.id not in eval_ids)
+
+    return Split(eval=eval_part, train=train, _excluded=counter)

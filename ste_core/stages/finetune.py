@@ -1,0 +1,253 @@
+"""Step 8 of the method: fine-tune, with crash-safe job tracking.
+
+`run_finetune` submits a job (after checking the backend's cost estimate against the budget) or
+re-attaches to one submitted by an earlier, interrupted process, and polls it to the end:
+
+1. The store key (e.g. `finetune/1`) holds the job's last known state. If it names a job that has
+   not failed, the job is polled again: a resumed run never pays for a second job.
+2. Before `submit`, a `submitting` marker is stored; right after, the job id. The id is therefore
+   on disk *before* the first poll. (A kill inside `submit` itself, between the provider creating
+   the job and `submit` returning, cannot be covered: the next run warns and submits again; the
+   job's suffix names the run and iteration so a stray job is easy to find and cancel.)
+3. Every poll stores the state; `succeeded` stores the model reference; `failed`/`cancelled`
+   raise `FineTuneFailed` with the provider's message (the state stays in the store, and the next
+   run submits a fresh job).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from ste_core.backends import BatchItem, FineTuneBackend, InferenceBackend
+from ste_core.budget import Budget
+from ste_core.errors import ConfigurationError, FineTuneFailed, SteError
+from ste_core.records import (
+    ChatRequest,
+    Completion,
+    FineTuneJobState,
+    FineTuneSpec,
+    JobStatus,
+    ModelRef,
+)
+from ste_core.store import RunStore
+
+log = logging.getLogger(__name__)
+
+#: consecutive retryable poll errors tolerated before giving up (the job keeps running)
+MAX_POLL_FAILURES = 10
+
+__all__ = [
+    "FineTuneResult",
+    "FineTuneTimeout",
+    "ServedModelBackend",
+    "check_supported",
+    "file_digest",
+    "run_finetune",
+]
+
+
+class FineTuneTimeout(SteError):
+    """The job is still running after `finetune.max_wait_s`. It was not cancelled."""
+
+
+class FineTuneResult:
+    """What a finished job produced: the model, the job id, and the provider's cost if any."""
+
+    def __init__(self, model: ModelRef, job_id: str, cost_usd: float | None, resumed: bool) -> None:
+        self.model, self.job_id, self.cost_usd, self.resumed = model, job_id, cost_usd, resumed
+
+
+def file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def check_supported(backend: FineTuneBackend, spec: FineTuneSpec) -> None:
+    """Raise ConfigurationError if the backend cannot do what the spec asks (before any cost)."""
+    caps = backend.capabilities
+    if spec.method not in caps.methods:
+        allowed = ", ".join(sorted(m.value for m in caps.methods))
+        raise ConfigurationError(
+            f"finetune.method: got {spec.method.value!r}; backend '{backend.name}' "
+            f"supports {allowed}"
+        )
+    if spec.from_model is not None and not caps.continue_from_previous:
+        raise ConfigurationError(
+            f"finetune.init_from: got 'previous'; backend '{backend.name}' cannot start a job from "
+            'an earlier fine-tuned model. Use init_from = "seed" (the paper\'s setting).'
+        )
+    if spec.lora is not None and not caps.lora:
+        raise ConfigurationError(
+            f"finetune.lora: backend '{backend.name}' does not do LoRA; set lora = false"
+        )
+    if spec.lora is None and not caps.full:
+        raise ConfigurationError(
+            f"finetune.lora: got false; backend '{backend.name}' only does LoRA fine-tuning"
+        )
+
+
+def _dump(state: FineTuneJobState, **extra: Any) -> dict[str, Any]:
+    data = state.model_dump(mode="json")
+    data["events"] = list(data.get("events", ()))[-20:]  # keep the store small
+    data.update(extra)
+    return data
+
+
+async def run_finetune(
+    backend: FineTuneBackend,
+    spec: FineTuneSpec,
+    training_file: Path,
+    *,
+    store: RunStore,
+    state_key: str,
+    budget: Budget | None = None,
+    poll_interval_s: float = 30.0,
+    max_wait_s: float | None = None,
+    on_state: Callable[[FineTuneJobState], None] | None = None,
+    on_submitted: Callable[[str], None] | None = None,
+) -> FineTuneResult:
+    """Submit (or re-attach to) the job for `training_file` and poll it until it ends."""
+    digest = file_digest(training_file)
+    saved: dict[str, Any] | None = store.get_state(state_key)
+    resumed = False
+    job_id: str | None = None
+    if saved is not None:
+        status = saved.get("status")
+        same_file = saved.get("training_file_sha256") == digest
+        if saved.get("job_id") and status not in ("failed", "cancelled") and same_file:
+            job_id = saved["job_id"]
+            resumed = True
+            if status == "succeeded" and saved.get("model"):
+                model = ModelRef.model_validate(saved["model"])
+                return FineTuneResult(model, job_id, saved.get("cost_usd"), resumed=True)
+            log.info("re-attaching to fine-tune job %s (status %s)", job_id, status)
+        elif status == "submitting":
+            log.warning(
+                "a previous run was interrupted while submitting a fine-tune job (suffix %r); if "
+                "the provider created it, cancel it there. Submitting again.",
+                spec.suffix,
+            )
+        elif saved.get("job_id") and not same_file:
+            log.warning(
+                "training data changed since job %s was submitted; submitting a new job",
+                saved.get("job_id"),
+            )
+
+    if job_id is None:
+        check_supported(backend, spec)
+        estimate = await backend.estimate_cost(spec, training_file)
+        if budget is not None:
+            if estimate is None and budget.max_cost_usd is not None:
+                log.warning(
+                    "backend '%s' gives no cost estimate for fine-tuning; the budget cannot "
+                    "cover this job in advance",
+                    backend.name,
+                )
+            budget.check(estimated_cost_usd=estimate or 0.0)
+        store.set_state(
+            state_key,
+            {"status": "submitting", "training_file_sha256": digest, "estimate_usd": estimate},
+        )
+        first = await backend.submit(spec, training_file)
+        job_id = first.job_id
+        # The id is on disk before anything else can go wrong: a resumed run re-attaches to it.
+        store.set_state(state_key, _dump(first, training_file_sha256=digest, estimate_usd=estimate))
+        if on_submitted is not None:
+            on_submitted(job_id)
+        if on_state is not None:
+            on_state(first)
+
+    started = time.monotonic()
+    failures = 0
+    while True:
+        try:
+            state = await backend.poll(job_id)
+        except SteError as exc:
+            # A poll that hits a 5xx or a timeout says nothing about the job: ask again later.
+            failures += 1
+            if not exc.retryable or failures > MAX_POLL_FAILURES:
+                raise
+            log.warning("polling fine-tune job %s failed (%s); retrying", job_id, exc)
+            await asyncio.sleep(poll_interval_s)
+            continue
+        failures = 0
+        store.set_state(state_key, _dump(state, training_file_sha256=digest))
+        if on_state is not None:
+            on_state(state)
+        if state.status is JobStatus.SUCCEEDED:
+            if state.model is None:
+                raise FineTuneFailed(
+                    job_id,
+                    "the job succeeded but the provider returned no model",
+                    provider=backend.name,
+                )
+            if budget is not None and state.cost_usd:
+                _charge(budget, state.cost_usd)
+            return FineTuneResult(state.model, job_id, state.cost_usd, resumed)
+        if state.status in (JobStatus.FAILED, JobStatus.CANCELLED):
+            message = state.message or f"job {state.status.value}"
+            if state.events:
+                message += f" (last event: {state.events[-1]})"
+            raise FineTuneFailed(job_id, message, provider=backend.name)
+        if max_wait_s is not None and time.monotonic() - started > max_wait_s:
+            raise FineTuneTimeout(
+                f"fine-tune job {job_id} is still {state.status.value} after "
+                f"finetune.max_wait_s = {max_wait_s}s. It was not cancelled: re-run the same "
+                "command to re-attach to it."
+            )
+        await asyncio.sleep(poll_interval_s)
+
+
+def _charge(budget: Budget, cost: float) -> None:
+    # Budget has no public "add a cost" call besides charge(completion); fine-tune costs are
+    # known only at the end, so add them directly (the next check sees them).
+    from ste_core.records import Completion
+
+    budget.charge(Completion(texts=(), cost_usd=cost))
+
+
+class ServedModelBackend(InferenceBackend):
+    """Calls a served fine-tuned model under a stable name.
+
+    A serving session may expose the model under a temporary name (a dedicated endpoint created
+    for this session, named differently each time). Requests, records and cache keys use the
+    fine-tuned model's own name (`stable`); only the call to the provider uses the session's
+    name (`served`). So a resumed run hits the cache for answers a previous session already got,
+    and two iterations served under the same endpoint name never share cache entries.
+    """
+
+    def __init__(self, inner: InferenceBackend, *, stable: str, served: str) -> None:
+        self.inner, self.stable, self.served = inner, stable, served
+        self.capabilities = inner.capabilities  # type: ignore[misc]
+        self.name = inner.name  # type: ignore[misc]
+
+    def describe(self) -> dict[str, Any]:
+        return dict(self.inner.describe())
+
+    def _to_provider(self, request: ChatRequest) -> ChatRequest:
+        if request.model != self.stable:
+            return request
+        return request.model_copy(update={"model": self.served})
+
+    async def complete(self, request: ChatRequest) -> Completion:
+        return await self.inner.complete(self._to_provider(request))
+
+    async def complete_many(
+        self, requests: Sequence[ChatRequest], *, concurrency: int | None = None
+    ) -> AsyncIterator[BatchItem]:
+        async for item in self.inner.complete_many(
+            [self._to_provider(r) for r in requests], concurrency=concurrency
+        ):
+            yield item
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()

@@ -1,0 +1,364 @@
+"""End to end: the `ste run` CLI in a subprocess against the fake provider on 127.0.0.1.
+
+Generator and judge use the `openai` backend (base_url = the openai-flavor fake + "/v1");
+fine-tuning uses the `together` backend pointed at a together-flavor fake (files, fine-tunes,
+serving and chat of the fine-tuned judge). Backends are found through their entry points
+(STE_PLUGINS unset), exactly as for a user.
+
+The fake answers deterministically, so an uninterrupted run is the reference every other run
+(with faults, or killed and resumed) must reproduce byte for byte.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ste_core.config import dumps_toml
+from ste_core.testing.fake_provider import FakeProvider, FaultPlan
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
+
+# The installed console script, next to the interpreter running the tests.
+STE = [str(Path(sys.executable).with_name("ste"))]
+# Files that must be identical between runs that answer the same requests.
+OUTPUTS = (
+    "eval_pairs.jsonl",
+    "data/train.jsonl",
+    "iter_0/eval.jsonl",
+    "iter_1/pairs.jsonl",
+    "iter_1/judgements.jsonl",
+    "iter_1/selected.jsonl",
+    "iter_1/sft.jsonl",
+    "iter_1/dpo.jsonl",
+    "iter_1/train.together.sft.jsonl",
+    "iter_1/eval.jsonl",
+    "iter_2/judgements.jsonl",
+    "iter_2/sft.jsonl",
+    "iter_2/eval.jsonl",
+)
+
+
+def _instructions(n: int) -> list[str]:
+    words = [
+        "copper",
+        "river",
+        "logic",
+        "prime",
+        "garden",
+        "violin",
+        "orbit",
+        "maple",
+        "quartz",
+        "ember",
+    ]
+    return [
+        f"Explain how {words[i % 10]} relates to {words[(3 * i + 1) % 10]} (case {i})."
+        for i in range(n)
+    ]
+
+
+@pytest.fixture
+def fakes() -> Iterator[tuple[FakeProvider, FakeProvider]]:
+    with (
+        FakeProvider(flavor="openai", latency_s=0.005) as oa,
+        FakeProvider(flavor="together") as tg,
+    ):
+        yield oa, tg
+        assert oa.errors == [] and tg.errors == []  # no handler crashed
+
+
+def _write_run(
+    tmp: Path,
+    oa: FakeProvider,
+    tg: FakeProvider,
+    ft_options: dict[str, Any] | None = None,
+    **limits: Any,
+) -> Path:
+    tmp.mkdir(parents=True, exist_ok=True)
+    (tmp / "instructions.jsonl").write_text(
+        "".join(json.dumps({"instruction": t}) + "\n" for t in _instructions(40)), "utf-8"
+    )
+    lim = {"concurrency": 4, "backoff_initial_s": 0.01, "backoff_max_s": 0.1, **limits}
+    cfg = {
+        "run": {"name": "e2e", "output_dir": str(tmp / "runs"), "iterations": 2, "seed": 1},
+        "data": {"path": "instructions.jsonl"},
+        "generator": {
+            "backend": "openai",
+            "model": "fake-acc90",
+            "options": {"base_url": oa.url + "/v1"},
+            "limits": lim,
+        },
+        "judge": {
+            "backend": "openai",
+            "model": "fake-acc70",
+            "samples_per_order": 3,
+            "options": {"base_url": oa.url + "/v1"},
+            "limits": lim,
+        },
+        "finetune": {
+            "backend": "together",
+            "poll_interval_s": 0.05,
+            "options": {"base_url": tg.url, **(ft_options or {})},
+            "inference_options": {"base_url": tg.url},
+        },
+        "evaluation": {"eval_size": 10},
+    }
+    path = tmp / "config.toml"
+    path.write_text(dumps_toml(cfg), encoding="utf-8")
+    return path
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("STE_", "TOGETHER_"))}
+    env.pop("OPENAI_API_KEY", None)
+    env["TOGETHER_API_KEY"] = "fake-together-key"  # the fake accepts any key
+    return env
+
+
+def _ste(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*STE, "run", str(config), "--log-json", *args],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=100,
+        cwd=config.parent,
+    )
+
+
+def _events(stdout: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+
+
+def _funnel(stdout: str) -> dict[tuple[int, str], dict[str, int]]:
+    return {
+        (e["iteration"], e["stage"]): e["counts"]
+        for e in _events(stdout)
+        if e["event"] == "stage_finished" and not e["skipped"]
+    }
+
+
+def _assert_same_outputs(a: Path, b: Path) -> None:
+    for name in OUTPUTS:
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+    for i in (0, 1, 2):
+        ma = json.loads((a / f"iter_{i}" / "metrics.json").read_text())
+        mb = json.loads((b / f"iter_{i}" / "metrics.json").read_text())
+        assert ma["eval"] == mb["eval"] and ma["judge_model"] == mb["judge_model"]
+
+
+def _reference(tmp: Path, oa: FakeProvider, tg: FakeProvider) -> tuple[Path, dict[str, int]]:
+    before = oa.counter["chat"] + tg.counter["chat"]
+    oa_before = oa.counter["chat"]
+    creates = tg.counter["ft_create"]
+    proc = _ste(_write_run(tmp / "ref", oa, tg))
+    assert proc.returncode == 0, proc.stderr
+    run = tmp / "ref" / "runs" / "e2e"
+    counts = {
+        "chat": oa.counter["chat"] + tg.counter["chat"] - before,
+        "openai_chat": oa.counter["chat"] - oa_before,
+        "ft_create": tg.counter["ft_create"] - creates,
+    }
+    return run, counts
+
+
+def test_two_iterations_with_injected_faults_match_the_clean_run(
+    tmp_path: Path, fakes: tuple[FakeProvider, FakeProvider]
+) -> None:
+    oa, tg = fakes
+    ref, ref_counts = _reference(tmp_path, oa, tg)
+    assert ref_counts["ft_create"] == 2
+    # The loop worked: the fine-tuned judges (served by the together fake) beat the seed judge.
+    m = {i: json.loads((ref / f"iter_{i}" / "metrics.json").read_text()) for i in (0, 1, 2)}
+    assert m[1]["judge_model"].endswith("it1-ft1") and m[2]["judge_model"].endswith("it2-ft1")
+    assert m[2]["eval"]["accuracy"] >= m[0]["eval"]["accuracy"]
+    for name in ("report.md", "summary.md", "manifest.json", "config.toml"):
+        assert (ref / name).exists()
+    assert "fake-together-key" not in "".join(
+        p.read_text(errors="ignore") for p in ref.rglob("*") if p.is_file()
+    )
+
+    oa.faults = FaultPlan(
+        seed=3,
+        rate_limit_every=7,
+        retry_after_s=0.05,
+        server_error_every=11,
+        timeout_every=29,
+        timeout_sleep_s=2.0,
+        malformed_every=13,
+        routes=frozenset({"chat"}),
+    )
+    oa.latency_s = 0.01
+    faulty_chat_before = oa.counter["chat"]
+    proc = _ste(_write_run(tmp_path / "faulty", oa, tg, timeout_s=0.5, max_retries=10))
+    assert proc.returncode == 0, proc.stderr
+    faulty = tmp_path / "faulty" / "runs" / "e2e"
+    _assert_same_outputs(ref, faulty)
+    # The same funnel as the clean run, with no request lost to an API error ...
+    rerun = _ste(_write_run(tmp_path / "ref", oa, tg))
+    assert rerun.returncode == 0 and _funnel(rerun.stdout) == {}  # finished: all skipped
+    funnel = _funnel(proc.stdout)
+    assert funnel[(1, "judge")]["failures"] == 0 and funnel[(0, "evaluate")]["failures"] == 0
+    assert funnel[(1, "worse")]["pairs"] == sum(1 for _ in (ref / "iter_1/pairs.jsonl").open())
+    # ... while the fake did inject faults (more chat requests than answers needed).
+    retried = oa.counter["chat"] - faulty_chat_before - ref_counts["openai_chat"]
+    assert retried >= ref_counts["openai_chat"] // 5
+    manifest = json.loads((faulty / "manifest.json").read_text())
+    assert manifest["status"] == "succeeded"
+
+
+def _run_until(config: Path, stop: Any) -> None:
+    """Start `ste run`, SIGKILL it as soon as `stop()` is true (polled), and wait for it."""
+    proc = subprocess.Popen(
+        [*STE, "run", str(config), "--quiet"],
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        cwd=config.parent,
+    )
+    deadline = time.monotonic() + 60
+    try:
+        while not stop():
+            if proc.poll() is not None:
+                pytest.fail(f"run ended before the kill point: {proc.stderr.read().decode()}")
+            assert time.monotonic() < deadline, "kill point never reached"
+            time.sleep(0.005)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+        assert proc.stderr is not None
+        proc.stderr.close()
+
+
+def test_killed_while_judging_then_resumed_gives_identical_outputs(
+    tmp_path: Path, fakes: tuple[FakeProvider, FakeProvider]
+) -> None:
+    oa, tg = fakes
+    ref, ref_counts = _reference(tmp_path, oa, tg)
+    config = _write_run(tmp_path / "killed", oa, tg)
+    start = oa.counter["chat"] + tg.counter["chat"]
+    oa_start = oa.counter["chat"]
+    # 20 eval + 60 train generation requests, 18 seed-judge eval requests: then judging.
+    _run_until(config, lambda: oa.counter["chat"] - oa_start >= 120)
+    run = tmp_path / "killed" / "runs" / "e2e"
+    store_state = json.loads((run / "manifest.json").read_text())
+    assert store_state["status"] == "running"  # killed: no chance to write anything
+    proc = _ste(config)
+    assert proc.returncode == 0, proc.stderr
+    _assert_same_outputs(ref, run)
+    used = oa.counter["chat"] + tg.counter["chat"] - start
+    # Only requests in flight at the kill (at most `concurrency` = 4) can be asked twice.
+    assert ref_counts["chat"] <= used <= ref_counts["chat"] + 4
+    skipped = [
+        e["stage"] for e in _events(proc.stdout) if e["event"] == "stage_finished" and e["skipped"]
+    ]
+    assert skipped[:4] == ["load", "split", "eval_pairs", "baseline"]
+
+
+def test_killed_while_a_finetune_runs_reattaches_to_the_same_job(
+    tmp_path: Path, fakes: tuple[FakeProvider, FakeProvider]
+) -> None:
+    oa, tg = fakes
+    ref, ref_counts = _reference(tmp_path, oa, tg)
+    # Slow jobs (the schedule is read at each poll; it must stay as long until the end).
+    tg.together.ft_schedule = ["queued"] + ["running"] * 20 + ["completed"]
+    config = _write_run(tmp_path / "killed", oa, tg)
+    chat0 = oa.counter["chat"] + tg.counter["chat"]
+    creates0 = tg.counter["ft_create"]
+    polls0 = tg.counter["ft_retrieve"]
+    # Kill while iteration 1's job is being polled: no chat request is in flight then.
+    _run_until(
+        config,
+        lambda: tg.counter["ft_create"] > creates0 and tg.counter["ft_retrieve"] > polls0 + 3,
+    )
+    proc = _ste(config)
+    assert proc.returncode == 0, proc.stderr
+    run = tmp_path / "killed" / "runs" / "e2e"
+    _assert_same_outputs(ref, run)
+    # One job per iteration in total: the resumed run polled the job it had submitted ...
+    assert tg.counter["ft_create"] - creates0 == ref_counts["ft_create"] == 2
+    funnel = _funnel(proc.stdout)
+    assert funnel[(1, "finetune")]["resumed"] == 1
+    # ... and no chat request was made twice across the two processes.
+    assert oa.counter["chat"] + tg.counter["chat"] - chat0 == ref_counts["chat"]
+
+
+def test_fresh_budget_and_configuration_errors(
+    tmp_path: Path, fakes: tuple[FakeProvider, FakeProvider]
+) -> None:
+    oa, tg = fakes
+    config = _write_run(tmp_path / "b", oa, tg)
+    text = config.read_text() + "\n[budget]\nmax_requests = 50\n"
+    config.write_text(text)
+    proc = _ste(config)
+    assert proc.returncode == 3, proc.stderr
+    assert "budget.max_requests = 50" in proc.stderr
+    assert oa.counter["chat"] <= 50
+    config.write_text(text.replace("max_requests = 50", "max_requests = 5000"))
+    proc = _ste(config, "--iterations", "1")
+    assert proc.returncode == 0, proc.stderr
+    # A result-changing edit is refused on resume; --fresh starts over.
+    config.write_text(config.read_text().replace("samples_per_order = 3", "samples_per_order = 2"))
+    proc = _ste(config, "--iterations", "1")
+    assert proc.returncode == 2 and "judge.samples_per_order" in proc.stderr
+    proc = _ste(config, "--iterations", "1", "--fresh")
+    assert proc.returncode == 0, proc.stderr
+    bad = tmp_path / "bad.toml"
+    bad.write_text(config.read_text().replace("samples_per_order = 2", "samples_per_order = -1"))
+    proc = _ste(bad)
+    assert proc.returncode == 2
+    assert "judge.samples_per_order: got -1; must be >= 1" in proc.stderr
+
+
+def test_sigterm_while_a_dedicated_endpoint_judges_tears_it_down(
+    tmp_path: Path, fakes: tuple[FakeProvider, FakeProvider]
+) -> None:
+    oa, tg = fakes
+    ref, _ = _reference(tmp_path, oa, tg)  # served serverless
+    tg.together.serverless_lora = False  # fine-tunes need a dedicated endpoint (as in the seed)
+    tg.together.deploy_polls_to_ready = 1
+    config = _write_run(tmp_path / "term", oa, tg, {"endpoint_poll_interval_s": 0.02})
+    chat0, creates0 = tg.counter["chat"], tg.counter["endpoints_create"]
+    proc = subprocess.Popen(
+        [*STE, "run", str(config), "--log-json"],
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=config.parent,
+    )
+    deadline = time.monotonic() + 60
+    # Wait until the endpoint serving M1 answers chat requests, then stop the run like a scheduler
+    # (SIGTERM) would.
+    while tg.counter["chat"] - chat0 < 5:
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGTERM)
+    _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "re-run the same command to resume" in err
+    run = tmp_path / "term" / "runs" / "e2e"
+    assert json.loads((run / "manifest.json").read_text())["status"] == "interrupted"
+    assert tg.counter["endpoints_create"] - creates0 == 1
+    assert tg.counter["endpoints_delete"] == tg.counter["endpoints_create"]  # torn down
+    # Resuming finishes the run; every endpoint it creates is deleted again.
+    done = _ste(config)
+    assert done.returncode == 0, done.stderr
+    assert tg.counter["endpoints_create"] == tg.counter["endpoints_delete"] == creates0 + 3
+    # Judges are named (and cached) by their fine-tuned model, not by the session's endpoint:
+    # the results equal the serverless run's, and the resumed session reused the answers the
+    # interrupted one got.
+    _assert_same_outputs(ref, run)
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert all(e["served_as"] != e["model"] for e in manifest["endpoints"])

@@ -1,0 +1,140 @@
+"""End to end with the `local` backend (transformers + TRL) on a tiny random model.
+
+A random model writes noise, so it cannot write parseable worse responses or verdicts; the loop
+therefore takes its training signal from the fake provider's seed judge and fine-tunes, serves and
+evaluates the judge locally:
+
+1. generator + seed judge: the fake provider (`openai` backend); fine-tune: `local` (a LoRA on
+   the tiny model, `finetune.base_model` = its directory), whose adapter then judges the frozen
+   eval pairs through `local` inference.
+2. generator and judge `local`: baselines and the seed judge's evaluation on the frozen eval pairs
+   reused from run 1 (`evaluation.pairs_path`), run stage by stage with `--stage`.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ste_core.config import dumps_toml
+from ste_core.testing.fake_provider import FakeProvider
+
+pytestmark = [pytest.mark.e2e, pytest.mark.local_model, pytest.mark.timeout(300)]
+
+STE = [str(Path(sys.executable).with_name("ste"))]
+
+
+def _ste(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STE_")}
+    return subprocess.run(
+        [*STE, "run", str(config), "--log-json", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=280,
+        cwd=config.parent,
+    )
+
+
+def _write(path: Path, cfg: dict) -> Path:
+    path.write_text(dumps_toml(cfg), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    pytest.importorskip("torch")
+    pytest.importorskip("trl")
+    from ste_backends.local.testing import build_tiny_chat_model
+
+    return build_tiny_chat_model(tmp_path_factory.mktemp("model") / "tiny")
+
+
+def test_local_finetune_serve_and_evaluate_then_local_generation(
+    tmp_path: Path, tiny: Path
+) -> None:
+    lines = "".join(
+        json.dumps({"instruction": f"Give one tip about topic {i} in a sentence."}) + "\n"
+        for i in range(12)
+    )
+    (tmp_path / "instructions.jsonl").write_text(lines, encoding="utf-8")
+    short = {"temperature": 0.0, "max_tokens": 8}
+    with FakeProvider(flavor="openai") as oa:
+        cfg = {
+            "run": {"name": "local", "output_dir": str(tmp_path / "runs"), "iterations": 1},
+            "data": {"path": "instructions.jsonl"},
+            "generator": {
+                "backend": "openai",
+                "model": "fake-acc90",
+                "options": {"base_url": oa.url + "/v1"},
+            },
+            "judge": {
+                "backend": "openai",
+                "model": "fake-acc80",
+                "template": "judge_short",
+                "samples_per_order": 2,
+                "options": {"base_url": oa.url + "/v1"},
+            },
+            "finetune": {
+                "backend": "local",
+                "base_model": str(tiny),
+                "poll_interval_s": 0.2,
+                "max_length": 2048,
+                "batch_size": 2,
+                "options": {"max_steps": 2, "device": "cpu"},
+            },
+            "evaluation": {"eval_size": 3, "params": short},
+        }
+        proc = _ste(_write(tmp_path / "one.toml", cfg))
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    run = tmp_path / "runs" / "local"
+    m1 = json.loads((run / "iter_1" / "metrics.json").read_text())
+    adapter = Path(m1["judge_model"])
+    assert adapter.is_dir()  # the LoRA adapter the local backend trained
+    assert (
+        m1["eval"]["n_items"]
+        == json.loads((run / "iter_0" / "metrics.json").read_text())["eval"]["n_items"]
+    )
+    assert m1["eval"]["n_judgements"] == 2 * m1["eval"]["n_items"]  # judged locally, both orders
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["finetune_jobs"][0]["status"] == "succeeded"
+    assert manifest["endpoints"][0]["model"] == str(adapter)
+
+    cfg2 = {
+        "run": {"name": "local2", "output_dir": str(tmp_path / "runs"), "iterations": 1},
+        "data": {"path": "instructions.jsonl", "train_size": 2},
+        "generator": {
+            "backend": "local",
+            "model": str(tiny),
+            "params": short,
+            "options": {"device": "cpu"},
+        },
+        "judge": {
+            "backend": "local",
+            "model": str(tiny),
+            "template": "judge_short",
+            "samples_per_order": 1,
+            "params": short,
+            "options": {"device": "cpu"},
+        },
+        "finetune": {"backend": "local"},
+        "evaluation": {"pairs_path": str(run / "eval_pairs.jsonl"), "params": short},
+    }
+    stages = ["load", "split", "eval_pairs", "baseline@1", "evaluate@0"]
+    args = [a for s in stages for a in ("--stage", s)]
+    proc = _ste(_write(tmp_path / "two.toml", cfg2), *args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run2 = tmp_path / "runs" / "local2"
+    baselines = (run2 / "iter_1" / "baselines.jsonl").read_text().splitlines()
+    drops = (run2 / "iter_1" / "baseline_drops.jsonl").read_text().splitlines()
+    assert len(baselines) + len(drops) == 2
+    pairs = (run2 / "eval_pairs.jsonl").read_text().splitlines()
+    judged = (run2 / "iter_0" / "eval.jsonl").read_text().splitlines()
+    assert len(judged) == 2 * len(pairs)
+    assert json.loads((run2 / "iter_0" / "metrics.json").read_text())["judge_model"] == str(tiny)

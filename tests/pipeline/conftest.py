@@ -1,0 +1,28 @@
+"""Fixtures of the pipeline tests (the backends live in helpers.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from ste_core.plugins import get_host, reset_host
+
+from .helpers import ScriptedFineTune, ScriptedInference, _Plugin
+
+
+@pytest.fixture
+def scripted(monkeypatch: pytest.MonkeyPatch) -> Iterator[type[ScriptedInference]]:
+    """Register the scripted backends (fresh counters); only them: STE_PLUGINS is empty."""
+    monkeypatch.setenv("STE_PLUGINS", "")
+    reset_host()
+    get_host().register_plugin(_Plugin(), name="scripted-test")
+    ScriptedInference.calls = []
+    ScriptedInference.fail_every = None
+    ScriptedFineTune.jobs = {}
+    ScriptedFineTune.submits = 0
+    ScriptedFineTune.served = []
+    ScriptedFineTune.torn_down = []
+    ScriptedFineTune.fail_jobs = False
+    yield ScriptedInference
+    reset_host()

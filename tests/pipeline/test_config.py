@@ -1,0 +1,175 @@
+"""Config loading: validation messages, secrets, path resolution, the TOML writer."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ste_core.config import config_from_dict, dumps_toml, load_config
+from ste_core.errors import ConfigurationError
+
+from .helpers import base_config, write_config
+
+
+def _minimal(tmp: Path) -> dict[str, Any]:
+    return {
+        "run": {"name": "r"},
+        "data": {"path": "in.jsonl"},
+        "generator": {"backend": "openai", "model": "g"},
+        "judge": {"backend": "openai", "model": "j"},
+        "finetune": {"backend": "together"},
+    }
+
+
+def _error(tmp: Path, data: dict[str, Any]) -> str:
+    with pytest.raises(ConfigurationError) as info:
+        load_config(write_config(tmp, data))
+    return str(info.value)
+
+
+def test_minimal_config_gets_the_papers_defaults(tmp_path: Path) -> None:
+    cfg = load_config(write_config(tmp_path, _minimal(tmp_path)))
+    assert cfg.judge.params.temperature == 0.7 and cfg.judge.params.top_p == 0.9
+    assert cfg.judge.params.max_tokens == 4096
+    assert cfg.judge.orders == "both"
+    assert cfg.finetune.init_from == "seed"
+    assert cfg.finetune.method.value == "sft"
+    assert cfg.evaluation.eval_size == 50
+    assert cfg.run.iterations == 4
+    assert cfg.filter.enabled is False
+
+
+def test_error_names_key_value_and_what_is_allowed(tmp_path: Path) -> None:
+    data = _minimal(tmp_path)
+    data["judge"]["samples_per_order"] = -1
+    data["evaluation"] = {"orders": "three"}
+    data["finetune"]["init_from"] = "last"
+    msg = _error(tmp_path, data)
+    assert "judge.samples_per_order: got -1; must be >= 1" in msg
+    assert "evaluation.orders: got \"three\"; must be one of 'both' or 'single'" in msg
+    assert "finetune.init_from: got \"last\"; must be one of 'seed' or 'previous'" in msg
+
+
+def test_unknown_key_lists_the_allowed_keys(tmp_path: Path) -> None:
+    data = _minimal(tmp_path)
+    data["judge"]["sample_per_order"] = 3
+    msg = _error(tmp_path, data)
+    assert "judge.sample_per_order: unknown key; allowed keys:" in msg
+    assert "samples_per_order" in msg
+
+
+def test_missing_section_and_key(tmp_path: Path) -> None:
+    data = _minimal(tmp_path)
+    del data["finetune"]
+    del data["judge"]["model"]
+    msg = _error(tmp_path, data)
+    assert "finetune: required key is missing" in msg
+    assert "judge.model: required key is missing" in msg
+
+
+def test_union_errors_report_the_informative_one(tmp_path: Path) -> None:
+    data = _minimal(tmp_path)
+    data["finetune"]["lora"] = {"r": 0}
+    msg = _error(tmp_path, data)
+    assert "finetune.lora.r: got 0; must be >= 1" in msg
+    assert "must be one of False" not in msg
+
+
+def test_lora_false_means_full_finetuning(tmp_path: Path) -> None:
+    data = _minimal(tmp_path)
+    data["finetune"]["lora"] = False
+    cfg = load_config(write_config(tmp_path, data))
+    assert cfg.finetune_spec(1, None).lora is None
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"api_key": "sk-LEAK"},
+        {"token": "sk-LEAK"},
+        {"client_secret": "sk-LEAK"},
+        {"headers": {"Authorization": "Bearer sk-LEAK"}},
+        {"password": "sk-LEAK"},
+    ],
+)
+def test_secrets_in_options_are_refused_without_echoing_them(
+    tmp_path: Path, options: dict[str, Any]
+) -> None:
+    data = _minimal(tmp_path)
+    data["judge"]["options"] = options
+    msg = _error(tmp_path, data)
+    assert "looks like a secret" in msg and "environment variable" in msg
+    assert "sk-LEAK" not in msg
+
+
+def test_secret_check_covers_finetune_options_and_allows_env_names(tmp_path: Path) -> None:
+    data = _minimal(tmp_path)
+    data["finetune"]["job_options"] = {"wandb_api_key": "x"}
+    assert "finetune.job_options" in _error(tmp_path, data)
+    data["finetune"]["job_options"] = {}
+    data["generator"]["options"] = {"api_key_env": "MY_KEY", "max_tokens_field": "max_tokens"}
+    cfg = load_config(write_config(tmp_path, data))
+    assert cfg.generator.options["api_key_env"] == "MY_KEY"
+
+
+def test_majority_vote_needs_samples_and_temperature(tmp_path: Path) -> None:
+    data = _minimal(tmp_path)
+    data["evaluation"] = {"majority_vote": True}
+    assert "samples_per_order >= 2" in _error(tmp_path, data)
+    data["evaluation"] = {"samples_per_order": 3}
+    assert "temperature > 0" in _error(tmp_path, data)
+    data["evaluation"] = {
+        "samples_per_order": 3,
+        "majority_vote": True,
+        "params": {"temperature": 0.7},
+    }
+    assert load_config(write_config(tmp_path, data)).evaluation.majority_vote
+
+
+def test_data_needs_exactly_one_source(tmp_path: Path) -> None:
+    data = _minimal(tmp_path)
+    data["data"] = {"path": "a.jsonl", "dataset": "allenai/WildChat"}
+    assert "exactly one of data.path" in _error(tmp_path, data)
+
+
+def test_relative_input_paths_resolve_against_the_config_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sub = tmp_path / "conf"
+    sub.mkdir()
+    data = _minimal(tmp_path)
+    data["evaluation"] = {"pairs_path": "../old/eval_pairs.jsonl"}
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(write_config(sub, data))
+    assert cfg.data.path == str(sub / "in.jsonl")
+    assert cfg.evaluation.pairs_path == str(tmp_path / "old" / "eval_pairs.jsonl")
+    assert cfg.run.output_dir == str(tmp_path / "runs")  # output: relative to the cwd
+    assert cfg.run_dir == tmp_path / "runs" / "r"
+
+
+def test_resolved_toml_round_trips(tmp_path: Path) -> None:
+    data = base_config(tmp_path)
+    data["evaluation"]["benchmarks"] = [{"name": "rb", "path": "rb.jsonl", "limit": 5}]
+    data["generator"]["options"] = {"extra_body": {"a": [1, 2], "b": 'x\ny "q"'}}
+    cfg = load_config(write_config(tmp_path, data))
+    text = cfg.model_dump_toml()
+    again = config_from_dict(tomllib.loads(text))
+    assert again == cfg
+
+
+def test_overrides_and_changed_settings(tmp_path: Path) -> None:
+    path = write_config(tmp_path, base_config(tmp_path))
+    cfg = load_config(path)
+    more = load_config(path, overrides={"run.iterations": 5, "budget.max_requests": 10})
+    assert more.run.iterations == 5
+    assert more.changed_settings(cfg.result_settings()) == []  # resumable changes
+    other = load_config(path, overrides={"judge.samples_per_order": 5})
+    assert other.changed_settings(cfg.result_settings()) == ["judge.samples_per_order"]
+
+
+def test_dumps_toml_handles_odd_keys_and_values() -> None:
+    data = {"a": {"weird key": 1.5, "s": 'tab\tquote"', "lst": [1, "x"], "t": {"k": True}}}
+    assert tomllib.loads(dumps_toml(data)) == data

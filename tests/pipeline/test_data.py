@@ -1,0 +1,210 @@
+"""Instruction loading (formats, fields, drops) and the train/eval split."""
+
+from __future__ import annotations
+
+import builtins
+import csv
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ste_core.config import DataConfig
+from ste_core.data import (
+    LoadReport,
+    load_instructions,
+    normalise_text,
+    split_instructions,
+)
+from ste_core.errors import ConfigurationError, MissingDependencyError
+from ste_core.records import Instruction
+
+ROWS = [
+    {"instruction": "Write a haiku about rain."},
+    {"instruction": "  Write a haiku   about rain.  \r\n"},  # inner spaces kept: not a dup
+    {"instruction": "Write a haiku about rain."},  # duplicate
+    {"instruction": "   \n\t "},  # empty
+    {"instruction": "x" * 50},  # too long (max_chars 40)
+    {"prompt": "no instruction column here"},  # falls back to `prompt`
+    {"other": 1},  # missing field
+    {"instruction": "Sum 2 and 3.\n\n\n\nShow work."},
+]
+
+
+def _cfg(path: Path, **kw: Any) -> DataConfig:
+    return DataConfig(path=str(path), max_chars=40, **kw)
+
+
+def _load(cfg: DataConfig) -> tuple[list[Instruction], LoadReport]:
+    report = LoadReport()
+    return list(load_instructions(cfg, report)), report
+
+
+def _jsonl(path: Path, rows: list[Any]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def test_normalise_text() -> None:
+    assert normalise_text("  a  b \r\nc\u00a0d\u200b  \n\n\n\ne ") == "a  b\nc d\n\ne"
+    assert normalise_text("def f():\n    return 1   \n") == "def f():\n    return 1"
+    assert normalise_text("e\u0301") == "\u00e9"  # NFC
+
+
+def test_jsonl_drops_are_counted_by_reason(tmp_path: Path) -> None:
+    path = _jsonl(tmp_path / "in.jsonl", ROWS)
+    with path.open("a") as fh:
+        fh.write("{not json\n")
+    insts, report = _load(_cfg(path))
+    texts = [i.text for i in insts]
+    assert texts == [
+        "Write a haiku about rain.",
+        "Write a haiku   about rain.",
+        "no instruction column here",
+        "Sum 2 and 3.\n\nShow work.",
+    ]
+    assert report.counts() == {
+        "read": 9,
+        "kept": 4,
+        "dropped_bad_row": 1,
+        "dropped_missing_field": 1,
+        "dropped_empty": 1,
+        "dropped_too_long": 1,
+        "dropped_duplicate": 1,
+    }
+    assert report.examples["bad_row"].endswith(":9")
+    assert all(i.id == Instruction.from_text(i.text).id for i in insts)
+
+
+def test_csv_and_limit(tmp_path: Path) -> None:
+    path = tmp_path / "in.csv"
+    with path.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=["question", "x"])
+        w.writeheader()
+        for i in range(5):
+            w.writerow({"question": f"Question number {i}?", "x": i})
+    insts, report = _load(_cfg(path, text_field="question", limit=3))
+    assert [i.text for i in insts] == [f"Question number {i}?" for i in range(3)]
+    assert report.read == 3
+
+
+def test_parquet(tmp_path: Path) -> None:
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    path = tmp_path / "in.parquet"
+    pq.write_table(pa.table({"text": [f"item {i}" for i in range(2500)]}), path)
+    insts, report = _load(_cfg(path))
+    assert len(insts) == 2500 and report.kept == 2500
+    assert insts[-1].text == "item 2499"
+
+
+def test_wildchat_conversation_first_user_turn(tmp_path: Path) -> None:
+    rows = [
+        {
+            "conversation": [
+                {"role": "system", "content": "be nice"},
+                {"role": "user", "content": "First question?"},
+                {"role": "assistant", "content": "answer"},
+                {"role": "user", "content": "Follow-up"},
+            ]
+        },
+        {"conversation": [{"role": "assistant", "content": "only the bot"}]},
+    ]
+    path = _jsonl(tmp_path / "wc.jsonl", rows)
+    insts, report = _load(_cfg(path, conversation_field="conversation"))
+    assert [i.text for i in insts] == ["First question?"]
+    assert report.dropped["missing_field"] == 1
+    # Auto-detection finds the chat column too.
+    insts, _ = _load(_cfg(path))
+    assert [i.text for i in insts] == ["First question?"]
+
+
+def test_disk_dataset(tmp_path: Path) -> None:
+    datasets = pytest.importorskip("datasets")
+    dd = datasets.DatasetDict({"train": datasets.Dataset.from_dict({"instruction": ["a?", "b?"]})})
+    dd.save_to_disk(str(tmp_path / "ds"))
+    insts, _ = _load(_cfg(tmp_path / "ds"))
+    assert [i.text for i in insts] == ["a?", "b?"]
+    with pytest.raises(ConfigurationError, match=r"data\.split: got 'test'"):
+        _load(_cfg(tmp_path / "ds", split="test"))
+
+
+def test_wrong_field_is_a_configuration_error_naming_the_columns(tmp_path: Path) -> None:
+    path = _jsonl(tmp_path / "in.jsonl", [{"query": "a"}, {"query": "b"}])
+    with pytest.raises(ConfigurationError, match=r"first row has columns: query"):
+        _load(_cfg(path))
+
+
+def test_missing_file_and_unknown_suffix(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="no such file"):
+        _load(_cfg(tmp_path / "nope.jsonl"))
+    (tmp_path / "x.dat").write_text("")
+    with pytest.raises(ConfigurationError, match=r"set data\.format"):
+        _load(_cfg(tmp_path / "x.dat"))
+
+
+def test_hub_without_datasets_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    real_import = builtins.__import__
+
+    def no_datasets(name: str, *a: Any, **kw: Any) -> Any:
+        if name == "datasets":
+            raise ImportError("no datasets")
+        return real_import(name, *a, **kw)
+
+    monkeypatch.setattr(builtins, "__import__", no_datasets)
+    with pytest.raises(MissingDependencyError, match=r"self-taught-evaluators\[data\]"):
+        list(load_instructions(DataConfig(dataset="allenai/WildChat-1M")))
+
+
+# -- split --------------------------------------------------------------------------------------
+
+
+def _pool(n: int) -> list[Instruction]:
+    return [Instruction.from_text(f"instruction {i}") for i in range(n)]
+
+
+def _ids(xs: Any) -> list[str]:
+    return [x.id for x in xs]
+
+
+def test_split_sizes_disjoint_and_deterministic() -> None:
+    pool = _pool(100)
+    a = split_instructions(lambda: pool, eval_size=10, train_size=30, seed=1)
+    b = split_instructions(lambda: list(reversed(pool)), eval_size=10, train_size=30, seed=1)
+    assert len(a.eval) == 10 and len(list(a.train())) == 30
+    assert _ids(a.eval) == _ids(b.eval)  # input order does not matter
+    assert _ids(a.train()) == _ids(b.train())
+    assert not set(_ids(a.eval)) & set(_ids(a.train()))
+    c = split_instructions(lambda: pool, eval_size=10, train_size=30, seed=2)
+    assert set(_ids(c.eval)) != set(_ids(a.eval))  # the seed matters
+
+
+def test_split_all_remaining_streams_in_source_order_and_excludes() -> None:
+    pool = _pool(50)
+    excluded = {pool[0].id, pool[1].id}
+    s = split_instructions(
+        lambda: iter(pool), eval_size=5, train_size=None, seed=0, exclude_ids=excluded
+    )
+    train = list(s.train())
+    assert len(train) == 50 - 5 - 2
+    assert s.excluded == 2
+    assert _ids(train) == [i.id for i in pool if i.id not in excluded | set(_ids(s.eval))]
+
+
+@settings(max_examples=30, deadline=None)
+@given(n=st.integers(5, 60), extra=st.integers(0, 40), seed=st.integers(0, 5))
+def test_split_is_stable_when_the_pool_grows(n: int, extra: int, seed: int) -> None:
+    """An instruction in the eval set of a bigger pool was in the eval set of any smaller pool
+    containing it: adding data never moves existing items from train into eval."""
+    small = _pool(n)
+    big = small + [Instruction.from_text(f"new {i}") for i in range(extra)]
+    random.Random(seed).shuffle(big)
+    e_small = set(
+        _ids(split_instructions(lambda: small, eval_size=5, train_size=None, seed=seed).eval)
+    )
+    e_big = set(_ids(split_instructions(lambda: big, eval_size=5, train_size=None, seed=seed).eval))
+    assert {i for i in e_big if i in set(_ids(small))} <= e_small

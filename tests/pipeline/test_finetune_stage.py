@@ -1,0 +1,170 @@
+"""Fine-tune orchestration: submit, re-attach after a crash, failure, budget, capabilities."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from ste_core.budget import Budget
+from ste_core.errors import BudgetExceeded, ConfigurationError, FineTuneFailed
+from ste_core.records import FineTuneMethod, FineTuneSpec
+from ste_core.stages.finetune import FineTuneTimeout, run_finetune
+from ste_core.store import RunStore
+
+from .helpers import ScriptedFineTune
+
+
+@pytest.fixture
+def ft() -> ScriptedFineTune:
+    ScriptedFineTune.jobs = {}
+    ScriptedFineTune.submits = 0
+    ScriptedFineTune.fail_jobs = False
+    return ScriptedFineTune(polls_to_finish=3)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> RunStore:
+    return RunStore(tmp_path / "store.sqlite")
+
+
+@pytest.fixture
+def train(tmp_path: Path) -> Path:
+    p = tmp_path / "train.jsonl"
+    p.write_text('{"x": 1}\n')
+    return p
+
+
+SPEC = FineTuneSpec(base_model="judge-acc70", suffix="ste-t-it1")
+
+
+async def test_submit_then_poll_to_success(ft, store, train) -> None:
+    states = []
+    res = await run_finetune(
+        ft,
+        SPEC,
+        train,
+        store=store,
+        state_key="finetune/1",
+        poll_interval_s=0,
+        on_state=states.append,
+    )
+    assert res.model.model == "judge-acc70-ft1" and res.job_id == "job-1"
+    assert not res.resumed and res.cost_usd == 0.25
+    assert [s.status.value for s in states] == ["queued", "running", "running", "succeeded"]
+    saved = store.get_state("finetune/1")
+    assert saved["status"] == "succeeded" and saved["model"]["model"] == "judge-acc70-ft1"
+    # Done: a second call returns the stored result without calling the provider.
+    again = await run_finetune(
+        ft, SPEC, train, store=store, state_key="finetune/1", poll_interval_s=0
+    )
+    assert again.resumed and again.model.model == "judge-acc70-ft1" and ft.submits == 1
+
+
+async def test_a_killed_poll_loop_reattaches_instead_of_paying_twice(ft, store, train) -> None:
+    seen: list[str] = []
+
+    def stop_after_submit(job_id: str) -> None:
+        seen.append(job_id)
+        raise KeyboardInterrupt  # the process dies right after the job id is on disk
+
+    with pytest.raises(KeyboardInterrupt):
+        await run_finetune(
+            ft,
+            SPEC,
+            train,
+            store=store,
+            state_key="finetune/1",
+            poll_interval_s=0,
+            on_submitted=stop_after_submit,
+        )
+    assert store.get_state("finetune/1")["job_id"] == "job-1"
+    res = await run_finetune(
+        ft, SPEC, train, store=store, state_key="finetune/1", poll_interval_s=0
+    )
+    assert res.resumed and res.job_id == "job-1" and ft.submits == 1
+
+
+async def test_cancelled_while_polling_then_resumed(ft, store, train) -> None:
+    task = asyncio.ensure_future(
+        run_finetune(ft, SPEC, train, store=store, state_key="finetune/1", poll_interval_s=0.05)
+    )
+    await asyncio.sleep(0.02)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    res = await run_finetune(
+        ft, SPEC, train, store=store, state_key="finetune/1", poll_interval_s=0
+    )
+    assert res.resumed and ft.submits == 1
+
+
+async def test_failure_raises_with_provider_message_and_next_run_resubmits(
+    ft, store, train
+) -> None:
+    ScriptedFineTune.fail_jobs = True
+    with pytest.raises(FineTuneFailed, match="out of GPUs") as info:
+        await run_finetune(ft, SPEC, train, store=store, state_key="finetune/1", poll_interval_s=0)
+    assert info.value.job_id == "job-1" and "re-run the same command" in str(info.value)
+    assert store.get_state("finetune/1")["status"] == "failed"
+    ScriptedFineTune.fail_jobs = False
+    res = await run_finetune(
+        ft, SPEC, train, store=store, state_key="finetune/1", poll_interval_s=0
+    )
+    assert res.job_id == "job-2" and ft.submits == 2
+
+
+async def test_changed_training_data_submits_a_new_job(ft, store, train) -> None:
+    await run_finetune(ft, SPEC, train, store=store, state_key="k", poll_interval_s=0)
+    train.write_text('{"x": 2}\n')
+    res = await run_finetune(ft, SPEC, train, store=store, state_key="k", poll_interval_s=0)
+    assert res.job_id == "job-2"
+
+
+async def test_budget_is_checked_before_submit(ft, store, train) -> None:
+    budget = Budget(max_cost_usd=0.4)  # the estimate is 0.5
+    with pytest.raises(BudgetExceeded):
+        await run_finetune(
+            ft, SPEC, train, store=store, state_key="k", budget=budget, poll_interval_s=0
+        )
+    assert ft.submits == 0
+    budget = Budget(max_cost_usd=1.0)
+    await run_finetune(
+        ft, SPEC, train, store=store, state_key="k", budget=budget, poll_interval_s=0
+    )
+    assert budget.spent_usd == pytest.approx(0.25)  # the provider's final cost
+
+
+async def test_unsupported_requests_fail_before_any_cost(ft, store, train) -> None:
+    class SFTOnly(ScriptedFineTune):
+        capabilities = ScriptedFineTune.capabilities.model_copy(
+            update={"methods": frozenset({FineTuneMethod.SFT}), "continue_from_previous": False}
+        )
+
+    with pytest.raises(ConfigurationError, match=r"finetune\.method"):
+        await run_finetune(
+            SFTOnly(),
+            SPEC.model_copy(update={"method": FineTuneMethod.DPO}),
+            train,
+            store=store,
+            state_key="k",
+        )
+    with pytest.raises(ConfigurationError, match="init_from"):
+        await run_finetune(
+            SFTOnly(),
+            SPEC.model_copy(update={"from_model": "m-ft1"}),
+            train,
+            store=store,
+            state_key="k",
+        )
+    assert ScriptedFineTune.submits == 0
+
+
+async def test_max_wait_leaves_the_job_running(store, train) -> None:
+    slow = ScriptedFineTune(polls_to_finish=1000)
+    with pytest.raises(FineTuneTimeout, match="re-attach"):
+        await run_finetune(
+            slow, SPEC, train, store=store, state_key="k", poll_interval_s=0.01, max_wait_s=0.03
+        )
+    assert store.get_state("k")["status"] == "running"
