@@ -1,0 +1,34 @@
+"""Evaluation of judges: scoring labelled pairs, RewardBench sections, intervals, paired tests
+and run reports. See docs/evaluation.md.
+
+Importing this package is cheap (pydantic and the standard library); matplotlib is imported only
+when a report draws its plot.
+"""
+
+from ste_core.evaluation.paired import PairedTest, paired_comparison
+from ste_core.evaluation.report import ReportFiles, write_report
+from ste_core.evaluation.rewardbench import EXAMPLE_COUNTS, EXAMPLE_COUNTS_PRE_0_1_3, SECTIONS
+from ste_core.evaluation.scoring import (
+    EvalScore,
+    RewardBenchScore,
+    SectionScore,
+    SubsetScore,
+    score_pairs,
+    single_order,
+)
+
+__all__ = [
+    "EXAMPLE_COUNTS",
+    "EXAMPLE_COUNTS_PRE_0_1_3",
+    "SECTIONS",
+    "EvalScore",
+    "PairedTest",
+    "ReportFiles",
+    "RewardBenchScore",
+    "SectionScore",
+    "SubsetScore",
+    "paired_comparison",
+    "score_pairs",
+    "single_order",
+    "write_report",
+]

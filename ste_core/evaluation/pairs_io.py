@@ -1,0 +1,374 @@
+"""Reading pairs files and judgement files, and writing judgements, for evaluation.
+
+Pairs files (JSONL, a JSON array, or Parquet with the `data` extra), one pair per row, in any of:
+
+* RewardBench: ``prompt``, ``chosen``, ``rejected``, optional ``subset``, ``id`` (int or str);
+  other columns (``chosen_model``...) go into the pair's metadata;
+* a plain user file: ``instruction``, ``chosen``, ``rejected``, optional ``subset``, ``id``;
+* a run's frozen eval pairs: ResponsePair JSON (``id``, ``instruction``, ``chosen``, ...).
+
+A row without ``id`` gets a content hash of (instruction, chosen, rejected) as id.
+
+Judgements files (JSONL), one judge output per row:
+
+* ``pair_id`` (alias ``id``), ``text`` (alias ``output``) = the raw judge output,
+  ``order`` = ``"AB"`` (chosen shown as A) or ``"BA"``, or ``swapped`` = true/false instead,
+  optional ``sample_index`` (default 0), ``judge_model``, ``template``;
+* or a failure: ``pair_id``, ``order``, ``sample_index``, ``error_type``, ``message`` (an API
+  failure after retries; it scores 0.5 and is counted as an error).
+
+The verdict is always parsed from ``text`` with `ste_prompts.parse_verdict`, so outputs produced
+anywhere (vLLM elsewhere, an older run) are read exactly like ours. `write_judgements` writes
+this same format, so `ste evaluate` output can be re-scored with `ste score`.
+
+Bad rows: `on_error="raise"` (default) stops at the first one with ``path:line: reason``;
+`on_error="skip"` skips it and records (line, reason) in the result's `skipped`, which callers
+must report.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import ValidationError
+
+from ste_core.records import Judgement, Order, ResponsePair, content_hash
+
+OnError = Literal["raise", "skip"]
+
+
+class DataFileError(ValueError):
+    """A row of a pairs or judgements file is invalid; the message names file and line."""
+
+
+@dataclass(frozen=True)
+class SkippedRow:
+    line: int
+    reason: str
+
+
+@dataclass
+class PairsFile:
+    pairs: list[ResponsePair]
+    formats: list[str] = field(default_factory=list)
+    skipped: list[SkippedRow] = field(default_factory=list)
+    path: Path | None = None
+
+
+@dataclass
+class JudgementsFile:
+    records: list[Any]  # Judgement | JudgeFailure
+    skipped: list[SkippedRow] = field(default_factory=list)
+    verdict_mismatches: int = 0
+    path: Path | None = None
+
+
+# --------------------------------------------------------------------------------------------
+# Raw rows
+# --------------------------------------------------------------------------------------------
+
+
+def _iter_rows(path: Path) -> Iterator[tuple[int, Any, str | None]]:
+    """(line or row number, row object, error) for every data row of a file."""
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        try:
+            import pyarrow.parquet as pq
+        except ImportError as exc:
+            raise DataFileError(
+                f"{path}: reading Parquet needs pyarrow: pip install 'self-taught-evaluators[data]'"
+            ) from exc
+        pf = pq.ParquetFile(path)
+        n = 0
+        for batch in pf.iter_batches(batch_size=1024):
+            for row in batch.to_pylist():
+                n += 1
+                yield n, row, None
+        return
+    if suffix == ".json":
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise DataFileError(f"{path}: not valid JSON: {exc}") from exc
+        if not isinstance(data, list):
+            raise DataFileError(f"{path}: a .json pairs file must hold a list of objects")
+        for i, row in enumerate(data, start=1):
+            yield i, row, None
+        return
+    with path.open(encoding="utf-8") as fh:
+        for i, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue  # blank lines are layout, not data
+            try:
+                yield i, json.loads(line), None
+            except json.JSONDecodeError as exc:
+                yield i, None, f"not valid JSON ({exc.msg})"
+
+
+def _fail(path: Path, line: int, reason: str, on_error: OnError, skipped: list[SkippedRow]) -> None:
+    if on_error == "raise":
+        raise DataFileError(f"{path}:{line}: {reason}")
+    skipped.append(SkippedRow(line, reason))
+
+
+# --------------------------------------------------------------------------------------------
+# Pairs
+# --------------------------------------------------------------------------------------------
+
+_PAIR_FIELDS = set(ResponsePair.model_fields)
+
+
+def _pair_from_row(row: Any) -> tuple[ResponsePair, str]:
+    """A ResponsePair and the name of the row's format; raises ValueError with a reason."""
+    if not isinstance(row, dict):
+        raise ValueError(f"expected a JSON object, got {type(row).__name__}")
+    if "prompt" in row and "instruction" not in row:
+        fmt, text_key = "rewardbench", "prompt"
+    elif "instruction" in row:
+        fmt, text_key = (
+            ("response_pair" if "id" in row and set(row) <= _PAIR_FIELDS else "user"),
+            ("instruction"),
+        )
+    else:
+        raise ValueError("needs 'prompt' (RewardBench) or 'instruction' (user / ResponsePair)")
+    for key in (text_key, "chosen", "rejected"):
+        if key not in row:
+            raise ValueError(f"missing field {key!r}")
+        if not isinstance(row[key], str):
+            raise ValueError(f"field {key!r} must be a string, got {type(row[key]).__name__}")
+        if not row[key].strip():
+            raise ValueError(f"field {key!r} is empty")
+    subset = row.get("subset")
+    if subset is not None and not isinstance(subset, str):
+        raise ValueError(f"field 'subset' must be a string, got {type(subset).__name__}")
+    raw_id = row.get("id")
+    if isinstance(raw_id, bool) or (raw_id is not None and not isinstance(raw_id, str | int)):
+        raise ValueError(f"field 'id' must be a string or an integer, got {raw_id!r}")
+    pid = (
+        str(raw_id)
+        if raw_id is not None
+        else content_hash(row[text_key], row["chosen"], row["rejected"])[:16]
+    )
+    if fmt == "response_pair":
+        return ResponsePair.model_validate({**row, "id": pid}), fmt
+    known = {text_key, "chosen", "rejected", "subset", "id"}
+    if fmt == "user":
+        known |= {"modified_instruction", "instruction_id", "metadata"}
+    metadata = dict(row.get("metadata") or {}) if fmt == "user" else {}
+    metadata.update({k: v for k, v in row.items() if k not in known})
+    return (
+        ResponsePair(
+            id=pid,
+            instruction=row[text_key],
+            chosen=row["chosen"],
+            rejected=row["rejected"],
+            subset=subset,
+            modified_instruction=row.get("modified_instruction") if fmt == "user" else None,
+            instruction_id=row.get("instruction_id") if fmt == "user" else None,
+            metadata=metadata,
+        ),
+        fmt,
+    )
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        errs = exc.errors()
+        return "; ".join(
+            f"{'.'.join(str(x) for x in e['loc']) or 'row'}: {e['msg']}" for e in errs[:3]
+        )
+    return str(exc)
+
+
+def read_pairs(path: str | Path, *, on_error: OnError = "raise") -> PairsFile:
+    """Read labelled pairs from a RewardBench / user / ResponsePair file (see module doc).
+
+    Duplicate ids are a bad row (the second occurrence). Raises DataFileError on the first bad
+    row with `on_error="raise"`, else skips and records it. An empty file is an error.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DataFileError(f"{path}: no such file")
+    out = PairsFile(pairs=[], path=path)
+    first_line: dict[str, int] = {}
+    for line, row, err in _iter_rows(path):
+        if err is not None:
+            _fail(path, line, err, on_error, out.skipped)
+            continue
+        try:
+            pair, fmt = _pair_from_row(row)
+        except (ValueError, ValidationError) as exc:
+            _fail(path, line, _reason(exc), on_error, out.skipped)
+            continue
+        if pair.id in first_line:
+            _fail(
+                path,
+                line,
+                f"duplicate id {pair.id!r} (first on line {first_line[pair.id]})",
+                on_error,
+                out.skipped,
+            )
+            continue
+        first_line[pair.id] = line
+        if fmt not in out.formats:
+            out.formats.append(fmt)
+        out.pairs.append(pair)
+    if not out.pairs:
+        raise DataFileError(
+            f"{path}: no valid pairs"
+            + (
+                f" ({len(out.skipped)} bad rows, first: line {out.skipped[0].line}: "
+                f"{out.skipped[0].reason})"
+                if out.skipped
+                else ""
+            )
+        )
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Judgements
+# --------------------------------------------------------------------------------------------
+
+
+def _judge_failure_cls() -> Any:
+    from ste_core.stages.judge import JudgeFailure
+
+    return JudgeFailure
+
+
+def _order_of(row: dict[str, Any]) -> Order:
+    if "order" in row:
+        try:
+            return Order(row["order"])
+        except ValueError:
+            raise ValueError(f"'order' must be 'AB' or 'BA', got {row['order']!r}") from None
+    if "swapped" in row:
+        if not isinstance(row["swapped"], bool):
+            raise ValueError(f"'swapped' must be true or false, got {row['swapped']!r}")
+        return Order.BA if row["swapped"] else Order.AB
+    raise ValueError("missing 'order' ('AB' = chosen shown as A, 'BA') or 'swapped'")
+
+
+def _judgement_from_row(
+    row: Any, *, judge_model: str, template: str, parser: Callable[[str], Any]
+) -> tuple[Any, bool]:
+    """(Judgement | JudgeFailure, stored verdict disagrees with the parse)."""
+    if not isinstance(row, dict):
+        raise ValueError(f"expected a JSON object, got {type(row).__name__}")
+    pid = row.get("pair_id", row.get("id"))
+    if isinstance(pid, bool) or not isinstance(pid, str | int):
+        raise ValueError("missing or invalid 'pair_id'")
+    order = _order_of(row)
+    sample_index = row.get("sample_index", 0)
+    if isinstance(sample_index, bool) or not isinstance(sample_index, int) or sample_index < 0:
+        raise ValueError(f"'sample_index' must be a non-negative integer, got {sample_index!r}")
+    if row.get("error_type") is not None and row.get("text") is None:
+        failure = _judge_failure_cls()(
+            pair_id=str(pid),
+            order=order,
+            sample_index=sample_index,
+            error_type=str(row["error_type"]),
+            message=str(row.get("message", "")),
+        )
+        return failure, False
+    text = row.get("text", row.get("output"))
+    if not isinstance(text, str):
+        raise ValueError("missing 'text' (the raw judge output) or 'error_type'")
+    parsed = parser(text)
+    stored = row.get("verdict", parsed.verdict)
+    usage = row.get("usage") or {}
+    return (
+        Judgement(
+            pair_id=str(pid),
+            order=order,
+            sample_index=sample_index,
+            text=text,
+            verdict=parsed.verdict,
+            judge_model=str(row.get("judge_model") or judge_model),
+            template=str(row.get("template") or template),
+            parse_reason=parsed.reason,
+            usage=usage,
+        ),
+        stored != parsed.verdict,
+    )
+
+
+def read_judgements(
+    path: str | Path,
+    *,
+    on_error: OnError = "raise",
+    judge_model: str = "unknown",
+    template: str = "unknown",
+    parser: Callable[[str], Any] | None = None,
+) -> JudgementsFile:
+    """Read judge outputs (and failures) from JSONL; verdicts are re-parsed from the text.
+
+    `parser` (text -> an object with `.verdict` and `.reason`) defaults to
+    `ste_prompts.parse_verdict`; pass the judge template's parser if it has another one.
+    `judge_model` / `template` fill rows that do not name them. Rows whose stored `verdict`
+    disagrees with the parse are counted in `verdict_mismatches` (the parse wins).
+    """
+    if parser is None:
+        from ste_prompts import parse_verdict
+
+        parser = parse_verdict
+    path = Path(path)
+    if not path.exists():
+        raise DataFileError(f"{path}: no such file")
+    out = JudgementsFile(records=[], path=path)
+    for line, row, err in _iter_rows(path):
+        if err is not None:
+            _fail(path, line, err, on_error, out.skipped)
+            continue
+        try:
+            rec, mismatch = _judgement_from_row(
+                row, judge_model=judge_model, template=template, parser=parser
+            )
+        except (ValueError, ValidationError) as exc:
+            _fail(path, line, _reason(exc), on_error, out.skipped)
+            continue
+        out.records.append(rec)
+        out.verdict_mismatches += mismatch
+    return out
+
+
+def judgement_row(record: Any) -> dict[str, Any]:
+    """The JSON object written for one Judgement or JudgeFailure."""
+    if isinstance(record, Judgement):
+        return record.model_dump(mode="json")
+    return {
+        "pair_id": record.pair_id,
+        "order": Order(record.order).value,
+        "sample_index": record.sample_index,
+        "error_type": record.error_type,
+        "message": record.message,
+    }
+
+
+def write_judgements(path: str | Path, records: Iterable[Any]) -> int:
+    """Write Judgement / JudgeFailure records as JSONL (the format `read_judgements` reads)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    n = 0
+    with path.open("w", encoding="utf-8") as fh:
+        for rec in records:
+            fh.write(json.dumps(judgement_row(rec), ensure_ascii=False) + "\n")
+            n += 1
+    return n
+
+
+def write_pairs(path: str | Path, pairs: Iterable[ResponsePair]) -> int:
+    """Write ResponsePairs as JSONL (the frozen eval pairs format)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    n = 0
+    with path.open("w", encoding="utf-8") as fh:
+        for p in pairs:
+            fh.write(p.model_dump_json() + "\n")
+            n += 1
+    return n

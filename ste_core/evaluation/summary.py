@@ -1,0 +1,63 @@
+"""Plain-text rendering of an EvalScore (what `ste evaluate` / `ste score` print)."""
+
+from __future__ import annotations
+
+from ste_core.evaluation.scoring import EvalScore
+
+
+def _p(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f}"
+
+
+def _ci(ci: tuple[float, float] | None) -> str:
+    return "" if ci is None else f"[{_p(ci[0])}, {_p(ci[1])}]"
+
+
+def format_score(score: EvalScore) -> str:
+    """A few aligned lines: overall, diagnostics, per subset, RewardBench sections."""
+    s = score
+    vote = f", majority of {s.samples_per_order}" if s.majority else ""
+    samples = f", {s.samples_per_order} samples/order" if s.samples_per_order > 1 else ""
+    lines = [
+        f"accuracy   {_p(s.accuracy)}% {_ci((s.ci_low, s.ci_high))} (95% Wilson over items)",
+        f"items      {s.n_items} items, {s.n_judgements} judgements, "
+        f"orders={s.mode}{samples}{vote}",
+    ]
+    diag = []
+    if s.mode == "both":
+        diag.append(
+            f"position consistency {_p(s.position_consistency)}% (n={s.n_position_comparable})"
+        )
+    diag.append(f"A share {_p(s.a_verdict_share)}%")
+    diag.append(f"no verdict {_p(s.no_verdict_rate)}%")
+    diag.append(f"ties {_p(s.tie_rate)}%")
+    diag.append(f"errors {s.error_count} (missing {s.missing_count})")
+    lines.append("judge      " + ", ".join(diag))
+    models = [m for m in s.judge_models if m != "unknown"]
+    if models:
+        templates = [t for t in s.templates if t != "unknown"] or ["unknown"]
+        lines.append(f"model      {', '.join(models)}  template {', '.join(templates)}")
+    if s.per_subset:
+        width = max(len(k) for k in s.per_subset) + 2
+        lines += ["", f"{'subset':<{width}}{'n':>6}  {'accuracy':>8}  95% CI"]
+        for name, sub in s.per_subset.items():
+            lines.append(f"{name:<{width}}{sub.n:>6}  {_p(sub.accuracy):>8}  {_ci(sub.ci)}")
+    r = s.rewardbench
+    if r is not None:
+        lines += ["", f"RewardBench sections, weights '{r.weights}': {r.weights_description}"]
+        for name, sec in r.sections.items():
+            partial = (
+                f"  (missing: {', '.join(sec.missing_subsets)})" if sec.missing_subsets else ""
+            )
+            lines.append(f"  {name:<10} {_p(sec.score):>6} {_ci(sec.ci)}{partial}")
+        lines.append(f"  {'final':<10} {_p(r.final):>6} {_ci(r.final_ci)}")
+        if r.missing_sections:
+            lines.append(
+                f"  final is the mean of the {len(r.sections)} section(s) present; missing "
+                f"sections (not scored as 0): {', '.join(r.missing_sections)}"
+            )
+        if r.other_subsets:
+            lines.append(f"  subsets outside the sections: {', '.join(r.other_subsets)}")
+    for w in s.warnings:
+        lines.append(f"warning: {w}")
+    return "\n".join(lines)
