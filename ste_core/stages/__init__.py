@@ -7,6 +7,6 @@
 - `finetune`: submit / re-attach / poll a fine-tune job, serve the result
 - `classify`: the optional category filter
 
-The functions here are the pure and streaming parts; `ste_core.pipeline` wires them to the run
-directory, the store and the progress display.
+The functions here are the pure and streaming parts; `ste_core.steps` wires them to the run
+directory, the store and the progress display, and `ste_core.pipeline` runs the steps in order.
 """
