@@ -14,11 +14,10 @@ from typer.testing import CliRunner
 
 from ste_core.cli.app import app
 from ste_core.plugins import reset_host
+from ste_core.testing import fake_provider
 
 pytestmark = pytest.mark.e2e
 
-fake_provider = pytest.importorskip("ste_core.testing.fake_provider")
-pytest.importorskip("ste_backends.openai")
 
 TOPICS = ["volcano", "tides", "bread", "chess", "orbits", "glaciers", "bees", "tea", "rust", "jazz"]
 
