@@ -227,7 +227,7 @@ class Pipeline:
 
     def _finish(self, ctx: RunContext, status: str) -> None:
         ctx.end_session(status)
-        write_summary(self.config, self.rundir)
+        self._write_reports()
         _fire(
             "run_finished",
             RunEvent(
@@ -346,6 +346,11 @@ class Pipeline:
                 metrics=headline(metrics),
             ),
         )
+        self._write_reports()
+
+    def _write_reports(self) -> None:
+        """summary.md and report.md/html/png, after every evaluated judge and at the end of a
+        session (so a crashed run has a report, and a finished one shows its final status)."""
         write_summary(self.config, self.rundir)
         try:
             from ste_core.evaluation.report import write_report

@@ -113,6 +113,9 @@ async def test_two_iterations_files_funnel_and_metrics(tmp_path: Path, scripted)
     assert [j["status"] for j in manifest["finetune_jobs"]] == ["succeeded", "succeeded"]
     assert manifest["cost_usd"]["finetune"] == pytest.approx(0.5)
     assert manifest["status"] == "succeeded"
+    # The report is rewritten when the session ends, so it shows the final status.
+    report = (root / "report.md").read_text()
+    assert "| status | succeeded |" in report and "| status | running |" not in report
     # Served judges were torn down; each served exactly once (evaluation + next judging).
     assert ScriptedFineTune.served == ["judge-acc70-ft1", "judge-acc70-ft2"]
     assert ScriptedFineTune.torn_down == ScriptedFineTune.served
