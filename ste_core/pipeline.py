@@ -277,6 +277,11 @@ class Pipeline:
             raise ConfigurationError(f"stage {name!r} is run-level: use iteration 0")
         if name in ITERATION_STAGES and iteration < 1:
             raise ConfigurationError(f"stage {name!r} needs an iteration >= 1")
+        if name == "classify" and not self.config.filter.enabled:
+            raise ConfigurationError(
+                "stage 'classify' does nothing while filter.enabled is false: enable the "
+                "category filter in [filter] to run it"
+            )
         ctx = self._context()
         if force:
             ctx.store.unmark_stage(iteration, name)

@@ -54,15 +54,15 @@ def check_budget(
     b.check(estimated_cost_usd=cost, estimated_requests=est.requests)
 
 
-def read_external_pairs(ctx: RunContext, path: str) -> list[ResponsePair]:
+def read_external_pairs(ctx: RunContext, path: str, key: str) -> list[ResponsePair]:
     """Pairs from a user's file (reused eval pairs, a benchmark); bad rows are skipped with a
-    warning that names the first one."""
+    warning that names the first one. `key` is the config key that named the file, for errors."""
     from ste_core.evaluation.pairs_io import DataFileError, read_pairs
 
     try:
         pf = read_pairs(path, on_error="skip")
     except DataFileError as exc:
-        raise ConfigurationError(f"evaluation.pairs_path: {exc}") from exc
+        raise ConfigurationError(f"{key}: {exc}") from exc
     if pf.skipped:
         ctx.reporter.warning(
             f"{path}: {len(pf.skipped)} bad row(s) skipped (first: line "

@@ -153,7 +153,7 @@ async def split(ctx: RunContext) -> dict[str, int]:
     if cfg.evaluation.pairs_path:
         # Reused eval pairs: their instructions must not leak into training.
         eval_size = 0
-        for p in read_external_pairs(ctx, cfg.evaluation.pairs_path):
+        for p in read_external_pairs(ctx, cfg.evaluation.pairs_path, "evaluation.pairs_path"):
             exclude.add(Instruction.from_text(normalise_text(p.instruction)).id)
     result = split_instructions(
         lambda: read_jsonl(pool, Instruction),

@@ -49,12 +49,15 @@ async def evaluate(ctx: RunContext, j: int, by: Judge) -> dict[str, int]:
     )
     benchmarks: dict[str, Any] = {}
     for bench in ev.benchmarks:
-        bpairs = read_external_pairs(ctx, bench.path)[: bench.limit]
-        bpath = rundir.iter_file(j, f"bench_{bench.name}.pairs.jsonl")
+        # Frozen at the first evaluation, like the eval pairs: every judge of the run is scored
+        # on the same benchmark pairs even if the user's file changes between sessions.
+        bpath = rundir.root / f"bench_{bench.name}.pairs.jsonl"
         if not bpath.exists():
+            key = f"evaluation.benchmarks[{bench.name}].path"
             with jsonl_writer(bpath) as w:
-                for p in bpairs:
+                for p in read_external_pairs(ctx, bench.path, key)[: bench.limit]:
                     w.write(p)
+        bpairs = list(read_jsonl(bpath, ResponsePair))
         bcounts, benchmarks[bench.name] = await _judge_and_score(
             ctx,
             by,
@@ -68,7 +71,8 @@ async def evaluate(ctx: RunContext, j: int, by: Judge) -> dict[str, int]:
     paired: dict[str, Any] = {}
     earlier = read_metrics_raw(rundir.root)
     for label, other in (("vs_previous", j - 1), ("vs_seed", 0)):
-        if other < 0 or other == j or label in paired:
+        # At j=1 the previous judge is the seed: one comparison, not the same one twice.
+        if other < 0 or other == j or (label == "vs_seed" and other == j - 1):
             continue
         prev = earlier.get(other)
         if prev and prev.get("eval"):

@@ -33,7 +33,7 @@ async def eval_pairs(ctx: RunContext) -> dict[str, int]:
     cfg = ctx.config
     rundir = ctx.rundir
     if cfg.evaluation.pairs_path:
-        pairs = read_external_pairs(ctx, cfg.evaluation.pairs_path)
+        pairs = read_external_pairs(ctx, cfg.evaluation.pairs_path, "evaluation.pairs_path")
         with jsonl_writer(rundir.eval_pairs_path) as w:
             for p in pairs:
                 w.write(p)

@@ -349,10 +349,17 @@ async def test_benchmarks_are_scored_for_every_judge(tmp_path: Path, scripted) -
     for j in (0, 1):
         score = result.metrics[j].benchmarks["rb"]
         assert score.n_items == 6 and score.n_judgements == 12
+    # The benchmark is frozen with the run: a later session scores the next judge on the same
+    # pairs even though the user's file has changed meanwhile.
+    bench.write_text("".join(json.dumps(r) + "\n" for r in rows[:2]))
+    result = await Pipeline(cfg).run(iterations=2)
+    assert result.metrics[2].benchmarks["rb"].n_items == 6
 
 
 async def test_stage_api_needs_inputs_and_reads_typed_records(tmp_path: Path, scripted) -> None:
     pipe = Pipeline(_config(tmp_path))
+    with pytest.raises(ConfigurationError, match=r"filter\.enabled is false"):
+        await pipe.stage("classify")
     with pytest.raises(SteError, match="needs stage 'load'"):
         await pipe.stage("split")
     for name in ("load", "split", "eval_pairs"):
