@@ -230,6 +230,24 @@ async def test_together_flavor_chat_parses_with_together_sdk() -> None:
         await c.close()
 
 
+async def test_presigned_upload_needs_no_api_key_but_the_api_does(tmp_path) -> None:
+    import together
+
+    data = tmp_path / "train.jsonl"
+    data.write_text(
+        '{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}\n'
+    )
+    with FakeProvider(flavor="together", api_key="sekrit") as p:
+        good = together.AsyncTogether(api_key="sekrit", base_url=p.url, max_retries=0)
+        uploaded = await good.files.upload(data, purpose="fine-tune")
+        assert uploaded.id and p.counter["files_presigned_put"] == 1
+        await good.close()
+        bad = together.AsyncTogether(api_key="wrong", base_url=p.url, max_retries=0)
+        with pytest.raises(together.AuthenticationError):
+            await bad.files.upload(data, purpose="fine-tune")
+        await bad.close()
+
+
 def test_state_persists(tmp_path) -> None:
     p = FakeProvider(state_dir=tmp_path)
     p.state["jobs"] = {"ft-1": "running"}

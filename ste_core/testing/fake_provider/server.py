@@ -114,6 +114,8 @@ class _Route:
     pattern: re.Pattern[str]
     name: str
     handler: Handler
+    #: authenticates itself (a presigned URL carries its signature): no Authorization header
+    presigned: bool = False
 
 
 class _Server(ThreadingHTTPServer):
@@ -276,12 +278,17 @@ class FakeProvider:
 
     # -- routes ------------------------------------------------------------------------------
 
-    def route(self, method: str, pattern: str, name: str) -> Callable[[Handler], Handler]:
-        """Register `handler(req, match) -> FakeResponse` for `method` and a full-path regex."""
+    def route(
+        self, method: str, pattern: str, name: str, *, presigned: bool = False
+    ) -> Callable[[Handler], Handler]:
+        """Register `handler(req, match) -> FakeResponse` for `method` and a full-path regex.
+        `presigned` routes (an S3-style upload URL) are exempt from the API-key check, as
+        object storage never sees the provider's key."""
 
         def register(handler: Handler) -> Handler:
             with self.lock:
-                self._routes.append(_Route(method.upper(), re.compile(pattern), name, handler))
+                route = _Route(method.upper(), re.compile(pattern), name, handler, presigned)
+                self._routes.append(route)
             return handler
 
         return register
@@ -338,8 +345,10 @@ class FakeProvider:
         delay = self.latency_s + (plan.latency_for(name) if plan else 0.0)
         if delay > 0 and self._stop.wait(delay):
             return None
-        if self.api_key is not None and req.headers.get("authorization") != (
-            f"Bearer {self.api_key}"
+        if (
+            self.api_key is not None
+            and not (found is not None and found[0].presigned)
+            and req.headers.get("authorization") != f"Bearer {self.api_key}"
         ):
             return FakeResponse(401, error_body("Invalid API key provided.", 401))
         if found is None:

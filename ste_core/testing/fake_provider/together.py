@@ -1302,5 +1302,6 @@ def register_together_routes(provider: FakeProvider) -> TogetherFake:
         ("POST", r"/v1/chat/completions", "chat", fake.chat),
     ]
     for method, pattern, name, handler in routes:
-        provider.route(method, pattern, name)(handler)
+        presigned = pattern.startswith(PRESIGNED_PREFIX)
+        provider.route(method, pattern, name, presigned=presigned)(handler)
     return fake
