@@ -22,6 +22,8 @@ def test_there_are_example_configs() -> None:
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
 def test_example_config_is_valid(path: Path) -> None:
     cfg = load_config(path)
+    if cfg.data.path is not None:  # a bundled example must run as shipped
+        assert Path(cfg.data.path).exists(), f"{path.name}: data.path {cfg.data.path} is missing"
     host = get_host()
     roles = [
         (cfg.generator.backend, cfg.generator.options, "inference"),
@@ -30,8 +32,7 @@ def test_example_config_is_valid(path: Path) -> None:
     ]
     for name, options, kind in roles:
         info = host.backends.get(name)
-        if info is None:
-            pytest.skip(f"backend {name!r} is not installed here")
+        assert info is not None, f"{path.name}: no backend {name!r} ({host.load_errors})"
         cls = getattr(info, kind)
         assert cls is not None, f"{name} has no {kind} backend"
         params = inspect.signature(cls.__init__).parameters
