@@ -142,7 +142,7 @@ async def run_finetune(
                 saved.get("job_id"),
             )
 
-    if job_id is None:
+    async def submit() -> str:
         check_supported(backend, spec)
         estimate = await backend.estimate_cost(spec, training_file)
         if budget is not None:
@@ -158,16 +158,20 @@ async def run_finetune(
             {"status": "submitting", "training_file_sha256": digest, "estimate_usd": estimate},
         )
         first = await backend.submit(spec, training_file)
-        job_id = first.job_id
         # The id is on disk before anything else can go wrong: a resumed run re-attaches to it.
         store.set_state(state_key, _dump(first, training_file_sha256=digest, estimate_usd=estimate))
         if on_submitted is not None:
-            on_submitted(job_id)
+            on_submitted(first.job_id)
         if on_state is not None:
             on_state(first)
+        return first.job_id
+
+    if job_id is None:
+        job_id = await submit()
 
     started = time.monotonic()
     failures = 0
+    reattached = resumed
     while True:
         try:
             state = await backend.poll(job_id)
@@ -193,6 +197,13 @@ async def run_finetune(
             if budget is not None and state.cost_usd:
                 _charge(budget, state.cost_usd)
             return FineTuneResult(state.model, job_id, state.cost_usd, resumed)
+        if reattached and state.status is JobStatus.CANCELLED:
+            # Cancelled while no session watched it: typically by our own Ctrl-C handler just
+            # before the previous session died. Re-running the command means "carry on".
+            log.warning("fine-tune job %s was cancelled meanwhile; submitting a new job", job_id)
+            job_id, resumed, reattached = await submit(), False, False
+            continue
+        reattached = False  # only the first poll after re-attaching can find such a leftover
         if state.status in (JobStatus.FAILED, JobStatus.CANCELLED):
             message = state.message or f"job {state.status.value}"
             if state.events:

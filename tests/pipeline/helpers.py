@@ -118,6 +118,8 @@ class ScriptedFineTune(FineTuneBackend):
     async def poll(self, job_id: str) -> FineTuneJobState:
         job = self.jobs[job_id]
         job["polls"] += 1
+        if job.get("cancelled"):
+            return FineTuneJobState(job_id=job_id, status=JobStatus.CANCELLED, message="cancelled")
         if type(self).fail_jobs:
             return FineTuneJobState(
                 job_id=job_id, status=JobStatus.FAILED, message="out of GPUs (injected)"
@@ -133,6 +135,7 @@ class ScriptedFineTune(FineTuneBackend):
         )
 
     async def cancel(self, job_id: str) -> FineTuneJobState:
+        self.jobs[job_id]["cancelled"] = True
         return FineTuneJobState(job_id=job_id, status=JobStatus.CANCELLED)
 
     def serve(self, model: ModelRef) -> contextlib.AbstractAsyncContextManager[ModelRef]:

@@ -86,6 +86,38 @@ async def test_a_killed_poll_loop_reattaches_instead_of_paying_twice(ft, store, 
     assert res.resumed and res.job_id == "job-1" and ft.submits == 1
 
 
+async def test_a_job_cancelled_between_sessions_is_submitted_again(ft, store, train) -> None:
+    def die(job_id: str) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        await run_finetune(
+            ft, SPEC, train, store=store, state_key="k", poll_interval_s=0, on_submitted=die
+        )
+    await ft.cancel("job-1")  # e.g. the Ctrl-C handler cancelled it as the session ended
+    res = await run_finetune(ft, SPEC, train, store=store, state_key="k", poll_interval_s=0)
+    assert res.job_id == "job-2" and ft.submits == 2 and not res.resumed
+    assert store.get_state("k")["job_id"] == "job-2"
+
+
+async def test_a_job_cancelled_while_watched_stops_the_run(ft, store, train) -> None:
+    def cancel_on_first_state(state) -> None:  # type: ignore[no-untyped-def]
+        if state.status.value == "running":
+            ft.jobs[state.job_id]["cancelled"] = True
+
+    with pytest.raises(FineTuneFailed, match="cancelled"):
+        await run_finetune(
+            ft,
+            SPEC,
+            train,
+            store=store,
+            state_key="k",
+            poll_interval_s=0,
+            on_state=cancel_on_first_state,
+        )
+    assert ft.submits == 1
+
+
 async def test_cancelled_while_polling_then_resumed(ft, store, train) -> None:
     task = asyncio.ensure_future(
         run_finetune(ft, SPEC, train, store=store, state_key="finetune/1", poll_interval_s=0.05)
