@@ -138,3 +138,75 @@ def test_local_finetune_serve_and_evaluate_then_local_generation(
     judged = (run2 / "iter_0" / "eval.jsonl").read_text().splitlines()
     assert len(judged) == 2 * len(pairs)
     assert json.loads((run2 / "iter_0" / "metrics.json").read_text())["judge_model"] == str(tiny)
+
+
+@pytest.fixture(scope="module")
+def taught(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny model trained for a few seconds to answer our templates parseably (see
+    ste_backends.local.testing): the whole loop can then run on `local` alone."""
+    from ste_backends.local.testing import PIPELINE_REPLIES, build_tiny_chat_model
+
+    return build_tiny_chat_model(
+        tmp_path_factory.mktemp("taught") / "tiny", replies=PIPELINE_REPLIES
+    )
+
+
+def test_ste_run_entirely_on_the_local_backend(tmp_path: Path, taught: Path) -> None:
+    lines = "".join(
+        json.dumps({"instruction": f"Name one fact about planet number {i}."}) + "\n"
+        for i in range(10)
+    )
+    (tmp_path / "instructions.jsonl").write_text(lines, encoding="utf-8")
+    local = {"device": "cpu"}
+    cfg = {
+        "run": {"name": "all-local", "output_dir": str(tmp_path / "runs"), "iterations": 2},
+        "data": {"path": "instructions.jsonl"},
+        "generator": {
+            "backend": "local",
+            "model": str(taught),
+            "params": {"temperature": 0.0, "max_tokens": 64},
+            "options": local,
+        },
+        "judge": {
+            "backend": "local",
+            "model": str(taught),
+            "template": "judge_short",
+            "samples_per_order": 2,
+            "params": {"temperature": 1.0, "top_p": 0.9, "max_tokens": 16, "seed": 5},
+            "options": local,
+        },
+        "finetune": {
+            "backend": "local",
+            "init_from": "previous",
+            "poll_interval_s": 0.2,
+            "max_length": 2048,
+            "batch_size": 2,
+            "learning_rate": 1e-4,
+            "options": {"max_steps": 1, "device": "cpu"},
+        },
+        "evaluation": {"eval_size": 3, "params": {"temperature": 0.0, "max_tokens": 16}},
+    }
+    proc = _ste(_write(tmp_path / "local.toml", cfg))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = tmp_path / "runs" / "all-local"
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["status"] == "succeeded"
+    jobs = manifest["finetune_jobs"]
+    assert [j["status"] for j in jobs] == ["succeeded", "succeeded"]
+    # init_from = "previous": iteration 2 continues iteration 1's adapter.
+    assert jobs[1]["from_model"] == jobs[0]["model"]
+    for j in (1, 2):
+        adapter = Path(jobs[j - 1]["model"])
+        assert (adapter / "adapter_config.json").is_file()
+        metrics = json.loads((run / f"iter_{j}" / "metrics.json").read_text())
+        assert metrics["judge_model"] == str(adapter)
+        funnel = metrics["funnel"]
+        assert funnel["judged"] == funnel["pairs"] * 2 * 2  # both orders, 2 samples each
+        assert funnel["correct"] <= funnel["judged"]
+        sft = (run / f"iter_{j}" / "sft.jsonl").read_text().splitlines()
+        assert len(sft) == funnel["balanced_kept"] == funnel["sft_examples"] > 0
+    # Every judge, seed included, was scored on the same frozen pairs in both orders.
+    n_pairs = len((run / "eval_pairs.jsonl").read_text().splitlines())
+    for j in (0, 1, 2):
+        ev = json.loads((run / f"iter_{j}" / "metrics.json").read_text())["eval"]
+        assert ev["n_items"] == n_pairs and ev["n_judgements"] == 2 * n_pairs

@@ -1,0 +1,377 @@
+"""LocalFineTune: LoRA fine-tuning with TRL (SFT or DPO) in a subprocess on this machine.
+
+`submit` writes a job directory (see `jobs.py`) and starts `python -m
+ste_backends.local.train_worker <job dir>`; the job id is the directory's absolute path, so `poll`
+works from any process, including a resumed run. `poll` reads the worker's status file and
+events; `cancel` sends SIGTERM (SIGKILL after a grace period). The result is a LoRA adapter
+directory, which LocalInference loads on top of its base model: `serve` has nothing to deploy and
+only frees the in-process model cache afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterable
+from pathlib import Path
+from typing import Any, ClassVar
+
+from ste_backends.local.devices import DTYPES, check_choice
+from ste_backends.local.jobs import JobFiles, pid_alive
+from ste_backends.local.requirements import ensure_installed
+from ste_backends.local.training_data import read_jsonl, write_jsonl
+from ste_core.backends import FineTuneBackend, FineTuneCapabilities
+from ste_core.errors import ConfigurationError
+from ste_core.records import (
+    DPOExample,
+    FineTuneJobState,
+    FineTuneMethod,
+    FineTuneSpec,
+    JobStatus,
+    ModelRef,
+    SFTExample,
+)
+
+EXTRA = "local"
+
+#: FineTuneSpec.options keys the local backend passes to the TRL config; others are rejected.
+SPEC_OPTIONS = ("lr_scheduler_type", "warmup_steps", "weight_decay", "max_grad_norm")
+
+
+class LocalFineTune(FineTuneBackend):
+    """LoRA SFT/DPO with TRL on the local CPU/GPU. Options (`[finetune.options]`):
+
+    - `output_dir`: where job directories go; default: next to the training file.
+    - `device`: "auto" (CUDA, MPS, CPU), "cpu", "cuda", "cuda:N" or "mps".
+    - `dtype`: "auto" (bfloat16 on capable GPUs, float32 otherwise), "float32", "float16",
+      "bfloat16".
+    - `max_steps`: stop after this many optimizer steps (None: train `epochs` fully).
+    - `logging_steps`: log loss every N steps (default 1).
+    - `gradient_checkpointing`: None (default) = on for CUDA, off for CPU/MPS.
+    - `max_batch_size`: the batch size used when the spec says batch_size = "max" (default 8).
+    - `free_inference_memory`: free the in-process inference model cache before training starts
+      (default True: the trainer loads its own copy of the model).
+    - `cancel_grace_seconds`: how long `cancel` waits after SIGTERM before SIGKILL (default 10).
+    - `trust_remote_code`: allow models that ship Python code (default False).
+    """
+
+    requires: ClassVar[tuple[str, ...]] = (
+        "torch",
+        "transformers",
+        "trl",
+        "peft",
+        "accelerate",
+        "datasets",
+    )
+    extra: ClassVar[str | None] = EXTRA
+    capabilities: ClassVar[FineTuneCapabilities] = FineTuneCapabilities(
+        methods=frozenset({FineTuneMethod.SFT, FineTuneMethod.DPO}),
+        continue_from_previous=True,
+        lora=True,
+        full=False,
+    )
+
+    def __init__(
+        self,
+        *,
+        output_dir: str | Path | None = None,
+        device: str = "auto",
+        dtype: str = "auto",
+        max_steps: int | None = None,
+        logging_steps: int = 1,
+        gradient_checkpointing: bool | None = None,
+        max_batch_size: int = 8,
+        free_inference_memory: bool = True,
+        cancel_grace_seconds: float = 10.0,
+        trust_remote_code: bool = False,
+        **unknown: Any,
+    ) -> None:
+        if unknown:
+            raise ConfigurationError(
+                f"Unknown option(s) for the local fine-tune backend: {', '.join(sorted(unknown))}. "
+                "Allowed: output_dir, device, dtype, max_steps, logging_steps, "
+                "gradient_checkpointing, max_batch_size, free_inference_memory, "
+                "cancel_grace_seconds, trust_remote_code."
+            )
+        ensure_installed(self.name or "local", EXTRA, self.requires)
+        for key, value in (("logging_steps", logging_steps), ("max_batch_size", max_batch_size)):
+            if not isinstance(value, int) or value < 1:
+                raise ConfigurationError(f"{key} must be a positive integer, got {value!r}.")
+        if max_steps is not None and (not isinstance(max_steps, int) or max_steps < 1):
+            raise ConfigurationError(f"max_steps must be a positive integer, got {max_steps!r}.")
+        self.output_dir = Path(output_dir) if output_dir is not None else None
+        self.device = str(device)
+        self.dtype = check_choice("dtype", str(dtype), DTYPES)
+        self.max_steps = max_steps
+        self.logging_steps = logging_steps
+        self.gradient_checkpointing = gradient_checkpointing
+        self.max_batch_size = max_batch_size
+        self.free_inference_memory = free_inference_memory
+        self.cancel_grace_seconds = float(cancel_grace_seconds)
+        self.trust_remote_code = bool(trust_remote_code)
+        self._procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    # -- files -----------------------------------------------------------------------------
+
+    def write_training_file(
+        self,
+        examples: Iterable[SFTExample] | Iterable[DPOExample],
+        method: FineTuneMethod,
+        path: Path,
+    ) -> int:
+        """TRL conversational JSONL: SFT prompt/completion, DPO prompt/chosen/rejected."""
+        return write_jsonl(examples, method, path)
+
+    async def estimate_cost(self, spec: FineTuneSpec, training_file: Path) -> float | None:
+        """Nothing to pay: training runs on this machine."""
+        return 0.0
+
+    # -- jobs ------------------------------------------------------------------------------
+
+    async def submit(
+        self, spec: FineTuneSpec, training_file: Path, validation_file: Path | None = None
+    ) -> FineTuneJobState:
+        """Write the job directory and start the training worker process."""
+        job = self._job_config(spec, Path(training_file), validation_file)
+        files = JobFiles(self._new_job_dir(spec, Path(training_file)))
+        files.write_job(job)
+        if self.free_inference_memory:
+            from ste_backends.local.models import release_models
+
+            await asyncio.to_thread(release_models)
+        env = dict(os.environ, PYTHONUNBUFFERED="1", TOKENIZERS_PARALLELISM="false")
+        if job["device"].startswith("cuda:"):
+            env["CUDA_VISIBLE_DEVICES"] = job["device"].split(":", 1)[1]
+            job["device"] = "cuda"
+            files.write_job(job)
+        # The worker owns status.json from its first instruction; write "queued" before it starts
+        # so the two processes never overwrite each other.
+        files.update_status(status="queued", message="starting the training worker")
+        proc = await asyncio.to_thread(_spawn_worker, files, env)
+        files.pid_file.write_text(str(proc.pid))
+        job_id = str(files.dir)
+        self._procs[job_id] = proc
+        files.add_event(
+            f"submitted {job['method']} on {job['from_model'] or job['base_model']} "
+            f"({job['examples']} examples), worker pid {proc.pid}, log {files.log}"
+        )
+        return await self.poll(job_id)
+
+    async def poll(self, job_id: str) -> FineTuneJobState:
+        """The job's state from its status file; a worker that died silently counts as failed."""
+        files = self._files(job_id)
+        status = files.read_status()
+        if not JobStatus(status.get("status", "queued")).terminal and not self._alive(
+            job_id, status
+        ):
+            status = files.read_status()  # it may have finished between the two reads
+            if not JobStatus(status.get("status", "queued")).terminal:
+                code = self._exit_code(job_id)
+                how = f" with code {code}" if code is not None else ""
+                tail = files.log_tail()
+                status = files.update_status(
+                    status="failed",
+                    message=f"the training worker exited{how} without finishing; see {files.log}"
+                    + (f":\n{tail}" if tail else ""),
+                )
+        return self._state(job_id, files, status)
+
+    async def cancel(self, job_id: str) -> FineTuneJobState:
+        """SIGTERM the worker (it records 'cancelled'); SIGKILL it after the grace period."""
+        files = self._files(job_id)
+        status = files.read_status()
+        if JobStatus(status.get("status", "queued")).terminal:
+            return self._state(job_id, files, status)
+        pid = files.worker_pid(status)
+        if pid and self._alive(job_id, status):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+            # Waiting on another process's exit: there is no event to await, so poll briefly.
+            deadline = time.monotonic() + self.cancel_grace_seconds
+            while self._alive(job_id, status) and time.monotonic() < deadline:  # noqa: ASYNC110
+                await asyncio.sleep(0.1)
+            if self._alive(job_id, status):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                while self._alive(job_id, status):  # noqa: ASYNC110
+                    await asyncio.sleep(0.05)
+        status = files.read_status()
+        if not JobStatus(status.get("status", "queued")).terminal:
+            files.add_event("cancelled")
+            status = files.update_status(status="cancelled", message="cancelled")
+        return self._state(job_id, files, status)
+
+    def serve(self, model: ModelRef) -> contextlib.AbstractAsyncContextManager[ModelRef]:
+        """Nothing to deploy (LocalInference loads adapters by path); frees it from memory after."""
+        return _serve_adapter(model)
+
+    async def aclose(self) -> None:
+        """Cancel jobs this instance started that are still running (no orphan training)."""
+        for job_id in list(self._procs):
+            state = await self.poll(job_id)
+            if not state.status.terminal:
+                await self.cancel(job_id)
+        self._procs.clear()
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _job_config(
+        self, spec: FineTuneSpec, training_file: Path, validation_file: Path | None
+    ) -> dict[str, Any]:
+        method = FineTuneMethod(spec.method)
+        if method not in self.capabilities.methods:
+            raise ConfigurationError(f"The local backend cannot train method '{method}'.")
+        if spec.lora is None:
+            raise ConfigurationError(
+                "The local backend trains LoRA adapters only; set a [finetune.lora] section "
+                "(r, alpha, dropout, target_modules) instead of lora = none."
+            )
+        unknown = sorted(set(spec.options) - set(SPEC_OPTIONS))
+        if unknown:
+            raise ConfigurationError(
+                f"Unknown fine-tune spec option(s) for the local backend: {', '.join(unknown)}. "
+                f"Allowed: {', '.join(SPEC_OPTIONS)}."
+            )
+        if not training_file.is_file():
+            raise ConfigurationError(f"Training file {training_file} does not exist.")
+        examples = len(read_jsonl(training_file))
+        if examples == 0:
+            raise ConfigurationError(f"Training file {training_file} holds no examples.")
+        if validation_file is not None and not Path(validation_file).is_file():
+            raise ConfigurationError(f"Validation file {validation_file} does not exist.")
+        if spec.from_model is not None and not _exists_or_hub_id(spec.from_model):
+            raise ConfigurationError(
+                f"from_model {spec.from_model!r} (init_from = 'previous') is neither an existing "
+                "adapter directory nor a model id."
+            )
+        gradient_checkpointing = self.gradient_checkpointing
+        if gradient_checkpointing is None:
+            gradient_checkpointing = self.device.startswith("cuda") or (
+                self.device == "auto" and _cuda_available()
+            )
+        return {
+            "method": method.value,
+            "base_model": _absolute_if_path(spec.base_model),
+            "from_model": _absolute_if_path(spec.from_model) if spec.from_model else None,
+            "lora": spec.lora.model_dump(mode="json"),
+            "epochs": spec.epochs,
+            "learning_rate": spec.learning_rate,
+            "batch_size": self.max_batch_size if spec.batch_size == "max" else spec.batch_size,
+            "gradient_accumulation_steps": spec.gradient_accumulation_steps,
+            "max_length": spec.max_length,
+            "dpo_beta": spec.dpo_beta,
+            "seed": spec.seed if spec.seed is not None else 0,
+            "training_file": str(training_file.resolve()),
+            "validation_file": str(Path(validation_file).resolve()) if validation_file else None,
+            "examples": examples,
+            "device": self.device,
+            "dtype": self.dtype,
+            "max_steps": self.max_steps,
+            "logging_steps": self.logging_steps,
+            "gradient_checkpointing": bool(gradient_checkpointing),
+            "trust_remote_code": self.trust_remote_code,
+            "extra_args": dict(spec.options),
+        }
+
+    def _new_job_dir(self, spec: FineTuneSpec, training_file: Path) -> Path:
+        parent = self.output_dir if self.output_dir is not None else training_file.parent
+        suffix = f"-{spec.suffix}" if spec.suffix else ""
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        name = f"local-{FineTuneMethod(spec.method).value}{suffix}-{stamp}-{uuid.uuid4().hex[:6]}"
+        return (parent / name).resolve()
+
+    def _files(self, job_id: str) -> JobFiles:
+        files = JobFiles(job_id)
+        if not files.exists():
+            raise ConfigurationError(
+                f"No local fine-tune job at {job_id} (the job id is the job directory; it holds "
+                "job.json). Was the directory moved or deleted?"
+            )
+        return files
+
+    def _alive(self, job_id: str, status: dict[str, Any]) -> bool:
+        proc = self._procs.get(job_id)
+        if proc is not None:
+            return proc.poll() is None  # also reaps our own child
+        return pid_alive(JobFiles(job_id).worker_pid(status))
+
+    def _exit_code(self, job_id: str) -> int | None:
+        proc = self._procs.get(job_id)
+        return proc.poll() if proc is not None else None
+
+    def _state(self, job_id: str, files: JobFiles, status: dict[str, Any]) -> FineTuneJobState:
+        job_status = JobStatus(status.get("status", "queued"))
+        step, max_steps = status.get("step"), status.get("max_steps")
+        progress = None
+        if job_status is JobStatus.SUCCEEDED:
+            progress = 1.0
+        elif isinstance(step, int) and isinstance(max_steps, int) and max_steps > 0:
+            progress = min(1.0, step / max_steps)
+        model = None
+        if job_status is JobStatus.SUCCEEDED:
+            model = ModelRef(
+                model=status["adapter_dir"],
+                inference_backend="local",
+                base_model=status.get("base_model"),
+                metadata={
+                    "job_dir": str(files.dir),
+                    "train_loss": status.get("train_loss"),
+                    "steps": step,
+                },
+            )
+        return FineTuneJobState(
+            job_id=job_id,
+            status=job_status,
+            provider_status=status.get("status"),
+            message=status.get("message"),
+            progress=progress,
+            events=tuple(files.read_events()),
+            model=model,
+            cost_usd=0.0,
+        )
+
+
+def _spawn_worker(files: JobFiles, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    # Same process group as ste: Ctrl-C in the terminal reaches the worker too, which records
+    # "cancelled" and exits (the worker also stops by itself if this process dies).
+    with files.log.open("ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "ste_backends.local.train_worker", str(files.dir)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+        )
+
+
+@contextlib.asynccontextmanager
+async def _serve_adapter(model: ModelRef) -> AsyncIterator[ModelRef]:
+    try:
+        yield model
+    finally:
+        from ste_backends.local.models import release_models
+
+        await asyncio.to_thread(release_models, model.model)
+
+
+def _absolute_if_path(name: str) -> str:
+    path = Path(name).expanduser()
+    return str(path.resolve()) if path.exists() else name
+
+
+def _exists_or_hub_id(name: str) -> bool:
+    if Path(name).expanduser().exists():
+        return True
+    return not name.startswith(("/", "./", "../", "~"))
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())

@@ -1,0 +1,81 @@
+"""Training files in TRL's conversational formats (JSON Lines, one example per line).
+
+- SFT, prompt-completion: `{"prompt": [messages...], "completion": [{"role": "assistant", ...}]}`.
+  TRL's SFTTrainer computes the loss on the completion only for this format.
+- DPO, preference: `{"prompt": [messages...], "chosen": [assistant message],
+  "rejected": [assistant message]}`.
+
+Standard library only, so writing a file never needs torch.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from ste_core.errors import ConfigurationError
+from ste_core.records import DPOExample, FineTuneMethod, Message, SFTExample
+
+
+def _messages(messages: tuple[Message, ...]) -> list[dict[str, str]]:
+    return [{"role": m.role, "content": m.content} for m in messages]
+
+
+def _assistant(text: str) -> list[dict[str, str]]:
+    return [{"role": "assistant", "content": text}]
+
+
+def example_row(example: SFTExample | DPOExample, method: FineTuneMethod) -> dict[str, Any]:
+    """One example as a TRL conversational row for `method`."""
+    if method is FineTuneMethod.SFT:
+        if not isinstance(example, SFTExample):
+            raise ConfigurationError(
+                f"method 'sft' needs SFT examples, got {type(example).__name__} "
+                f"(pair {example.pair_id})."
+            )
+        return {"prompt": _messages(example.messages), "completion": _assistant(example.completion)}
+    if method is FineTuneMethod.DPO:
+        if not isinstance(example, DPOExample):
+            raise ConfigurationError(
+                f"method 'dpo' needs DPO examples, got {type(example).__name__} "
+                f"(pair {example.pair_id})."
+            )
+        return {
+            "prompt": _messages(example.messages),
+            "chosen": _assistant(example.chosen),
+            "rejected": _assistant(example.rejected),
+        }
+    raise ConfigurationError(f"The local backend cannot train method {method!r}.")
+
+
+def write_jsonl(
+    examples: Iterable[SFTExample] | Iterable[DPOExample], method: FineTuneMethod, path: Path
+) -> int:
+    """Write `examples` to `path` (streamed, atomically replaced); return how many were written."""
+    method = FineTuneMethod(method)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    count = 0
+    with tmp.open("w", encoding="utf-8") as fh:
+        for example in examples:
+            fh.write(json.dumps(example_row(example, method), ensure_ascii=False) + "\n")
+            count += 1
+    tmp.replace(path)
+    return count
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Read a training file back (used by the training worker)."""
+    rows = []
+    with Path(path).open(encoding="utf-8") as fh:
+        for number, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise ConfigurationError(f"{path}:{number} is not valid JSON: {exc}") from exc
+    return rows
