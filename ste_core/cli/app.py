@@ -14,12 +14,13 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-app.command("backends")(backends_cmd.backends)
-app.command("templates")(templates_cmd.templates)
+# In the order a user meets them: the loop, measuring judges, then what is installed.
+app.command("run")(run_cmd.run)
 app.command("evaluate")(evaluate_cmd.evaluate)
 app.command("score")(evaluate_cmd.score)
 app.command("report")(report_cmd.report)
-app.command("run")(run_cmd.run)
+app.command("backends")(backends_cmd.backends)
+app.command("templates")(templates_cmd.templates)
 
 
 @app.callback()
@@ -43,3 +44,7 @@ def main() -> None:
 
     warnings.formatwarning = _short_warning
     app()
+
+
+if __name__ == "__main__":  # python -m ste_core.cli.app
+    main()
