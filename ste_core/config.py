@@ -218,6 +218,11 @@ class FineTuneConfig(_Section):
     )
     poll_interval_s: float = Field(30.0, gt=0)
     max_wait_s: float | None = Field(None, gt=0, description="give up polling after this long")
+    cancel_on_interrupt: bool = Field(
+        False,
+        description="Ctrl-C/SIGTERM cancels the running job; by default it keeps running and a "
+        "re-run re-attaches to it, so no paid training is lost",
+    )
 
     @field_validator("options", "job_options", "inference_options")
     @classmethod
@@ -308,6 +313,7 @@ _RESUMABLE_KEYS = (
     "judge.limits.",
     "finetune.poll_interval_s",
     "finetune.max_wait_s",
+    "finetune.cancel_on_interrupt",
 )
 
 

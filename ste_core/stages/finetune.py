@@ -112,6 +112,7 @@ async def run_finetune(
     budget: Budget | None = None,
     poll_interval_s: float = 30.0,
     max_wait_s: float | None = None,
+    cancel_on_interrupt: bool = False,
     on_state: Callable[[FineTuneJobState], None] | None = None,
     on_submitted: Callable[[str], None] | None = None,
 ) -> FineTuneResult:
@@ -169,53 +170,75 @@ async def run_finetune(
     if job_id is None:
         job_id = await submit()
 
-    started = time.monotonic()
-    failures = 0
-    reattached = resumed
-    while True:
-        try:
-            state = await backend.poll(job_id)
-        except SteError as exc:
-            # A poll that hits a 5xx or a timeout says nothing about the job: ask again later.
-            failures += 1
-            if not exc.retryable or failures > MAX_POLL_FAILURES:
-                raise
-            log.warning("polling fine-tune job %s failed (%s); retrying", job_id, exc)
-            await asyncio.sleep(poll_interval_s)
-            continue
+    try:
+        started = time.monotonic()
         failures = 0
-        store.set_state(state_key, _dump(state, training_file_sha256=digest))
-        if on_state is not None:
-            on_state(state)
-        if state.status is JobStatus.SUCCEEDED:
-            if state.model is None:
-                raise FineTuneFailed(
-                    job_id,
-                    "the job succeeded but the provider returned no model",
-                    provider=backend.name,
+        reattached = resumed
+        while True:
+            try:
+                state = await backend.poll(job_id)
+            except SteError as exc:
+                # A poll that hits a 5xx or a timeout says nothing about the job: ask again later.
+                failures += 1
+                if not exc.retryable or failures > MAX_POLL_FAILURES:
+                    raise
+                log.warning("polling fine-tune job %s failed (%s); retrying", job_id, exc)
+                await asyncio.sleep(poll_interval_s)
+                continue
+            failures = 0
+            store.set_state(state_key, _dump(state, training_file_sha256=digest))
+            if on_state is not None:
+                on_state(state)
+            if state.status is JobStatus.SUCCEEDED:
+                if state.model is None:
+                    raise FineTuneFailed(
+                        job_id,
+                        "the job succeeded but the provider returned no model",
+                        provider=backend.name,
+                    )
+                if budget is not None and state.cost_usd:
+                    _charge(budget, state.cost_usd)
+                return FineTuneResult(state.model, job_id, state.cost_usd, resumed)
+            if reattached and state.status is JobStatus.CANCELLED:
+                # Cancelled while no session watched it: typically by our own Ctrl-C handler just
+                # before the previous session died. Re-running the command means "carry on".
+                log.warning(
+                    "fine-tune job %s was cancelled meanwhile; submitting a new job", job_id
                 )
-            if budget is not None and state.cost_usd:
-                _charge(budget, state.cost_usd)
-            return FineTuneResult(state.model, job_id, state.cost_usd, resumed)
-        if reattached and state.status is JobStatus.CANCELLED:
-            # Cancelled while no session watched it: typically by our own Ctrl-C handler just
-            # before the previous session died. Re-running the command means "carry on".
-            log.warning("fine-tune job %s was cancelled meanwhile; submitting a new job", job_id)
-            job_id, resumed, reattached = await submit(), False, False
-            continue
-        reattached = False  # only the first poll after re-attaching can find such a leftover
-        if state.status in (JobStatus.FAILED, JobStatus.CANCELLED):
-            message = state.message or f"job {state.status.value}"
-            if state.events:
-                message += f" (last event: {state.events[-1]})"
-            raise FineTuneFailed(job_id, message, provider=backend.name)
-        if max_wait_s is not None and time.monotonic() - started > max_wait_s:
-            raise FineTuneTimeout(
-                f"fine-tune job {job_id} is still {state.status.value} after "
-                f"finetune.max_wait_s = {max_wait_s}s. It was not cancelled: re-run the same "
-                "command to re-attach to it."
+                job_id, resumed, reattached = await submit(), False, False
+                continue
+            reattached = False  # only the first poll after re-attaching can find such a leftover
+            if state.status in (JobStatus.FAILED, JobStatus.CANCELLED):
+                message = state.message or f"job {state.status.value}"
+                if state.events:
+                    message += f" (last event: {state.events[-1]})"
+                raise FineTuneFailed(job_id, message, provider=backend.name)
+            if max_wait_s is not None and time.monotonic() - started > max_wait_s:
+                raise FineTuneTimeout(
+                    f"fine-tune job {job_id} is still {state.status.value} after "
+                    f"finetune.max_wait_s = {max_wait_s}s. It was not cancelled: re-run the same "
+                    "command to re-attach to it."
+                )
+            await asyncio.sleep(poll_interval_s)
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        if not cancel_on_interrupt:
+            log.warning(
+                "interrupted: fine-tune job %s keeps running at %s; re-run the same command to "
+                "re-attach (finetune.cancel_on_interrupt = true cancels it instead)",
+                job_id,
+                backend.name,
             )
-        await asyncio.sleep(poll_interval_s)
+            raise
+        # Shielded: the cancellation that brought us here must not cancel the cancel request.
+        try:
+            state = await asyncio.shield(backend.cancel(job_id))
+            store.set_state(state_key, _dump(state, training_file_sha256=digest))
+            log.warning("interrupted: asked %s to cancel fine-tune job %s", backend.name, job_id)
+        except Exception as exc:  # the interrupt matters more; say what to clean up by hand
+            log.error(
+                "could not cancel fine-tune job %s (%r): cancel it at the provider", job_id, exc
+            )
+        raise
 
 
 def _charge(budget: Budget, cost: float) -> None:

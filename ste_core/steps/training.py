@@ -120,6 +120,7 @@ async def finetune(ctx: RunContext, i: int) -> dict[str, int]:
         budget=ctx.budget,
         poll_interval_s=cfg.finetune.poll_interval_s,
         max_wait_s=cfg.finetune.max_wait_s,
+        cancel_on_interrupt=cfg.finetune.cancel_on_interrupt,
         on_state=ctx.reporter.finetune_state,
         on_submitted=submitted,
     )

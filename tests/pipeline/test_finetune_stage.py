@@ -126,10 +126,35 @@ async def test_cancelled_while_polling_then_resumed(ft, store, train) -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+    assert not ft.jobs["job-1"].get("cancelled")  # by default the job keeps running
     res = await run_finetune(
         ft, SPEC, train, store=store, state_key="finetune/1", poll_interval_s=0
     )
     assert res.resumed and ft.submits == 1
+
+
+async def test_cancel_on_interrupt_cancels_the_job_and_the_next_run_resubmits(
+    ft, store, train
+) -> None:
+    task = asyncio.ensure_future(
+        run_finetune(
+            ft,
+            SPEC,
+            train,
+            store=store,
+            state_key="k",
+            poll_interval_s=0.05,
+            cancel_on_interrupt=True,
+        )
+    )
+    await asyncio.sleep(0.02)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert ft.jobs["job-1"].get("cancelled") is True
+    assert store.get_state("k")["status"] == "cancelled"
+    res = await run_finetune(ft, SPEC, train, store=store, state_key="k", poll_interval_s=0)
+    assert res.job_id == "job-2" and ft.submits == 2
 
 
 async def test_failure_raises_with_provider_message_and_next_run_resubmits(
