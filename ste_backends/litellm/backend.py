@@ -24,31 +24,22 @@ from typing import Any, Literal
 from ste_backends.litellm.loader import load_litellm
 from ste_backends.openai.errors import map_sdk_error
 from ste_backends.openai.fanout import complete_n
-from ste_backends.openai.wire import completion_from_body
+from ste_backends.openai.wire import OWNED_FIELDS, completion_from_body
 from ste_core.backends import InferenceBackend, InferenceCapabilities
 from ste_core.errors import ConfigurationError, SteError
 from ste_core.records import ChatRequest, Completion
 
-#: kwargs ste sets per request; `extra_kwargs` may not override them.
-OWNED_KWARGS = frozenset(
-    {
-        "model",
-        "messages",
-        "temperature",
-        "top_p",
-        "n",
-        "seed",
-        "stop",
-        "max_tokens",
-        "stream",
-        "num_retries",
-        "max_retries",
-        "drop_params",
-        "timeout",
-        "api_base",
-        "api_key",
-    }
-)
+#: kwargs ste sets per request; `extra_kwargs` may not override them: the chat fields of the
+#: OpenAI wire format (litellm is given `max_tokens` only, never `max_completion_tokens`) plus
+#: litellm's own retry, parameter-dropping and routing knobs.
+OWNED_KWARGS = (OWNED_FIELDS - {"max_completion_tokens"}) | {
+    "num_retries",
+    "max_retries",
+    "drop_params",
+    "timeout",
+    "api_base",
+    "api_key",
+}
 
 OPTIONS = (
     "api_base",

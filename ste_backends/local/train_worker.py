@@ -186,35 +186,29 @@ def train(job: dict[str, Any], files: JobFiles) -> dict[str, Any]:
     )
     common[checkpointing_key] = job["gradient_checkpointing"]
     callback = _progress_callback(files)
+    trainer_cls: Any
     if job["method"] == "sft":
         from trl import SFTConfig, SFTTrainer
 
         # prompt-completion data: the loss covers the judgement (completion) only.
         config: Any = SFTConfig(**common, completion_only_loss=True, packing=False)
-        trainer: Any = SFTTrainer(
-            model=model,
-            args=config,
-            train_dataset=train_dataset,
-            eval_dataset=eval_dataset,
-            processing_class=tokenizer,
-            peft_config=peft_config,
-            callbacks=[callback],
-        )
+        trainer_cls = SFTTrainer
     elif job["method"] == "dpo":
         from trl import DPOConfig, DPOTrainer
 
         config = DPOConfig(**common, beta=job["dpo_beta"])
-        trainer = DPOTrainer(
-            model=model,
-            args=config,
-            train_dataset=train_dataset,
-            eval_dataset=eval_dataset,
-            processing_class=tokenizer,
-            peft_config=peft_config,
-            callbacks=[callback],
-        )
+        trainer_cls = DPOTrainer
     else:
         raise ValueError(f"unknown method {job['method']!r}")
+    trainer: Any = trainer_cls(
+        model=model,
+        args=config,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+        callbacks=[callback],
+    )
 
     used = len(trainer.train_dataset)
     if used == 0:

@@ -54,9 +54,9 @@ def backends(
         caps_text = []
         inf = row["capabilities"].get("inference")
         if inf:
-            max_n = inf["max_n"] if inf["max_n"] is not None else "any"
+            n_text = "any n" if inf["max_n"] is None else f"n≤{inf['max_n']}"
             caps_text.append(
-                f"n≤{max_n}, batch={'yes' if inf['batch'] else 'no'}, "
+                f"{n_text}, batch={'yes' if inf['batch'] else 'no'}, "
                 f"concurrency {inf['suggested_concurrency']}"
             )
         ft = row["capabilities"].get("finetune")

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict
 
 from ste_core.records import ChatRequest, Instruction, Message, SamplingParams, content_hash
+from ste_core.stages.streams import as_async
 
 if TYPE_CHECKING:
     from ste_core.scheduler import Scheduler
@@ -81,15 +82,8 @@ async def classify_instructions(
             inst, model=model, template=template, categories_text=text, params=params
         )
 
-    async def reqs() -> AsyncIterator[ChatRequest]:
-        if isinstance(instructions, AsyncIterable):
-            async for inst in instructions:
-                yield build(inst)
-        else:
-            for inst in instructions:
-                yield build(inst)
-
-    async for outcome in scheduler.run(reqs(), label="classify"):
+    reqs = (build(inst) async for inst in as_async(instructions))
+    async for outcome in scheduler.run(reqs, label="classify"):
         inst: Instruction = outcome.request.metadata["instruction"]
         if not outcome.ok or not outcome.texts:
             yield ClassifyFailure(

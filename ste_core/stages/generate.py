@@ -29,6 +29,7 @@ from ste_core.records import (
     SamplingParams,
     content_hash,
 )
+from ste_core.stages.streams import as_async
 
 if TYPE_CHECKING:
     from ste_core.scheduler import Outcome, Scheduler
@@ -134,13 +135,13 @@ def make_pair(
     )
 
 
-async def _requests(items: Iterable[Any] | AsyncIterable[Any], build: Any) -> AsyncIterator[Any]:
-    if isinstance(items, AsyncIterable):
-        async for item in items:
-            yield build(item)
-    else:
-        for item in items:
-            yield build(item)
+def _first_choice(outcome: Outcome) -> tuple[str, str | None] | None:
+    """(text, finish reason) of the first sample; None when the request failed for good (after
+    the scheduler's retries), which the caller drops as an api_error."""
+    c = outcome.completion
+    if not outcome.ok or c is None or not c.texts:
+        return None
+    return c.texts[0], (c.finish_reasons[0] if c.finish_reasons else None)
 
 
 def _api_drop(outcome: Outcome, instruction_id: str, stage: Any) -> GenerationDrop:
@@ -161,15 +162,14 @@ async def generate_baselines(
     params: SamplingParams,
 ) -> AsyncIterator[Baseline | GenerationDrop]:
     """Baseline response y_w = G(x) for each instruction; yields as requests finish."""
-    reqs = _requests(instructions, lambda i: baseline_request(i, model=model, params=params))
+    reqs = (baseline_request(i, model=model, params=params) async for i in as_async(instructions))
     async for outcome in scheduler.run(reqs, label="baseline"):
         inst: Instruction = outcome.request.metadata["instruction"]
-        if not outcome.ok or outcome.completion is None or not outcome.completion.texts:
+        choice = _first_choice(outcome)
+        if choice is None:
             yield _api_drop(outcome, inst.id, "baseline")
             continue
-        text = outcome.completion.texts[0]
-        reasons = outcome.completion.finish_reasons
-        finish = reasons[0] if reasons else None
+        text, finish = choice
         if not text.strip():
             yield GenerationDrop(
                 instruction_id=inst.id,
@@ -199,17 +199,17 @@ async def generate_worse(
     from ste_prompts import ParseFailure, get_parser
 
     parse = get_parser(template.parser)
-    reqs = _requests(
-        baselines, lambda b: worse_request(b, model=model, template=template, params=params)
+    reqs = (
+        worse_request(b, model=model, template=template, params=params)
+        async for b in as_async(baselines)
     )
     async for outcome in scheduler.run(reqs, label="worse"):
         base: Baseline = outcome.request.metadata["baseline"]
-        if not outcome.ok or outcome.completion is None or not outcome.completion.texts:
+        choice = _first_choice(outcome)
+        if choice is None:
             yield _api_drop(outcome, base.instruction_id, "worse")
             continue
-        text = outcome.completion.texts[0]
-        reasons = outcome.completion.finish_reasons
-        finish = reasons[0] if reasons else None
+        text, finish = choice
         result = parse(text)
         if isinstance(result, ParseFailure):
             truncated = finish == "length"

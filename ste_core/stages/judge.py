@@ -24,6 +24,7 @@ from ste_core.records import (
     SamplingParams,
     Usage,
 )
+from ste_core.stages.streams import as_async
 
 if TYPE_CHECKING:
     from ste_core.scheduler import Scheduler
@@ -118,28 +119,16 @@ async def judge_pairs(
     parse = _verdict_parser(template)
 
     async def requests() -> AsyncIterator[ChatRequest]:
-        if isinstance(pairs, AsyncIterable):
-            async for pair in pairs:
-                for order in orders_for(pair.id, orders, seed):
-                    yield judge_request(
-                        pair,
-                        order,
-                        model=model,
-                        template=template,
-                        params=params,
-                        samples=samples_per_order,
-                    )
-        else:
-            for pair in pairs:
-                for order in orders_for(pair.id, orders, seed):
-                    yield judge_request(
-                        pair,
-                        order,
-                        model=model,
-                        template=template,
-                        params=params,
-                        samples=samples_per_order,
-                    )
+        async for pair in as_async(pairs):
+            for order in orders_for(pair.id, orders, seed):
+                yield judge_request(
+                    pair,
+                    order,
+                    model=model,
+                    template=template,
+                    params=params,
+                    samples=samples_per_order,
+                )
 
     async for outcome in scheduler.run(requests(), label=f"judge {model}"):
         pair_id = outcome.request.metadata["pair_id"]

@@ -23,14 +23,14 @@ the real API replays whatever base URL the test uses.
 from __future__ import annotations
 
 import copy
-import email.parser
-import email.policy
 import json
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from ste_core.testing.multipart import parse_multipart
 
 REDACTED = "REDACTED"
 #: where loopback URLs (the fake provider on a random port) are rewritten to in cassettes
@@ -250,7 +250,10 @@ def match_body(r1: Any, r2: Any) -> None:
         return
     ct1, ct2 = _content_type(r1.headers), _content_type(r2.headers)
     if ct1.startswith("multipart/form-data") and ct2.startswith("multipart/form-data"):
-        f1, f2 = parse_multipart(b1, ct1), parse_multipart(b2, ct2)
+        try:
+            f1, f2 = parse_multipart(b1, ct1), parse_multipart(b2, ct2)
+        except ValueError as exc:  # a matcher signals "no match" with AssertionError
+            raise AssertionError(str(exc)) from exc
         if f1 != f2:
             raise AssertionError(f"multipart fields differ: {f1} != {f2}")
         return
@@ -263,22 +266,6 @@ def match_body(r1: Any, r2: Any) -> None:
 def match_multipart(r1: Any, r2: Any) -> None:
     """Multipart bodies compared field by field; other bodies must be equal (like `match_body`)."""
     match_body(r1, r2)
-
-
-def parse_multipart(body: bytes, content_type: str) -> dict[str, tuple[str | None, bytes]]:
-    """{field: (filename or None, content)} of a multipart/form-data body."""
-    raw = f"Content-Type: {content_type}\r\n\r\n".encode() + body
-    msg = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(raw)
-    out: dict[str, tuple[str | None, bytes]] = {}
-    if not msg.is_multipart():
-        raise AssertionError("declared multipart/form-data but the body is not multipart")
-    for part in msg.iter_parts():
-        name = part.get_param("name", header="content-disposition")
-        if name is None:
-            continue
-        payload = part.get_payload(decode=True)
-        out[str(name)] = (part.get_filename(), payload if isinstance(payload, bytes) else b"")
-    return out
 
 
 _NOT_JSON = object()

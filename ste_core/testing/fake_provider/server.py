@@ -23,8 +23,6 @@ completion: return an error response to refuse a model, e.g. an undeployed fine-
 
 from __future__ import annotations
 
-import email.parser
-import email.policy
 import json
 import logging
 import re
@@ -43,6 +41,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from ste_core.testing.fake_provider.faults import FaultPlan, error_body, malformed_json
 from ste_core.testing.fake_provider.model import ScriptedModel, count_tokens
+from ste_core.testing.multipart import parse_multipart
 
 __all__ = ["DEFAULT_MODELS", "FakeProvider", "FakeRequest", "FakeResponse", "FaultPlan"]
 
@@ -71,16 +70,7 @@ class FakeRequest:
         ctype = self.headers.get("content-type", "")
         if not ctype.startswith("multipart/form-data"):
             raise ValueError(f"expected multipart/form-data, got {ctype!r}")
-        raw = f"Content-Type: {ctype}\r\n\r\n".encode() + self.body
-        msg = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(raw)
-        out: dict[str, tuple[str | None, bytes]] = {}
-        for part in msg.iter_parts():
-            name = part.get_param("name", header="content-disposition")
-            if name is None:
-                continue
-            payload = part.get_payload(decode=True)
-            out[str(name)] = (part.get_filename(), payload if isinstance(payload, bytes) else b"")
-        return out
+        return parse_multipart(self.body, ctype)
 
 
 @dataclass

@@ -50,6 +50,7 @@ fine-tune judge better (see model.py).
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import json
@@ -57,6 +58,7 @@ import re
 import secrets
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -87,6 +89,34 @@ def _error(status: int, message: str, **extra: Any) -> Any:
     body = error_body(message, status)
     body.update(extra)
     return _json_response(status, body)
+
+
+class _Refused(Exception):
+    """An error answer raised from a lookup or check inside a handler (body not JSON, endpoint
+    not found, ...), so handlers need not test and forward every helper's result; every route is
+    wrapped by `_answer_refusals`, which turns it back into the response."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.response = _error(status, message)
+
+
+def _answer_refusals(handler: Callable[[FakeRequest, re.Match[str]], Any]) -> Any:
+    @functools.wraps(handler)
+    def answer(req: FakeRequest, m: re.Match[str]) -> Any:
+        try:
+            return handler(req, m)
+        except _Refused as refused:
+            return refused.response
+
+    return answer
+
+
+def _json_body(req: FakeRequest) -> Any:
+    try:
+        return req.json()
+    except ValueError:
+        raise _Refused(400, "body must be JSON") from None
 
 
 def _page(items: list[dict[str, Any]]) -> dict[str, Any]:
@@ -337,10 +367,7 @@ class TogetherFake:
         return max(1, len(self.content_of(file_id)) // 4)
 
     def ft_estimate(self, req: FakeRequest, m: re.Match[str]) -> Any:
-        try:
-            body = req.json()
-        except ValueError:
-            return _error(400, "body must be JSON")
+        body = _json_body(req)
         with self.provider.lock:
             train = self.st["files"].get(body.get("training_file") or "")
             if train is None or train["processing_status"] != "COMPLETED":
@@ -384,10 +411,7 @@ class TogetherFake:
         )
 
     def ft_create(self, req: FakeRequest, m: re.Match[str]) -> Any:
-        try:
-            body = req.json()
-        except ValueError:
-            return _error(400, "body must be JSON")
+        body = _json_body(req)
         with self.provider.lock:
             problem = self._check_create(body)
             if problem:
@@ -543,30 +567,27 @@ class TogetherFake:
         }
         self._event(job, "job_complete", f"Fine-tuning complete: {job['model_output_name']}.")
 
-    def _job(self, job_id: str) -> dict[str, Any] | None:
-        return self.st["jobs"].get(job_id)
+    def _job(self, m: re.Match[str]) -> dict[str, Any]:
+        job = self.st["jobs"].get(m.group("id"))
+        if job is None:
+            raise _Refused(404, f"fine-tune job {m.group('id')} not found")
+        return job
 
     def ft_retrieve(self, req: FakeRequest, m: re.Match[str]) -> Any:
         with self.provider.lock:
-            job = self._job(m.group("id"))
-            if job is None:
-                return _error(404, f"fine-tune job {m.group('id')} not found")
+            job = self._job(m)
             self._advance(job)
             self._save()
             return self._job_json(job)
 
     def ft_events(self, req: FakeRequest, m: re.Match[str]) -> Any:
         with self.provider.lock:
-            job = self._job(m.group("id"))
-            if job is None:
-                return _error(404, f"fine-tune job {m.group('id')} not found")
+            job = self._job(m)
             return {"data": list(job["_events"])}
 
     def ft_cancel(self, req: FakeRequest, m: re.Match[str]) -> Any:
         with self.provider.lock:
-            job = self._job(m.group("id"))
-            if job is None:
-                return _error(404, f"fine-tune job {m.group('id')} not found")
+            job = self._job(m)
             if job["status"] in ("completed", "cancelled", "error", "user_error"):
                 return _error(400, f"job {job['id']} is already {job['status']}")
             job["status"] = "cancel_requested"
@@ -709,10 +730,9 @@ class TogetherFake:
 
     # -- endpoints ---------------------------------------------------------------------------
 
-    def _check_project(self, m: re.Match[str]) -> Any:
+    def _check_project(self, m: re.Match[str]) -> None:
         if m.group("project") != self.project["id"]:
-            return _error(403, f"API key has no access to project {m.group('project')}")
-        return None
+            raise _Refused(403, f"API key has no access to project {m.group('project')}")
 
     def _deployment_json(self, d: dict[str, Any]) -> dict[str, Any]:
         out = {k: v for k, v in d.items() if not k.startswith("_")}
@@ -746,13 +766,8 @@ class TogetherFake:
         )
 
     def ep_create(self, req: FakeRequest, m: re.Match[str]) -> Any:
-        bad = self._check_project(m)
-        if bad:
-            return bad
-        try:
-            body = req.json()
-        except ValueError:
-            return _error(400, "body must be JSON")
+        self._check_project(m)
+        body = _json_body(req)
         name = str(body.get("name") or "").rsplit("/", 1)[-1]
         if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,62}", name):
             return _error(400, f"invalid endpoint name {body.get('name')!r}")
@@ -777,36 +792,26 @@ class TogetherFake:
             self._save()
             return self._endpoint_json(ep)
 
-    def _endpoint(self, m: re.Match[str]) -> dict[str, Any] | Any:
-        bad = self._check_project(m)
-        if bad:
-            return bad
+    def _endpoint(self, m: re.Match[str]) -> dict[str, Any]:
+        self._check_project(m)
         ep = self.st["endpoints"].get(m.group("ep"))
         if ep is None:
-            return _error(404, f"endpoint {m.group('ep')} not found")
+            raise _Refused(404, f"endpoint {m.group('ep')} not found")
         return ep
 
     def ep_get(self, req: FakeRequest, m: re.Match[str]) -> Any:
         with self.provider.lock:
-            ep = self._endpoint(m)
-            return ep if not isinstance(ep, dict) else self._endpoint_json(ep)
+            return self._endpoint_json(self._endpoint(m))
 
     def ep_list(self, req: FakeRequest, m: re.Match[str]) -> Any:
-        bad = self._check_project(m)
-        if bad:
-            return bad
+        self._check_project(m)
         with self.provider.lock:
             return _page([self._endpoint_json(e) for e in self.st["endpoints"].values()])
 
     def ep_update(self, req: FakeRequest, m: re.Match[str]) -> Any:
-        try:
-            body = req.json()
-        except ValueError:
-            return _error(400, "body must be JSON")
+        body = _json_body(req)
         with self.provider.lock:
             ep = self._endpoint(m)
-            if not isinstance(ep, dict):
-                return ep
             if body.get("etag") and body["etag"] != ep["etag"]:
                 return _error(409, "etag mismatch: the endpoint changed since it was read")
             if "trafficSplit" in body:
@@ -825,8 +830,6 @@ class TogetherFake:
     def ep_delete(self, req: FakeRequest, m: re.Match[str]) -> Any:
         with self.provider.lock:
             ep = self._endpoint(m)
-            if not isinstance(ep, dict):
-                return ep
             if ep["_deployments"]:
                 return _error(400, "endpoint still has deployments: delete them first")
             del self.st["endpoints"][ep["id"]]
@@ -834,14 +837,9 @@ class TogetherFake:
         return {}
 
     def dep_create(self, req: FakeRequest, m: re.Match[str]) -> Any:
-        try:
-            body = req.json()
-        except ValueError:
-            return _error(400, "body must be JSON")
+        body = _json_body(req)
         with self.provider.lock:
             ep = self._endpoint(m)
-            if not isinstance(ep, dict):
-                return ep
             problem = self._check_deployment(body)
             if problem:
                 return _error(400, problem)
@@ -908,21 +906,16 @@ class TogetherFake:
             return f"config {body.get('config')!r} is not compatible with the model"
         return None
 
-    def _deployment(self, m: re.Match[str]) -> tuple[dict[str, Any], dict[str, Any]] | Any:
+    def _deployment(self, m: re.Match[str]) -> tuple[dict[str, Any], dict[str, Any]]:
         ep = self._endpoint(m)
-        if not isinstance(ep, dict):
-            return ep
         dep = ep["_deployments"].get(m.group("dep"))
         if dep is None:
-            return _error(404, f"deployment {m.group('dep')} not found")
+            raise _Refused(404, f"deployment {m.group('dep')} not found")
         return ep, dep
 
     def dep_get(self, req: FakeRequest, m: re.Match[str]) -> Any:
         with self.provider.lock:
-            found = self._deployment(m)
-            if not isinstance(found, tuple):
-                return found
-            _ep, dep = found
+            _ep, dep = self._deployment(m)
             if dep["status"]["state"] == "DEPLOYMENT_STATE_PROVISIONING":
                 dep["_polls"] += 1
                 if dep["_polls"] > self.deploy_polls_to_ready:
@@ -948,16 +941,11 @@ class TogetherFake:
     def dep_list(self, req: FakeRequest, m: re.Match[str]) -> Any:
         with self.provider.lock:
             ep = self._endpoint(m)
-            if not isinstance(ep, dict):
-                return ep
             return _page([self._deployment_json(d) for d in ep["_deployments"].values()])
 
     def dep_delete(self, req: FakeRequest, m: re.Match[str]) -> Any:
         with self.provider.lock:
-            found = self._deployment(m)
-            if not isinstance(found, tuple):
-                return found
-            ep, dep = found
+            ep, dep = self._deployment(m)
             if self._routed(ep, dep["id"]):
                 return _error(400, "remove the deployment from live traffic before deleting it")
             del ep["_deployments"][dep["id"]]
@@ -1028,14 +1016,17 @@ class TogetherFake:
 
     # -- batches -----------------------------------------------------------------------------
 
+    def _batch(self, m: re.Match[str]) -> dict[str, Any]:
+        batch = self.st["batches"].get(m.group("id"))
+        if batch is None:
+            raise _Refused(404, f"batch {m.group('id')} not found")
+        return batch
+
     def _batch_json(self, b: dict[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in b.items() if not k.startswith("_")}
 
     def batch_create(self, req: FakeRequest, m: re.Match[str]) -> Any:
-        try:
-            body = req.json()
-        except ValueError:
-            return _error(400, "body must be JSON")
+        body = _json_body(req)
         if body.get("endpoint") != "/v1/chat/completions":
             return _error(400, f"unsupported batch endpoint {body.get('endpoint')!r}")
         with self.provider.lock:
@@ -1068,9 +1059,7 @@ class TogetherFake:
 
     def batch_get(self, req: FakeRequest, m: re.Match[str]) -> Any:
         with self.provider.lock:
-            batch = self.st["batches"].get(m.group("id"))
-            if batch is None:
-                return _error(404, f"batch {m.group('id')} not found")
+            batch = self._batch(m)
             if batch["status"] in ("VALIDATING", "IN_PROGRESS"):
                 batch["_polls"] += 1
                 if batch["_polls"] >= self.batch_polls:
@@ -1161,9 +1150,7 @@ class TogetherFake:
 
     def batch_cancel(self, req: FakeRequest, m: re.Match[str]) -> Any:
         with self.provider.lock:
-            batch = self.st["batches"].get(m.group("id"))
-            if batch is None:
-                return _error(404, f"batch {m.group('id')} not found")
+            batch = self._batch(m)
             if batch["status"] in ("VALIDATING", "IN_PROGRESS"):
                 batch["status"] = "CANCELLED"
                 self._save()
@@ -1303,5 +1290,5 @@ def register_together_routes(provider: FakeProvider) -> TogetherFake:
     ]
     for method, pattern, name, handler in routes:
         presigned = pattern.startswith(PRESIGNED_PREFIX)
-        provider.route(method, pattern, name, presigned=presigned)(handler)
+        provider.route(method, pattern, name, presigned=presigned)(_answer_refusals(handler))
     return fake

@@ -12,16 +12,13 @@ import json
 from pathlib import Path
 
 import pytest
-import yaml
+from cassette_support import RECORDING_KEY, WRONG_KEY, assert_cassettes_hold_no_secrets
 
 from ste_backends.litellm import LiteLLMInference
 from ste_core.errors import AuthenticationError, RateLimitError, TransientProviderError
 from ste_core.records import ChatRequest
-from ste_core.testing.cassettes import audit_cassettes
 from ste_core.testing.fake_provider import FaultPlan
 
-RECORDING_KEY = "sk-ste-recording-secret-0000"
-WRONG_KEY = "sk-ste-wrong-key-1111"
 CASSETTES = Path(__file__).parent / "cassettes" / Path(__file__).stem
 
 
@@ -106,14 +103,4 @@ async def test_500_is_transient(litellm_module, make_fake):
 
 
 def test_cassettes_hold_no_secrets():
-    files = sorted(CASSETTES.glob("*.yaml"))
-    assert files, f"no cassettes under {CASSETTES}"
-    assert audit_cassettes(files) == {}
-    for path in files:
-        text = path.read_text()
-        assert RECORDING_KEY not in text and WRONG_KEY not in text, path.name
-        assert "127.0.0.1" not in text, path.name  # loopback hosts normalised
-    # the key was sent while recording (the fake demanded it): redacted, not silently dropped
-    recorded = yaml.safe_load((CASSETTES / "test_401_is_authentication_error.yaml").read_text())
-    (interaction,) = recorded["interactions"]
-    assert interaction["request"]["headers"]["authorization"] == ["REDACTED"]
+    assert_cassettes_hold_no_secrets(CASSETTES, "test_401_is_authentication_error.yaml")
