@@ -41,6 +41,23 @@ log = logging.getLogger(__name__)
 
 #: consecutive retryable poll errors tolerated before giving up (the job keeps running)
 MAX_POLL_FAILURES = 10
+#: cap on the wait between failed polls: with the default 30 s interval, ten failures in a row
+#: span about half an hour of provider trouble before the run stops
+MAX_POLL_BACKOFF_S = 300.0
+
+
+def poll_retry_delay(poll_interval_s: float, failures: int, exc: SteError) -> float:
+    """Seconds to wait after the `failures`-th failed poll in a row: the provider's Retry-After
+    when it sent one, else the poll interval doubled per failure, capped at MAX_POLL_BACKOFF_S.
+
+    Polling a job that takes an hour in a tight loop against a struggling API only adds to its
+    load, so failures back off; a success resets the interval (the caller resets `failures`).
+    """
+    retry_after = getattr(exc, "retry_after", None)
+    if retry_after is not None and retry_after > 0:
+        return float(min(retry_after, MAX_POLL_BACKOFF_S))
+    return min(MAX_POLL_BACKOFF_S, poll_interval_s * 2 ** (failures - 1))
+
 
 __all__ = [
     "FineTuneResult",
@@ -48,6 +65,7 @@ __all__ = [
     "ServedModelBackend",
     "check_supported",
     "file_digest",
+    "poll_retry_delay",
     "run_finetune",
 ]
 
@@ -182,8 +200,16 @@ async def run_finetune(
                 failures += 1
                 if not exc.retryable or failures > MAX_POLL_FAILURES:
                     raise
-                log.warning("polling fine-tune job %s failed (%s); retrying", job_id, exc)
-                await asyncio.sleep(poll_interval_s)
+                delay = poll_retry_delay(poll_interval_s, failures, exc)
+                log.warning(
+                    "polling fine-tune job %s failed (%s); asking again in %.0f s (%d/%d)",
+                    job_id,
+                    exc,
+                    delay,
+                    failures,
+                    MAX_POLL_FAILURES,
+                )
+                await asyncio.sleep(delay)
                 continue
             failures = 0
             store.set_state(state_key, _dump(state, training_file_sha256=digest))

@@ -7,10 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from ste_core import errors
 from ste_core.budget import Budget
 from ste_core.errors import BudgetExceeded, ConfigurationError, FineTuneFailed
 from ste_core.records import FineTuneMethod, FineTuneSpec
-from ste_core.stages.finetune import FineTuneTimeout, run_finetune
+from ste_core.stages import finetune as finetune_stage
+from ste_core.stages.finetune import FineTuneTimeout, poll_retry_delay, run_finetune
 from ste_core.store import RunStore
 
 from .helpers import ScriptedFineTune
@@ -225,3 +227,76 @@ async def test_max_wait_leaves_the_job_running(store, train) -> None:
             slow, SPEC, train, store=store, state_key="k", poll_interval_s=0.01, max_wait_s=0.03
         )
     assert store.get_state("k")["status"] == "running"
+
+
+class FlakyPolls(ScriptedFineTune):
+    """The first `failures` polls raise `error` (the provider's API, not the job, is in trouble)."""
+
+    submits = 0  # its own count (ScriptedFineTune counts per class)
+
+    def __init__(self, failures: int, error: errors.SteError) -> None:
+        super().__init__(polls_to_finish=2)
+        self.failures, self.error = failures, error
+
+    async def poll(self, job_id: str):  # type: ignore[no-untyped-def]
+        if self.failures > 0:
+            self.failures -= 1
+            raise self.error
+        return await super().poll(job_id)
+
+
+@pytest.fixture
+def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Record the waits of the poll loop instead of waiting."""
+    waited: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def fake_sleep(delay: float) -> None:
+        waited.append(delay)
+        await real_sleep(0)
+
+    monkeypatch.setattr(finetune_stage.asyncio, "sleep", fake_sleep)
+    return waited
+
+
+def test_poll_retry_delay_doubles_caps_and_honours_retry_after() -> None:
+    transient = errors.TransientProviderError("502")
+    assert [poll_retry_delay(30, f, transient) for f in (1, 2, 3, 4, 5, 9)] == [
+        30,
+        60,
+        120,
+        240,
+        finetune_stage.MAX_POLL_BACKOFF_S,
+        finetune_stage.MAX_POLL_BACKOFF_S,
+    ]
+    assert poll_retry_delay(30, 1, errors.RateLimitError("429", retry_after=7)) == 7
+    assert poll_retry_delay(30, 1, errors.RateLimitError("429", retry_after=9999)) == 300
+    assert poll_retry_delay(30, 2, errors.RateLimitError("429")) == 60
+
+
+async def test_failed_polls_back_off_then_the_job_is_followed_to_the_end(
+    store, train, sleeps
+) -> None:
+    ft = FlakyPolls(failures=3, error=errors.TransientProviderError("502 from the API"))
+    ScriptedFineTune.jobs = {}
+    res = await run_finetune(ft, SPEC, train, store=store, state_key="k", poll_interval_s=10)
+    assert res.job_id == "job-1" and not res.resumed and ft.submits == 1
+    # three failures back off 10, 20, 40 s; after a good poll the plain interval is back
+    assert sleeps[:3] == [10, 20, 40] and sleeps[3:] == [10]
+
+
+async def test_too_many_failed_polls_stop_the_run_but_keep_the_job(store, train, sleeps) -> None:
+    ft = FlakyPolls(failures=100, error=errors.TransientProviderError("503"))
+    ScriptedFineTune.jobs = {}
+    with pytest.raises(errors.TransientProviderError):
+        await run_finetune(ft, SPEC, train, store=store, state_key="k", poll_interval_s=1)
+    assert len(sleeps) == finetune_stage.MAX_POLL_FAILURES
+    assert store.get_state("k")["job_id"] == "job-1"  # a re-run re-attaches to it
+
+
+async def test_a_permanent_poll_error_is_not_retried(store, train, sleeps) -> None:
+    ft = FlakyPolls(failures=1, error=errors.AuthenticationError("401: key revoked"))
+    ScriptedFineTune.jobs = {}
+    with pytest.raises(errors.AuthenticationError):
+        await run_finetune(ft, SPEC, train, store=store, state_key="k", poll_interval_s=1)
+    assert sleeps == []
