@@ -77,11 +77,31 @@ def fakes() -> Iterator[tuple[FakeProvider, FakeProvider]]:
         assert oa.errors == [] and tg.errors == []  # no handler crashed
 
 
+def _inference(backend: str, model: str, oa: FakeProvider, tg: FakeProvider) -> dict[str, Any]:
+    """The generator/judge section for `backend`, pointed at the fakes."""
+    if backend == "openai":
+        return {"backend": "openai", "model": model, "options": {"base_url": oa.url + "/v1"}}
+    if backend == "litellm":
+        # hosted_vllm/: litellm's route for a self-hosted OpenAI-compatible server.
+        return {
+            "backend": "litellm",
+            "model": f"hosted_vllm/{model}",
+            "options": {"api_base": oa.url + "/v1"},
+        }
+    if backend in ("together", "together-batch"):
+        options: dict[str, Any] = {"base_url": tg.url, "price_lookup": False}
+        if backend == "together-batch":
+            options |= {"batch": True, "batch_poll_interval_s": 0.05}
+        return {"backend": "together", "model": model, "options": options}
+    raise AssertionError(backend)
+
+
 def _write_run(
     tmp: Path,
     oa: FakeProvider,
     tg: FakeProvider,
     ft_options: dict[str, Any] | None = None,
+    inference: str = "openai",
     **limits: Any,
 ) -> Path:
     tmp.mkdir(parents=True, exist_ok=True)
@@ -92,21 +112,15 @@ def _write_run(
     cfg = {
         "run": {"name": "e2e", "output_dir": str(tmp / "runs"), "iterations": 2, "seed": 1},
         "data": {"path": "instructions.jsonl"},
-        "generator": {
-            "backend": "openai",
-            "model": "fake-acc90",
-            "options": {"base_url": oa.url + "/v1"},
-            "limits": lim,
-        },
+        "generator": {**_inference(inference, "fake-acc90", oa, tg), "limits": lim},
         "judge": {
-            "backend": "openai",
-            "model": "fake-acc70",
+            **_inference(inference, "fake-acc70", oa, tg),
             "samples_per_order": 3,
-            "options": {"base_url": oa.url + "/v1"},
             "limits": lim,
         },
         "finetune": {
             "backend": "together",
+            "base_model": "fake-acc70",  # the judge's name without a litellm route prefix
             "poll_interval_s": 0.05,
             "options": {"base_url": tg.url, **(ft_options or {})},
             "inference_options": {"base_url": tg.url},
@@ -215,6 +229,52 @@ def test_two_iterations_with_injected_faults_match_the_clean_run(
     assert retried >= ref_counts["openai_chat"] // 5
     manifest = json.loads((faulty / "manifest.json").read_text())
     assert manifest["status"] == "succeeded"
+
+
+@pytest.fixture(scope="module")
+def openai_reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, int]]:
+    """A clean two-iteration run through the `openai` backend, on fakes of its own."""
+    tmp = tmp_path_factory.mktemp("openai-reference")
+    with (
+        FakeProvider(flavor="openai", latency_s=0.005) as oa,
+        FakeProvider(flavor="together") as tg,
+    ):
+        return _reference(tmp, oa, tg)
+
+
+@pytest.mark.parametrize("inference", ["together", "together-batch", "litellm"])
+def test_every_inference_backend_runs_the_same_loop(
+    tmp_path: Path,
+    fakes: tuple[FakeProvider, FakeProvider],
+    openai_reference: tuple[Path, dict[str, int]],
+    inference: str,
+) -> None:
+    """The fake answers from the request's content alone, so a backend that sends the same
+    requests (messages, sampling parameters, seeds, one request per sample where needed) must
+    reproduce the openai run's files byte for byte; a backend that drops a parameter, loses a
+    sample or mixes up the order of choices shows up as a difference."""
+    oa, tg = fakes
+    ref, ref_counts = openai_reference
+    proc = _ste(_write_run(tmp_path, oa, tg, inference=inference))
+    assert proc.returncode == 0, proc.stderr
+    run = tmp_path / "runs" / "e2e"
+    for name in OUTPUTS:
+        got = (run / name).read_text(encoding="utf-8")
+        if inference == "litellm":
+            got = got.replace("hosted_vllm/", "")  # the route prefix is part of its model names
+        assert got == (ref / name).read_text(encoding="utf-8"), name
+    assert json.loads((run / "manifest.json").read_text())["status"] == "succeeded"
+    # The calls went where the configuration says.
+    if inference == "litellm":
+        assert oa.counter["chat"] == ref_counts["openai_chat"]
+    else:
+        assert oa.counter["chat"] == 0
+    if inference == "together":
+        assert tg.counter["chat"] == ref_counts["chat"] and tg.counter["batches_create"] == 0
+    if inference == "together-batch":
+        # Generation and judging went through the Batch API: one batch per stage and iteration.
+        assert tg.counter["batches_create"] >= 6
+        assert tg.counter["chat"] < ref_counts["chat"] // 10
 
 
 def _run_until(config: Path, stop: Any) -> None:

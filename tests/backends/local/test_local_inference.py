@@ -225,10 +225,13 @@ async def test_taught_tiny_model_writes_parseable_pipeline_answers(tmp_path: Pat
         response_b="Spain is in Europe. " * 5,
     )
     out = await inf.complete(
-        ChatRequest.of(model, judge, temperature=0.7, top_p=0.9, n=8, max_tokens=40, seed=0)
+        ChatRequest.of(model, judge, temperature=0.7, top_p=0.9, n=32, max_tokens=40, seed=0)
     )
     verdicts = [parse_verdict(text).verdict for text in out.texts]
-    assert set(verdicts) == {"A", "B"}, out.texts  # a judge that says both, never neither
+    # A judge that says both, never neither. Its verdicts are close to coin flips and the row
+    # seeds depend on the model's path (a new temp dir per session), so the sample is large
+    # enough that "all the same" (about 2 x 0.6**32 < 1e-6) cannot happen by chance.
+    assert set(verdicts) == {"A", "B"}, out.texts
 
     worse = get_template("worse_response").render(
         instruction="Name a large planet.", baseline_response="Jupiter is a large planet."
