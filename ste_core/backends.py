@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Iterable, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -156,6 +157,16 @@ class FineTuneBackend(_Backend, ABC):
     @abstractmethod
     async def poll(self, job_id: str) -> FineTuneJobState:
         """Current state; `events` holds the provider's log lines, `model` is set on success."""
+
+    async def find_job(self, spec: FineTuneSpec, *, created_after: datetime) -> str | None:
+        """The id of a job for `spec` that the provider created at or after `created_after`.
+
+        Called when a run was killed inside `submit`: the provider may have created the job
+        although its id never reached the run store. Finding it lets the resumed run re-attach
+        instead of paying for a second job. Return None when there is no such job, or when the
+        provider cannot list jobs (the default): the run then submits again, with a warning.
+        """
+        return None
 
     @abstractmethod
     async def cancel(self, job_id: str) -> FineTuneJobState:

@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import os
 from collections.abc import AsyncIterator, Callable, Iterable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -473,6 +474,26 @@ class TogetherFineTune(FineTuneBackend):
         )
         return self._state(job, events=(), message=note)
 
+    async def find_job(self, spec: FineTuneSpec, *, created_after: datetime) -> str | None:
+        """The newest live job with this spec's suffix (which names run and iteration) created
+        at or after `created_after`, from Together's job list; None without a suffix."""
+        if not spec.suffix:
+            return None
+        try:
+            jobs = (await self._client.fine_tuning.list()).data or []
+        except Exception as exc:
+            raise map_error(exc, what="listing fine-tune jobs") from exc
+        matches = [
+            job
+            for job in jobs
+            if job.suffix == spec.suffix
+            and _aware(job.created_at) >= _aware(created_after)
+            and job_status(job.status) not in (JobStatus.FAILED, JobStatus.CANCELLED)
+        ]
+        if not matches:
+            return None
+        return str(max(matches, key=lambda job: _aware(job.created_at)).id)
+
     async def poll(self, job_id: str) -> FineTuneJobState:
         """Current state with only the events not reported before, progress and any error text."""
         try:
@@ -550,6 +571,11 @@ class TogetherFineTune(FineTuneBackend):
 
         async with serve_model(self._client, model, self.serve_settings, record) as served:
             yield served
+
+
+def _aware(moment: datetime) -> datetime:
+    """Together's timestamps are UTC; one without a zone is read as UTC."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _file_key(path: Path) -> tuple[str, str]:

@@ -5,10 +5,12 @@ re-attaches to one submitted by an earlier, interrupted process, and polls it to
 
 1. The store key (e.g. `finetune/1`) holds the job's last known state. If it names a job that has
    not failed, the job is polled again: a resumed run never pays for a second job.
-2. Before `submit`, a `submitting` marker is stored; right after, the job id. The id is therefore
-   on disk *before* the first poll. (A kill inside `submit` itself, between the provider creating
-   the job and `submit` returning, cannot be covered: the next run warns and submits again; the
-   job's suffix names the run and iteration so a stray job is easy to find and cancel.)
+2. Before `submit`, a `submitting` marker (with the time) is stored; right after, the job id. The
+   id is therefore on disk *before* the first poll. A kill inside `submit` itself, after the
+   provider created the job but before its id came back, leaves only the marker: the next run
+   asks the backend for a job of this spec created since then (`FineTuneBackend.find_job`; the
+   spec's suffix names the run and iteration) and re-attaches to it. A backend that cannot list
+   jobs makes the next run warn and submit again.
 3. Every poll stores the state; `succeeded` stores the model reference; `failed`/`cancelled`
    raise `FineTuneFailed` with the provider's message (the state stays in the store, and the next
    run submits a fresh job).
@@ -21,6 +23,7 @@ import hashlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +123,37 @@ def _dump(state: FineTuneJobState, **extra: Any) -> dict[str, Any]:
     return data
 
 
+#: how far the provider's clock may run behind ours when matching a job to a `submitting` marker
+CLOCK_SKEW = timedelta(minutes=5)
+
+
+async def _find_interrupted_submit(
+    backend: FineTuneBackend, spec: FineTuneSpec, saved: dict[str, Any]
+) -> str | None:
+    """The job an interrupted `submit` may have created, or None (then the caller submits)."""
+    started = saved.get("submitting_at")
+    found = None
+    if started:
+        created_after = datetime.fromisoformat(started) - CLOCK_SKEW
+        found = await backend.find_job(spec, created_after=created_after)
+    if found:
+        log.warning(
+            "a previous run was interrupted while submitting; the provider had created job %s "
+            "(suffix %r): re-attaching to it",
+            found,
+            spec.suffix,
+        )
+        return str(found)
+    log.warning(
+        "a previous run was interrupted while submitting a fine-tune job (suffix %r) and "
+        "backend '%s' reports no such job (a backend that cannot list jobs never does); if the "
+        "provider created it, cancel it there. Submitting again.",
+        spec.suffix,
+        backend.name,
+    )
+    return None
+
+
 async def run_finetune(
     backend: FineTuneBackend,
     spec: FineTuneSpec,
@@ -150,11 +184,16 @@ async def run_finetune(
                 return FineTuneResult(model, job_id, saved.get("cost_usd"), resumed=True)
             log.info("re-attaching to fine-tune job %s (status %s)", job_id, status)
         elif status == "submitting":
-            log.warning(
-                "a previous run was interrupted while submitting a fine-tune job (suffix %r); if "
-                "the provider created it, cancel it there. Submitting again.",
-                spec.suffix,
-            )
+            # Only a job for the same data may be re-attached to; any other is left alone.
+            if same_file:
+                job_id = await _find_interrupted_submit(backend, spec, saved)
+                resumed = job_id is not None
+            else:
+                log.warning(
+                    "a previous run was interrupted while submitting a fine-tune job (suffix %r) "
+                    "for other training data; if the provider created it, cancel it there",
+                    spec.suffix,
+                )
         elif saved.get("job_id") and not same_file:
             log.warning(
                 "training data changed since job %s was submitted; submitting a new job",
@@ -174,7 +213,12 @@ async def run_finetune(
             budget.check(estimated_cost_usd=estimate or 0.0)
         store.set_state(
             state_key,
-            {"status": "submitting", "training_file_sha256": digest, "estimate_usd": estimate},
+            {
+                "status": "submitting",
+                "training_file_sha256": digest,
+                "estimate_usd": estimate,
+                "submitting_at": datetime.now(UTC).isoformat(),
+            },
         )
         first = await backend.submit(spec, training_file)
         # The id is on disk before anything else can go wrong: a resumed run re-attaches to it.

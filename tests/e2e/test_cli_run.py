@@ -353,6 +353,31 @@ def test_killed_while_a_finetune_runs_reattaches_to_the_same_job(
     assert oa.counter["chat"] + tg.counter["chat"] - chat0 == ref_counts["chat"]
 
 
+def test_killed_inside_submit_reattaches_to_the_job_the_provider_created(
+    tmp_path: Path,
+    fakes: tuple[FakeProvider, FakeProvider],
+    openai_reference: tuple[Path, dict[str, int]],
+) -> None:
+    """The narrowest window: Together has created the job but its answer (the job id) has not
+    reached the client when the process dies. The resumed run finds the job by its suffix in
+    Together's job list instead of paying for a second one."""
+    oa, tg = fakes
+    ref, ref_counts = openai_reference
+    tg.reply_delay_s["ft_create"] = 5.0  # the job exists; its id is on the way
+    config = _write_run(tmp_path / "killed", oa, tg)
+    _run_until(config, lambda: len(tg.together.st["jobs"]) == 1)
+    assert tg.counter["ft_create"] == 1
+    tg.reply_delay_s.clear()
+    proc = _ste(config)
+    assert proc.returncode == 0, proc.stderr
+    run = tmp_path / "killed" / "runs" / "e2e"
+    _assert_same_outputs(ref, run)
+    assert tg.counter["ft_create"] == ref_counts["ft_create"] == 2  # one job per iteration
+    assert tg.counter["ft_list"] >= 1
+    assert _funnel(proc.stdout)[(1, "finetune")]["resumed"] == 1
+    assert "re-attaching" in proc.stdout + proc.stderr
+
+
 def test_fresh_budget_and_configuration_errors(
     tmp_path: Path, fakes: tuple[FakeProvider, FakeProvider]
 ) -> None:

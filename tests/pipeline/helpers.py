@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import AsyncIterator, Iterable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -112,8 +113,23 @@ class ScriptedFineTune(FineTuneBackend):
         job_id = f"job-{len(self.jobs) + 1}"
         iteration = int((spec.suffix or "it1").rsplit("it", 1)[-1])
         base = spec.from_model or spec.base_model
-        self.jobs[job_id] = {"polls": 0, "model": f"{base}-ft{iteration}"}
+        self.jobs[job_id] = {
+            "polls": 0,
+            "model": f"{base}-ft{iteration}",
+            "suffix": spec.suffix,
+            "created_at": datetime.now(UTC),
+        }
         return FineTuneJobState(job_id=job_id, status=JobStatus.QUEUED)
+
+    async def find_job(self, spec: FineTuneSpec, *, created_after: datetime) -> str | None:
+        found = [
+            job_id
+            for job_id, job in self.jobs.items()
+            if job.get("suffix") == spec.suffix
+            and job.get("created_at", created_after) >= created_after
+            and not job.get("cancelled")
+        ]
+        return found[-1] if found else None
 
     async def poll(self, job_id: str) -> FineTuneJobState:
         job = self.jobs[job_id]

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from ste_core import errors
+from ste_core.backends import FineTuneBackend
 from ste_core.budget import Budget
 from ste_core.errors import BudgetExceeded, ConfigurationError, FineTuneFailed
 from ste_core.records import FineTuneMethod, FineTuneSpec
@@ -86,6 +88,63 @@ async def test_a_killed_poll_loop_reattaches_instead_of_paying_twice(ft, store, 
         ft, SPEC, train, store=store, state_key="finetune/1", poll_interval_s=0
     )
     assert res.resumed and res.job_id == "job-1" and ft.submits == 1
+
+
+class DiesInsideSubmit(ScriptedFineTune):
+    """The provider creates the job, then the process dies before `submit` returns its id."""
+
+    def __init__(self) -> None:
+        super().__init__(polls_to_finish=2)
+        ScriptedFineTune.jobs = {}
+        type(self).submits = 0  # counted per class (see ScriptedFineTune.submit)
+        self.dying = True
+
+    async def submit(self, spec, training_file, validation_file=None):  # type: ignore[no-untyped-def]
+        state = await super().submit(spec, training_file, validation_file)
+        if self.dying:
+            self.dying = False
+            raise KeyboardInterrupt
+        return state
+
+
+class CannotListJobs(DiesInsideSubmit):
+    async def find_job(self, spec, *, created_after):  # type: ignore[no-untyped-def]
+        return await FineTuneBackend.find_job(self, spec, created_after=created_after)
+
+
+async def test_a_kill_inside_submit_reattaches_to_the_job_the_provider_created(
+    store, train
+) -> None:
+    ft = DiesInsideSubmit()
+    with pytest.raises(KeyboardInterrupt):
+        await run_finetune(ft, SPEC, train, store=store, state_key="k", poll_interval_s=0)
+    marker = store.get_state("k")
+    assert marker["status"] == "submitting" and "job_id" not in marker  # the id was lost
+    res = await run_finetune(ft, SPEC, train, store=store, state_key="k", poll_interval_s=0)
+    assert res.job_id == "job-1" and res.resumed and ft.submits == 1
+
+
+async def test_a_job_older_than_the_interrupted_submit_is_not_taken(store, train) -> None:
+    ft = DiesInsideSubmit()
+    with pytest.raises(KeyboardInterrupt):
+        await run_finetune(ft, SPEC, train, store=store, state_key="k", poll_interval_s=0)
+    # job-1 now predates the marker by more than the allowed clock skew (an earlier run's job)
+    marker = store.get_state("k")
+    later = datetime.fromisoformat(marker["submitting_at"]) + timedelta(hours=1)
+    store.set_state("k", {**marker, "submitting_at": later.isoformat()})
+    res = await run_finetune(ft, SPEC, train, store=store, state_key="k", poll_interval_s=0)
+    assert res.job_id == "job-2" and not res.resumed and ft.submits == 2
+
+
+async def test_a_backend_that_cannot_list_jobs_submits_again_and_says_so(
+    store, train, caplog: pytest.LogCaptureFixture
+) -> None:
+    ft = CannotListJobs()
+    with pytest.raises(KeyboardInterrupt):
+        await run_finetune(ft, SPEC, train, store=store, state_key="k", poll_interval_s=0)
+    res = await run_finetune(ft, SPEC, train, store=store, state_key="k", poll_interval_s=0)
+    assert res.job_id == "job-2" and ft.submits == 2
+    assert "cancel it there" in caplog.text and SPEC.suffix in caplog.text
 
 
 async def test_a_job_cancelled_between_sessions_is_submitted_again(ft, store, train) -> None:

@@ -202,6 +202,10 @@ class FakeProvider:
         self.errors: list[str] = []
         self.models: list[str] = list(DEFAULT_MODELS)
         self.model_gate: Callable[[str], FakeResponse | None] | None = None
+        #: seconds to wait, per route name, after the handler ran and before answering: the
+        #: provider has done the work (created the job) but the client has not heard back yet,
+        #: the window in which a client killed mid-call loses what it asked for
+        self.reply_delay_s: dict[str, float] = {}
         self.state: dict[str, Any] = self._load_state()
         self._routes: list[_Route] = []
         self._fault_seq = 0
@@ -360,6 +364,9 @@ class FakeProvider:
             log.error("fake provider handler %s failed:\n%s", name, traceback.format_exc())
             return FakeResponse(500, error_body(f"fake handler error: {exc}", 500))
         response = result if isinstance(result, FakeResponse) else FakeResponse(200, result)
+        after = self.reply_delay_s.get(name, 0.0)
+        if after > 0 and self._stop.wait(after):
+            return None
         if plan is not None and response.status == 200 and plan.malformed(seq):
             body = response.body
             cut = (

@@ -6,6 +6,7 @@ Recorded against the fake provider's Together routes; replayed in CI without it.
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -164,6 +165,33 @@ async def test_dpo_job_then_cancel(make_backend, tmp_path, vcr):
     assert body["training_method"]["dpo_beta"] == 0.2
     assert body["training_method"]["rpo_alpha"] == 1.0
     assert "train_on_inputs" not in body["training_method"]
+
+
+@pytest.mark.vcr
+async def test_find_job_recovers_the_id_an_interrupted_submit_lost(make_backend, tmp_path, vcr):
+    """After a kill inside submit, the run asks for a live job with the spec's suffix created
+    since it started submitting (FineTuneBackend.find_job): GET /v1/fine-tunes, matched here."""
+    backend = make_backend("finetune")
+    path = write(backend, tmp_path, "judge_sft.jsonl", FineTuneMethod.SFT)
+    it1 = FineTuneSpec(base_model=FT_MODEL, suffix="ste-find-it1")
+    it2 = FineTuneSpec(base_model=FT_MODEL, suffix="ste-find-it2")
+    job1 = (await backend.submit(it1, path)).job_id
+    job2 = (await backend.submit(it2, path)).job_id
+    long_ago, far_future = datetime(2020, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC)
+    assert await backend.find_job(it1, created_after=long_ago) == job1
+    assert await backend.find_job(it2, created_after=long_ago) == job2
+    other = FineTuneSpec(base_model=FT_MODEL, suffix="ste-find-other")
+    assert await backend.find_job(other, created_after=long_ago) is None
+    assert await backend.find_job(it1, created_after=far_future) is None  # an older run's job
+    await backend.cancel(job1)
+    while not (await backend.poll(job1)).status.terminal:
+        pass
+    assert await backend.find_job(it1, created_after=long_ago) is None  # cancelled: not live
+    lists = [r for r in vcr.requests if r.method == "GET" and r.path == "/v1/fine-tunes"]
+    assert len(lists) == 5
+    # without a suffix a job cannot be told apart from others: no request, no match
+    assert await backend.find_job(FineTuneSpec(base_model=FT_MODEL), created_after=long_ago) is None
+    assert len([r for r in vcr.requests if r.path == "/v1/fine-tunes"]) == 5 + 2  # 2 creates
 
 
 @pytest.mark.vcr
