@@ -68,6 +68,14 @@ def test_single_run_report(run_a: Path) -> None:
 
     width, height = png_size(files.png.read_bytes())  # type: ignore[union-attr]
     assert width > 800 and height > 300
+    # The whole image decodes (every chunk, every pixel), and it is not a blank canvas.
+    from PIL import Image
+
+    with Image.open(files.png) as image:  # type: ignore[arg-type]
+        image.load()
+        assert image.size == (width, height)
+        colours = image.convert("RGB").getcolors(maxcolors=1 << 20)
+    assert colours is None or len(colours) > 10
 
     html = files.html.read_text()
     parser = _Collector()
