@@ -19,13 +19,14 @@ re-attaches to one submitted by an earlier, interrupted process, and polls it to
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ste_core.backends import BatchItem, FineTuneBackend, InferenceBackend
 from ste_core.budget import Budget
@@ -41,6 +42,17 @@ from ste_core.records import (
 from ste_core.store import RunStore
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+__all__ = [
+    "FineTuneResult",
+    "FineTuneTimeout",
+    "ServedModelBackend",
+    "check_supported",
+    "file_digest",
+    "poll_retry_delay",
+    "run_finetune",
+]
 
 #: consecutive retryable poll errors tolerated before giving up (the job keeps running)
 MAX_POLL_FAILURES = 10
@@ -62,15 +74,28 @@ def poll_retry_delay(poll_interval_s: float, failures: int, exc: SteError) -> fl
     return min(MAX_POLL_BACKOFF_S, poll_interval_s * 2 ** (failures - 1))
 
 
-__all__ = [
-    "FineTuneResult",
-    "FineTuneTimeout",
-    "ServedModelBackend",
-    "check_supported",
-    "file_digest",
-    "poll_retry_delay",
-    "run_finetune",
-]
+async def _ask_provider(what: str, call: Callable[[], Awaitable[T]], poll_interval_s: float) -> T:
+    """`call()`, asked again after a retryable error (a 5xx or a timeout says nothing about the
+    job), waiting `poll_retry_delay` between attempts; raises after MAX_POLL_FAILURES retries or
+    at once on an error that retrying cannot fix."""
+    failures = 0
+    while True:
+        try:
+            return await call()
+        except SteError as exc:
+            failures += 1
+            if not exc.retryable or failures > MAX_POLL_FAILURES:
+                raise
+            delay = poll_retry_delay(poll_interval_s, failures, exc)
+            log.warning(
+                "%s failed (%s); asking again in %.0f s (%d/%d)",
+                what,
+                exc,
+                delay,
+                failures,
+                MAX_POLL_FAILURES,
+            )
+            await asyncio.sleep(delay)
 
 
 class FineTuneTimeout(SteError):
@@ -128,14 +153,28 @@ CLOCK_SKEW = timedelta(minutes=5)
 
 
 async def _find_interrupted_submit(
-    backend: FineTuneBackend, spec: FineTuneSpec, saved: dict[str, Any]
+    backend: FineTuneBackend, spec: FineTuneSpec, saved: dict[str, Any], poll_interval_s: float
 ) -> str | None:
-    """The job an interrupted `submit` may have created, or None (then the caller submits)."""
+    """The job an interrupted `submit` may have created, or None (then the caller submits).
+
+    A lookup that keeps failing with retryable errors raises: the job may exist, and guessing
+    could pay for it twice; re-running later asks again. A lookup the provider refuses outright
+    (no permission to list jobs, say) counts as "cannot tell".
+    """
     started = saved.get("submitting_at")
     found = None
     if started:
         created_after = datetime.fromisoformat(started) - CLOCK_SKEW
-        found = await backend.find_job(spec, created_after=created_after)
+        try:
+            found = await _ask_provider(
+                "looking up the interrupted fine-tune submit",
+                lambda: backend.find_job(spec, created_after=created_after),
+                poll_interval_s,
+            )
+        except SteError as exc:
+            if exc.retryable:
+                raise
+            log.warning("backend '%s' could not look fine-tune jobs up: %s", backend.name, exc)
     if found:
         log.warning(
             "a previous run was interrupted while submitting; the provider had created job %s "
@@ -186,7 +225,7 @@ async def run_finetune(
         elif status == "submitting":
             # Only a job for the same data may be re-attached to; any other is left alone.
             if same_file:
-                job_id = await _find_interrupted_submit(backend, spec, saved)
+                job_id = await _find_interrupted_submit(backend, spec, saved, poll_interval_s)
                 resumed = job_id is not None
             else:
                 log.warning(
@@ -234,28 +273,13 @@ async def run_finetune(
 
     try:
         started = time.monotonic()
-        failures = 0
         reattached = resumed
         while True:
-            try:
-                state = await backend.poll(job_id)
-            except SteError as exc:
-                # A poll that hits a 5xx or a timeout says nothing about the job: ask again later.
-                failures += 1
-                if not exc.retryable or failures > MAX_POLL_FAILURES:
-                    raise
-                delay = poll_retry_delay(poll_interval_s, failures, exc)
-                log.warning(
-                    "polling fine-tune job %s failed (%s); asking again in %.0f s (%d/%d)",
-                    job_id,
-                    exc,
-                    delay,
-                    failures,
-                    MAX_POLL_FAILURES,
-                )
-                await asyncio.sleep(delay)
-                continue
-            failures = 0
+            state = await _ask_provider(
+                f"polling fine-tune job {job_id}",
+                functools.partial(backend.poll, job_id),
+                poll_interval_s,
+            )
             store.set_state(state_key, _dump(state, training_file_sha256=digest))
             if on_state is not None:
                 on_state(state)

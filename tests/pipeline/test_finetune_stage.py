@@ -147,6 +147,56 @@ async def test_a_backend_that_cannot_list_jobs_submits_again_and_says_so(
     assert "cancel it there" in caplog.text and SPEC.suffix in caplog.text
 
 
+class FlakyLookup(DiesInsideSubmit):
+    """find_job raises each of `errors` in turn before answering."""
+
+    def __init__(self, *errors: errors.SteError) -> None:
+        super().__init__()
+        self.errors = list(errors)
+        self.lookups = 0
+
+    async def find_job(self, spec, *, created_after):  # type: ignore[no-untyped-def]
+        self.lookups += 1
+        if self.errors:
+            raise self.errors.pop(0)
+        return await super().find_job(spec, created_after=created_after)
+
+
+async def test_a_failing_lookup_is_asked_again_then_reattaches(store, train, sleeps) -> None:
+    ft = FlakyLookup(
+        errors.TransientProviderError("503"), errors.RateLimitError("429", retry_after=4)
+    )
+    with pytest.raises(KeyboardInterrupt):
+        await run_finetune(ft, SPEC, train, store=store, state_key="k", poll_interval_s=10)
+    sleeps.clear()
+    res = await run_finetune(ft, SPEC, train, store=store, state_key="k", poll_interval_s=10)
+    assert res.job_id == "job-1" and res.resumed and ft.submits == 1
+    assert ft.lookups == 3 and sleeps[:2] == [10, 4]  # backoff, then the provider's Retry-After
+
+
+async def test_a_lookup_that_keeps_failing_stops_the_run_without_submitting(
+    store, train, sleeps
+) -> None:
+    ft = FlakyLookup(*[errors.TransientProviderError("503")] * 100)
+    with pytest.raises(KeyboardInterrupt):
+        await run_finetune(ft, SPEC, train, store=store, state_key="k", poll_interval_s=1)
+    with pytest.raises(errors.TransientProviderError):
+        await run_finetune(ft, SPEC, train, store=store, state_key="k", poll_interval_s=1)
+    assert ft.submits == 1  # the job may exist: no second one on a guess
+    assert store.get_state("k")["status"] == "submitting"  # the next run asks again
+
+
+async def test_a_lookup_the_provider_refuses_submits_again_and_says_why(
+    store, train, caplog: pytest.LogCaptureFixture
+) -> None:
+    ft = FlakyLookup(errors.PermanentProviderError("403: listing jobs is not allowed"))
+    with pytest.raises(KeyboardInterrupt):
+        await run_finetune(ft, SPEC, train, store=store, state_key="k", poll_interval_s=0)
+    res = await run_finetune(ft, SPEC, train, store=store, state_key="k", poll_interval_s=0)
+    assert res.job_id == "job-2" and ft.submits == 2
+    assert "listing jobs is not allowed" in caplog.text
+
+
 async def test_a_job_cancelled_between_sessions_is_submitted_again(ft, store, train) -> None:
     def die(job_id: str) -> None:
         raise KeyboardInterrupt
