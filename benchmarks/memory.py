@@ -97,10 +97,11 @@ def child(workdir: Path) -> None:
     from ste_core.config import config_from_dict
     from ste_core.pipeline import Pipeline
     from ste_core.plugins import get_host
-    from ste_core.records import Instruction, Order, ResponsePair, SamplingParams
-    from ste_core.rundir import read_jsonl
-    from ste_core.stages.generate import Baseline, baseline_request, worse_request
+    from ste_core.records import Baseline, Instruction, Order, ResponsePair, SamplingParams
+    from ste_core.run.io import read_jsonl
+    from ste_core.stages.baseline import baseline_request
     from ste_core.stages.judge import judge_request
+    from ste_core.stages.worse import worse_request
     from ste_prompts import get_template
 
     get_host()  # plugin discovery is part of the fixed cost, not of the data
@@ -127,7 +128,7 @@ def child(workdir: Path) -> None:
     counts = asyncio.run(stages())
     after_split = _rss_mb()
 
-    from ste_core.budget import estimate_request_tokens
+    from ste_core.engine.budget import estimate_request_tokens
 
     worse_t, judge_t = get_template("worse_response"), get_template("judge_eval_plan")
     params = SamplingParams(max_tokens=1024)

@@ -39,9 +39,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from ste_core.engine.limits import Limits
+from ste_core.engine.scheduler import Scheduler
+from ste_core.engine.store import RunStore
 from ste_core.records import ChatRequest, Completion, Usage
-from ste_core.scheduler import Limits, Scheduler
-from ste_core.store import RunStore
 
 ROOT = Path(__file__).resolve().parent
 MODEL = "fake-acc70"

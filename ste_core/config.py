@@ -24,9 +24,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from ste_core.engine.limits import Limits
 from ste_core.errors import ConfigurationError
 from ste_core.records import FineTuneMethod, FineTuneSpec, LoRAConfig, SamplingParams, content_hash
-from ste_core.scheduler import Limits
 
 __all__ = [
     "BenchmarkFile",

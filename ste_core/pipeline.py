@@ -1,6 +1,6 @@
-"""The Self-Taught Evaluator loop: the library behind `ste run`.
+"""The Self-Taught Evaluator loop: a generic runner over the plan of stages.
 
-    from ste_core.pipeline import Pipeline, run
+    from ste_core import Pipeline, run
 
     result = run("examples/together-small.toml")          # blocking, like `ste run`
     pipeline = Pipeline.from_config("my.toml")            # or, in a notebook:
@@ -9,26 +9,22 @@
     for pair in pipeline.pairs(1): ...                     # typed records back
     pipeline.metrics()                                     # {iteration: IterationMetrics}
 
-Stages (iteration 0 holds the run-level ones and the seed judge's evaluation):
+The plan (`ste_core.stages.STAGES`) says what runs; this module says how any plan runs:
 
-    0: load -> classify (if [filter] enabled) -> split -> eval_pairs -> evaluate (seed judge M0)
-    i: baseline -> worse -> judge (by M_{i-1}) -> select -> training_data -> finetune (M_i)
-       -> evaluate (M_i, on the same frozen eval pairs)
+- **Schedule.** Run-scope stages at iteration 0, then iterations 1..K, stages in plan order; a
+  stage that runs once per judge runs for M_0 at iteration 0 and for M_i after iteration i's
+  stages. Then a step that calls a judge waits until just before the next step that calls the
+  same judge, when nothing in between needs it: M_i's evaluation moves next to iteration i+1's
+  judging, so the two share one serving session (one dedicated endpoint, not two).
+- **Each step.** A finished step is skipped; one whose prerequisites are not done is refused;
+  otherwise it runs, its usage is counted, and it is marked done in the store with its counts
+  (last: a crash before that re-runs it, from the cache), and `stage_finished` fires.
+- **Judges.** Adjacent steps that call the same judge share one session: the seed judge, or a
+  fine-tuned one served for the block and torn down after it, also on error or Ctrl-C.
 
-Every stage is idempotent: it writes its files atomically, then marks itself done in the store
-with its funnel counts; a finished stage is skipped on the next run. Every model call goes through
-a Scheduler with the run's store as cache, so re-running after a crash repeats no answered call.
-A fine-tuned judge is served (`FineTuneBackend.serve`) for exactly the stages that need it: its
-evaluation and the next iteration's judging; the endpoint is torn down afterwards, also on error
-or Ctrl-C.
-
-Where the code lives:
-
-- this module: the order of the stages, skipping finished ones, events, the public API;
-- `ste_core.runtime.RunContext`: the open run's store, manifest, budget, backends, schedulers;
-- `ste_core.judges`: the judge of a stage, and serving a fine-tuned one;
-- `ste_core.steps.*`: one function per stage (read inputs, call `ste_core.stages`, write files);
-- `ste_core.run_metrics`: usage, funnel, metrics.json, summary.md.
+Every stage is idempotent and every model call goes through a Scheduler with the run's store as
+cache, so re-running after a crash repeats no answered call. `ste run --plan CONFIG` prints the
+schedule of a config and what is already done.
 """
 
 from __future__ import annotations
@@ -38,73 +34,35 @@ import contextlib
 import signal
 import time
 import warnings
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any
 
-from ste_core.budget import Budget
 from ste_core.config import Config, load_config
+from ste_core.engine.budget import Budget
+from ste_core.engine.store import RunStore
 from ste_core.errors import ConfigurationError, SteError
 from ste_core.hookspecs import IterationEvent, RunEvent, StageEvent
-from ste_core.judges import Judge, judge_session
-from ste_core.progress import Reporter
-from ste_core.records import Instruction, Judgement, ModelRef, ResponsePair
-from ste_core.run_metrics import (
+from ste_core.records import (
+    Drop,
+    Instruction,
     IterationMetrics,
-    headline,
-    read_metrics,
-    read_metrics_raw,
-    usage_since,
-    usage_snapshot,
-    write_summary,
+    Judgement,
+    ModelRef,
+    ResponsePair,
+    RunManifest,
 )
-from ste_core.rundir import Manifest, RunDir, read_jsonl
-from ste_core.runtime import RunContext
-from ste_core.stages.judge import JudgeFailure
-from ste_core.steps import (
-    ALL_STAGES,
-    EVALUATE,
-    ITERATION_STAGES,
-    RUN_STAGES,
-    data,
-    evaluation,
-    generation,
-    judging,
-    prerequisites,
-    training,
-)
-from ste_core.steps.judging import read_judgements
-from ste_core.store import RunStore
+from ste_core.run.context import RunContext
+from ste_core.run.exports import write_summary
+from ste_core.run.io import read_jsonl
+from ste_core.run.progress import Reporter
+from ste_core.run.rundir import RunDir
+from ste_core.run.serving import Judge, judge_session
+from ste_core.stages import STAGES, Stage, Step, stage_named
+from ste_core.stages.judge import read_judgements
 
-__all__ = [
-    "ITERATION_STAGES",
-    "RUN_STAGES",
-    "IterationMetrics",
-    "Pipeline",
-    "RunResult",
-    "read_judgements",
-    "run",
-]
-
-Counts = dict[str, int]
-
-# The steps that need only the run (iteration 0) or the run and an iteration. `judge` and
-# `evaluate` also need the judge being served, so the loop opens a judge session around them.
-_RUN_STEPS: dict[str, Callable[[RunContext], Awaitable[Counts]]] = {
-    "load": data.load,
-    "classify": data.classify,
-    "split": data.split,
-    "eval_pairs": generation.eval_pairs,
-}
-_ITERATION_STEPS: dict[str, Callable[[RunContext, int], Awaitable[Counts]]] = {
-    "baseline": generation.baseline,
-    "worse": generation.worse,
-    "select": training.select,
-    "training_data": training.training_data,
-    "finetune": training.finetune,
-}
+__all__ = ["Pipeline", "PlannedStep", "RunResult", "prerequisites", "run", "schedule"]
 
 
 @dataclass
@@ -117,13 +75,90 @@ class RunResult:
     models: dict[int, ModelRef] = field(default_factory=dict)
 
 
+# --------------------------------------------------------------------------------------------
+# The schedule
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PlannedStep:
+    """One stage at one iteration, in the order the run takes them."""
+
+    stage: Stage[Any]
+    iteration: int
+
+    @property
+    def judge(self) -> int | None:
+        """The index j of the judge M_j this step calls (None: no judge)."""
+        return self.stage.judge_of(self.iteration)
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.stage.name, self.iteration)
+
+
+def prerequisites(
+    stage: Stage[Any], iteration: int, config: Config, plan: Sequence[Stage[Any]] = STAGES
+) -> list[tuple[str, int]]:
+    """The (stage, iteration) steps that must be done before `stage` runs at `iteration`: a
+    needed run-scope stage at iteration 0, any other at the same iteration; a need on a stage
+    that is disabled, or does not run at that iteration, does not apply."""
+    out = []
+    for name in stage.needs:
+        needed = stage_named(name, tuple(plan))
+        at = 0 if needed.scope == "run" else iteration
+        if needed.enabled(config) and at in needed.iterations(max(at, 1)):
+            out.append((needed.name, at))
+    return out
+
+
+def schedule(
+    config: Config, iterations: int, plan: Sequence[Stage[Any]] = STAGES
+) -> list[PlannedStep]:
+    """Every step of a run of `iterations` training iterations, in the order they run (see the
+    module docstring)."""
+    steps = [
+        PlannedStep(stage, i)
+        for i in range(iterations + 1)
+        for stage in plan
+        if stage.enabled(config) and i in stage.iterations(iterations)
+    ]
+    i = 0
+    while i < len(steps):
+        step = steps[i]
+        partner = None
+        if step.judge is not None:
+            later = range(i + 1, len(steps))
+            partner = next((k for k in later if steps[k].judge == step.judge), None)
+        if partner is not None and partner > i + 1:
+            between = steps[i + 1 : partner]
+            if not any(
+                step.key in prerequisites(b.stage, b.iteration, config, plan) for b in between
+            ):
+                steps.insert(partner - 1, steps.pop(i))
+                continue  # another step now stands at position i
+        i += 1
+    return steps
+
+
+# --------------------------------------------------------------------------------------------
+# The runner
+# --------------------------------------------------------------------------------------------
+
+
 class Pipeline:
     """One run of the method, configured by a `Config`. See the module docstring."""
 
     def __init__(
-        self, config: Config, *, fresh: bool = False, reporter: Reporter | None = None
+        self,
+        config: Config,
+        *,
+        fresh: bool = False,
+        reporter: Reporter | None = None,
+        plan: Sequence[Stage[Any]] = STAGES,
     ) -> None:
         self.config = config
+        self.plan = tuple(plan)
         self.rundir = RunDir(config.run_dir)
         self.reporter = reporter or Reporter()
         self._fresh = fresh
@@ -152,8 +187,8 @@ class Pipeline:
         return self._ctx.store if self._ctx else None
 
     @property
-    def manifest(self) -> Manifest | None:
-        """The run's manifest.json (None before `open`)."""
+    def manifest(self) -> RunManifest | None:
+        """The run's manifest (None before `open`)."""
         return self._ctx.manifest if self._ctx else None
 
     @property
@@ -161,9 +196,7 @@ class Pipeline:
         """The run's budget, with the spending of earlier sessions (None before `open`)."""
         return self._ctx.budget if self._ctx else None
 
-    # ------------------------------------------------------------------------------------
-    # Opening and closing
-    # ------------------------------------------------------------------------------------
+    # -- opening and closing ----------------------------------------------------------------------
 
     def open(self) -> None:
         """Create (or re-open) the run directory, store, manifest and budget. Idempotent."""
@@ -171,7 +204,9 @@ class Pipeline:
 
     def _context(self) -> RunContext:
         if self._ctx is None or self._ctx.closed:
-            self._ctx = RunContext.open(self.config, self.rundir, self.reporter, fresh=self._fresh)
+            self._ctx = RunContext.open(
+                self.config, self.rundir, self.reporter, fresh=self._fresh, plan=self.plan
+            )
         return self._ctx
 
     async def aclose(self) -> None:
@@ -179,9 +214,7 @@ class Pipeline:
         if self._ctx is not None:
             await self._ctx.aclose()
 
-    # ------------------------------------------------------------------------------------
-    # Running
-    # ------------------------------------------------------------------------------------
+    # -- running --------------------------------------------------------------------------------
 
     def run_sync(self, *, iterations: int | None = None) -> RunResult:
         """`run()` in a fresh event loop (scripts; in a notebook use `await pipeline.run()`).
@@ -204,13 +237,9 @@ class Pipeline:
         k = iterations if iterations is not None else self.config.run.iterations
         status = "failed"
         try:
-            await self._prepare(ctx)
-            for i in range(1, k + 1):
-                await self._iteration(ctx, i)
-            if not ctx.store.stage_done(k, EVALUATE):
-                async with judge_session(ctx, k) as judge:
-                    await self._evaluate(ctx, k, judge)
-                self._iteration_finished(k)
+            steps = schedule(self.config, k, self.plan)
+            for group in _judge_groups(steps):
+                await self._run_group(ctx, group, steps)
             status = "succeeded"
             return RunResult(
                 run_dir=self.rundir.root,
@@ -225,138 +254,110 @@ class Pipeline:
             self._finish(ctx, status)
             await self.aclose()
 
+    async def stage(self, name: str, iteration: int = 0, *, force: bool = False) -> dict[str, int]:
+        """Run one stage (its prerequisites must be done); `force` re-runs a finished one (cached
+        calls are not repeated). Returns the stage's counts."""
+        stage = stage_named(name, self.plan)
+        if iteration not in stage.iterations(max(iteration, 1)):
+            if stage.scope == "run":
+                raise ConfigurationError(f"stage {name!r} is run-level: use iteration 0")
+            raise ConfigurationError(f"stage {name!r} needs an iteration >= 1")
+        if not stage.enabled(self.config):
+            raise ConfigurationError(
+                f"stage {name!r} runs only when {stage.enabled_when}; this config switches it off"
+            )
+        ctx = self._context()
+        if force:
+            ctx.store.unmark_stage(iteration, name)
+        steps = schedule(self.config, max(self.config.run.iterations, iteration), self.plan)
+        await self._run_group(ctx, [PlannedStep(stage, iteration)], steps)
+        return ctx.store.stage_counts(iteration).get(name, {})
+
+    async def _run_group(
+        self, ctx: RunContext, group: list[PlannedStep], steps: list[PlannedStep]
+    ) -> None:
+        """Steps that call the same judge (or none), in one judge session when any must run."""
+        j = group[0].judge
+        if j is None or all(ctx.store.stage_done(s.iteration, s.stage.name) for s in group):
+            for s in group:
+                await self._run_step(ctx, s, None, steps)
+            return
+        async with judge_session(ctx, j) as judge:
+            for s in group:
+                await self._run_step(ctx, s, judge, steps)
+
+    async def _run_step(
+        self, ctx: RunContext, step: PlannedStep, judge: Judge | None, steps: list[PlannedStep]
+    ) -> None:
+        """Skip a finished step; else run it, mark it with its counts, fire `stage_finished`."""
+        store, (name, i) = ctx.store, step.key
+        if store.stage_done(i, name):
+            done = store.stage_counts(i).get(name, {})
+            self.reporter.stage_finished(i, name, done, 0.0, skipped=True)
+            return
+        for needed, at in prerequisites(step.stage, i, self.config, self.plan):
+            if not store.stage_done(at, needed):
+                raise SteError(
+                    f"stage {name!r} (iteration {i}) needs stage {needed!r} "
+                    f"(iteration {at}) first; run the pipeline or that stage"
+                )
+        before = ctx.usage_snapshot()
+        started = time.monotonic()
+        self.reporter.stage_started(i, name, None)
+        counts = (await step.stage.run(Step(ctx, i, judge))).flat()
+        seconds = time.monotonic() - started
+        usage = ctx.usage_since(before)
+        ctx.manifest.add_usage(name, usage)
+        ctx.manifest.record_stage(i, name, seconds)
+        ctx.save_manifest()
+        # Marked last: a crash before this line re-runs the stage (from the cache) next time.
+        store.mark_stage(i, name, counts, usage.model_copy(update={"seconds": round(seconds, 3)}))
+        self.reporter.stage_finished(i, name, counts, seconds, skipped=False)
+        _fire(
+            "stage_finished",
+            StageEvent(
+                run_name=self.config.run.name,
+                iteration=i,
+                stage=name,
+                counts=counts,
+                metrics=usage.model_dump(exclude={"seconds"}),
+                seconds=seconds,
+            ),
+        )
+        if all(store.stage_done(s.iteration, s.stage.name) for s in steps if s.iteration == i):
+            self._iteration_finished(ctx, i)
+
+    def _iteration_finished(self, ctx: RunContext, i: int) -> None:
+        metrics = ctx.store.metrics().get(i)
+        _fire(
+            "iteration_finished",
+            IterationEvent(
+                run_name=self.config.run.name,
+                iteration=i,
+                judge_model=metrics.judge_model if metrics else "",
+                metrics=metrics.headline() if metrics else {},
+            ),
+        )
+        self._write_reports(ctx.store)
+
     def _finish(self, ctx: RunContext, status: str) -> None:
         ctx.end_session(status)
-        self._write_reports()
+        self._write_reports(ctx.store)
+        metrics = ctx.store.metrics()
         _fire(
             "run_finished",
             RunEvent(
                 run_name=self.config.run.name,
                 run_dir=str(self.rundir.root),
                 status=status,
-                metrics={
-                    str(i): headline(v) for i, v in read_metrics_raw(self.rundir.root).items()
-                },
+                metrics={str(i): m.headline() for i, m in metrics.items()},
             ),
         )
 
-    async def _prepare(self, ctx: RunContext) -> None:
-        for name, step in _RUN_STEPS.items():
-            if name == "classify" and not self.config.filter.enabled:
-                continue
-            await self._run_stage(ctx, 0, name, partial(step, ctx))
-
-    async def _iteration(self, ctx: RunContext, i: int) -> None:
-        st = ctx.store
-        await self._run_stage(ctx, i, "baseline", partial(generation.baseline, ctx, i))
-        await self._run_stage(ctx, i, "worse", partial(generation.worse, ctx, i))
-        if not st.stage_done(i - 1, EVALUATE) or not st.stage_done(i, "judge"):
-            # M_{i-1} is served once for its own evaluation and for annotating iteration i.
-            async with judge_session(ctx, i - 1) as judge:
-                if not st.stage_done(i - 1, EVALUATE):
-                    await self._evaluate(ctx, i - 1, judge)
-                    self._iteration_finished(i - 1)
-                await self._judge(ctx, i, judge)
-        for name in ("select", "training_data", "finetune"):
-            await self._run_stage(ctx, i, name, partial(_ITERATION_STEPS[name], ctx, i))
-
-    # The two stages that call a judge; the caller holds the judge session open around them.
-
-    async def _judge(self, ctx: RunContext, i: int, judge: Judge) -> Counts:
-        return await self._run_stage(ctx, i, "judge", partial(judging.judge, ctx, i, judge))
-
-    async def _evaluate(self, ctx: RunContext, j: int, judge: Judge) -> Counts:
-        return await self._run_stage(ctx, j, EVALUATE, partial(evaluation.evaluate, ctx, j, judge))
-
-    async def stage(self, name: str, iteration: int = 0, *, force: bool = False) -> Counts:
-        """Run one stage (its inputs must exist); `force` re-runs a finished one (cached calls
-        are not repeated). Returns the stage's funnel counts."""
-        if name not in ALL_STAGES:
-            raise ConfigurationError(f"unknown stage {name!r}; stages: {', '.join(ALL_STAGES)}")
-        if name in RUN_STAGES and iteration != 0:
-            raise ConfigurationError(f"stage {name!r} is run-level: use iteration 0")
-        if name in ITERATION_STAGES and iteration < 1:
-            raise ConfigurationError(f"stage {name!r} needs an iteration >= 1")
-        if name == "classify" and not self.config.filter.enabled:
-            raise ConfigurationError(
-                "stage 'classify' does nothing while filter.enabled is false: enable the "
-                "category filter in [filter] to run it"
-            )
-        ctx = self._context()
-        if force:
-            ctx.store.unmark_stage(iteration, name)
-        if name in _RUN_STEPS:
-            return await self._run_stage(ctx, iteration, name, partial(_RUN_STEPS[name], ctx))
-        if name in _ITERATION_STEPS:
-            step = _ITERATION_STEPS[name]
-            return await self._run_stage(ctx, iteration, name, partial(step, ctx, iteration))
-        judge_of = iteration if name == EVALUATE else iteration - 1
-        async with judge_session(ctx, judge_of) as judge:
-            if name == EVALUATE:
-                counts = await self._evaluate(ctx, iteration, judge)
-                self._iteration_finished(iteration)
-                return counts
-            return await self._judge(ctx, iteration, judge)
-
-    async def _run_stage(
-        self, ctx: RunContext, iteration: int, name: str, body: Callable[[], Awaitable[Counts]]
-    ) -> Counts:
-        """Skip a finished stage; else run it, mark it with its counts, fire `stage_finished`."""
-        store = ctx.store
-        if store.stage_done(iteration, name):
-            finished: dict[str, Counts] = store.stage_counts(iteration)  # type: ignore[assignment]
-            done = finished.get(name, {})
-            self.reporter.stage_finished(iteration, name, done, 0.0, skipped=True)
-            return done
-        for it, needed in prerequisites(name, iteration, filter_enabled=self.config.filter.enabled):
-            if not store.stage_done(it, needed):
-                raise SteError(
-                    f"stage {name!r} (iteration {iteration}) needs stage {needed!r} "
-                    f"(iteration {it}) first; run the pipeline or that stage"
-                )
-        before = usage_snapshot(ctx.schedulers())
-        started = time.monotonic()
-        self.reporter.stage_started(iteration, name, None)
-        counts = await body()
-        seconds = time.monotonic() - started
-        usage = usage_since(before, ctx.schedulers())
-        store.set_state(f"stage_usage/{iteration}/{name}", {**usage, "seconds": round(seconds, 3)})
-        ctx.manifest.add_usage(name, usage)
-        ctx.manifest.record_stage(iteration, name, seconds)
-        ctx.manifest.save()
-        # Marked last: a crash before this line re-runs the stage (from the cache) next time.
-        store.mark_stage(iteration, name, counts)
-        self.reporter.stage_finished(iteration, name, counts, seconds, skipped=False)
-        _fire(
-            "stage_finished",
-            StageEvent(
-                run_name=self.config.run.name,
-                iteration=iteration,
-                stage=name,
-                counts=counts,
-                metrics=dict(usage),
-                seconds=seconds,
-            ),
-        )
-        return counts
-
-    def _iteration_finished(self, j: int) -> None:
-        metrics = read_metrics_raw(self.rundir.root).get(j, {})
-        _fire(
-            "iteration_finished",
-            IterationEvent(
-                run_name=self.config.run.name,
-                iteration=j,
-                judge_model=str(metrics.get("judge_model", "")),
-                metrics=headline(metrics),
-            ),
-        )
-        self._write_reports()
-
-    def _write_reports(self) -> None:
+    def _write_reports(self, store: RunStore) -> None:
         """summary.md and report.md/html/png, after every evaluated judge and at the end of a
         session (so a crashed run has a report, and a finished one shows its final status)."""
-        write_summary(self.config, self.rundir)
+        write_summary(self.config, self.rundir, store.metrics())
         try:
             from ste_core.evaluation.report import write_report
         except ImportError:  # the evaluation package is optional for the loop itself
@@ -366,9 +367,7 @@ class Pipeline:
         except Exception as exc:  # a report problem must never stop a paid-for run
             self.reporter.warning(f"report: could not write report.md/html ({exc!r})")
 
-    # ------------------------------------------------------------------------------------
-    # Reading results (also after the run, from its directory)
-    # ------------------------------------------------------------------------------------
+    # -- reading results (also after the run, from its directory) ----------------------------------
 
     def pairs(self, iteration: int) -> Iterator[ResponsePair]:
         """The training pairs of an iteration (iteration 0: the frozen eval pairs)."""
@@ -383,11 +382,11 @@ class Pipeline:
         """The frozen eval pairs every judge is scored on."""
         return read_jsonl(self.rundir.eval_pairs_path, ResponsePair)
 
-    def judgements(self, iteration: int) -> Iterator[Judgement | JudgeFailure]:
+    def judgements(self, iteration: int) -> Iterator[Judgement | Drop]:
         """The annotating judgements of an iteration (by M_{iteration-1})."""
         return read_judgements(self.rundir.iter_file(iteration, "judgements.jsonl"))
 
-    def eval_judgements(self, iteration: int) -> Iterator[Judgement | JudgeFailure]:
+    def eval_judgements(self, iteration: int) -> Iterator[Judgement | Drop]:
         """The eval judgements of judge M_iteration (0 = the seed judge)."""
         return read_judgements(self.rundir.iter_file(iteration, "eval.jsonl"))
 
@@ -398,7 +397,8 @@ class Pipeline:
 
     def metrics(self) -> dict[int, IterationMetrics]:
         """Evaluation metrics of every evaluated judge, by iteration (0 = the seed judge)."""
-        return read_metrics(self.rundir.root)
+        with self._reading_store() as store:
+            return {} if store is None else store.metrics()
 
     def models(self) -> dict[int, ModelRef]:
         """The fine-tuned model of every finished iteration."""
@@ -415,7 +415,7 @@ class Pipeline:
     def funnel(self, iteration: int) -> dict[str, dict[str, int]]:
         """Counts of every finished stage of an iteration (from the store)."""
         with self._reading_store() as store:
-            return {} if store is None else store.stage_counts(iteration)  # type: ignore[return-value]
+            return {} if store is None else store.stage_counts(iteration)
 
     @contextlib.contextmanager
     def _reading_store(self) -> Iterator[RunStore | None]:
@@ -426,11 +426,23 @@ class Pipeline:
         if not self.rundir.store_path.exists():
             yield None
             return
-        store = RunStore(self.rundir.store_path)
+        store = RunStore.open_read_only(self.rundir.store_path)
         try:
             yield store
         finally:
             store.close()
+
+
+def _judge_groups(steps: list[PlannedStep]) -> Iterator[list[PlannedStep]]:
+    """Runs of adjacent steps that call the same judge; a step calling none is a group alone."""
+    group: list[PlannedStep] = []
+    for step in steps:
+        if group and (step.judge is None or step.judge != group[-1].judge):
+            yield group
+            group = []
+        group.append(step)
+    if group:
+        yield group
 
 
 def _fire(hook_name: str, event: Any) -> None:

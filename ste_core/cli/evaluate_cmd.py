@@ -121,7 +121,8 @@ def _score_only(
     if mode in (None, "auto"):
         seen: dict[str, set[str]] = {}
         for r in jf.records:
-            seen.setdefault(r.pair_id, set()).add(str(r.order))
+            pair_id, order, _ = r.sample
+            seen.setdefault(pair_id, set()).add(order.value)
         mode = "both" if any(len(v) > 1 for v in seen.values()) else "single"
     try:
         score = score_pairs(
@@ -345,11 +346,11 @@ def _run_evaluation(
 ) -> Any:
     import asyncio
 
+    from ste_core.engine.scheduler import Scheduler
+    from ste_core.engine.store import RunStore
     from ste_core.errors import SteError
     from ste_core.evaluation.evaluate import evaluate_judge
     from ste_core.plugins import get_host, get_inference_backend
-    from ste_core.scheduler import Scheduler
-    from ste_core.store import RunStore
 
     template_name = eval_cfg.template or judge_cfg.template
     try:

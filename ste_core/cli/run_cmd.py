@@ -36,10 +36,17 @@ def run(
         typer.Option(
             "--stage",
             help="Run only this stage, as NAME or NAME@ITERATION (repeatable), e.g. --stage load "
-            "--stage baseline@1. Stages: load classify split eval_pairs baseline worse judge "
-            "select training_data finetune evaluate.",
+            "--stage baseline@1. `--plan` lists the stages.",
         ),
     ] = None,
+    plan: Annotated[
+        bool,
+        typer.Option(
+            "--plan",
+            help="Print the plan (every stage at every iteration, in order, with the judge it "
+            "calls and whether it is done) and exit; runs nothing.",
+        ),
+    ] = False,
 ) -> None:
     """Run the loop: load -> split -> pairs -> judge -> select -> fine-tune -> evaluate, K times.
 
@@ -51,13 +58,18 @@ def run(
 
     from ste_core.errors import BudgetExceeded, ConfigurationError, FineTuneFailed, SteError
     from ste_core.pipeline import Pipeline
-    from ste_core.progress import make_reporter
+    from ste_core.run.progress import make_reporter
 
     reporter = make_reporter(quiet=quiet, log_json=log_json)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     overrides = {"run.iterations": iterations} if iterations is not None else None
     code = 0
     try:
+        if plan:
+            from ste_core.config import load_config
+
+            _print_plan(load_config(config, overrides=overrides))
+            return
         pipeline = Pipeline.from_config(config, fresh=fresh, reporter=reporter, overrides=overrides)
         if stage:
             targets = [_parse_stage(s) for s in stage]
@@ -96,19 +108,48 @@ def run(
 
 
 def _parse_stage(text: str) -> tuple[str, int]:
+    """NAME@ITERATION; a bare NAME means the first iteration the stage runs at."""
     from ste_core.errors import ConfigurationError
-    from ste_core.pipeline import RUN_STAGES
+    from ste_core.stages import stage_named
 
     name, _, it = text.partition("@")
     if it:
         if not it.isdigit():
             raise ConfigurationError(f"--stage {text!r}: the iteration after '@' must be a number")
         return name, int(it)
-    return name, 0 if name in RUN_STAGES or name == "evaluate" else 1
+    return name, stage_named(name).iterations(1)[0]
+
+
+def _print_plan(config: object) -> None:
+    """The schedule of a config, one line per step, with what the run directory says is done."""
+    from ste_core.config import Config
+    from ste_core.engine.store import RunStore
+    from ste_core.pipeline import schedule
+
+    assert isinstance(config, Config)
+    steps = schedule(config, config.run.iterations)
+    store_path = config.run_dir / "store.sqlite"
+    done: dict[int, dict[str, dict[str, int]]] = {}
+    if store_path.exists():
+        with RunStore.open_read_only(store_path) as store:
+            done = store.all_stage_counts()
+    typer.echo(f"plan of run '{config.run.name}' ({config.run_dir}), {len(steps)} steps:")
+    typer.echo(f"  {'iteration':>9}  {'stage':<14} {'judge':<8} {'status':<8} what")
+    for step in steps:
+        judge = "–" if step.judge is None else f"M_{step.judge}"
+        status = "done" if step.stage.name in done.get(step.iteration, {}) else "to do"
+        typer.echo(
+            f"  {step.iteration:>9}  {step.stage.name:<14} {judge:<8} {status:<8} "
+            f"{step.stage.summary}"
+        )
+    typer.echo(
+        "Adjacent steps that call the same judge share one serving session. "
+        "`--stage NAME@ITERATION` runs one step."
+    )
 
 
 def _fail(reporter: object, message: str) -> None:
-    from ste_core.progress import JsonReporter
+    from ste_core.run.progress import JsonReporter
 
     if isinstance(reporter, JsonReporter):
         reporter.emit("error", message=message)

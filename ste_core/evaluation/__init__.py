@@ -5,17 +5,11 @@ Importing this package is cheap (pydantic and the standard library); matplotlib 
 when a report draws its plot.
 """
 
-from ste_core.evaluation.paired import PairedTest, paired_comparison
+from ste_core.evaluation.paired import paired_comparison
 from ste_core.evaluation.report import ReportFiles, write_report
 from ste_core.evaluation.rewardbench import EXAMPLE_COUNTS, EXAMPLE_COUNTS_PRE_0_1_3, SECTIONS
-from ste_core.evaluation.scoring import (
-    EvalScore,
-    RewardBenchScore,
-    SectionScore,
-    SubsetScore,
-    score_pairs,
-    single_order,
-)
+from ste_core.evaluation.scoring import score_pairs, single_order
+from ste_core.records import EvalScore, PairedTest, RewardBenchScore, SectionScore, SubsetScore
 
 __all__ = [
     "EXAMPLE_COUNTS",

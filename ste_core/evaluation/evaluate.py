@@ -16,14 +16,14 @@ from typing import Any, Literal
 
 from ste_core.evaluation.pairs_io import judgement_row
 from ste_core.evaluation.rewardbench import WeightsVariant
-from ste_core.evaluation.scoring import EvalScore, score_pairs
-from ste_core.records import ResponsePair, SamplingParams
+from ste_core.evaluation.scoring import score_pairs
+from ste_core.records import Drop, EvalScore, Judgement, ResponsePair, SamplingParams
 
 
 @dataclass
 class EvaluationResult:
     score: EvalScore
-    records: list[Any]  # Judgement | JudgeFailure, in arrival order
+    records: list[Judgement | Drop]  # in arrival order
     judgements_path: Path | None
 
 
@@ -75,6 +75,7 @@ async def evaluate_judge(
             samples_per_order=samples_per_order,
             orders=orders,
             seed=seed,
+            stage="evaluate",
         ):
             records.append(rec)
             if fh is not None:

@@ -16,40 +16,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
-
-from ste_core.evaluation.scoring import EvalScore
 from ste_core.evaluation.stats import DEFAULT_RESAMPLES, mcnemar_exact, paired_bootstrap
+from ste_core.records import EvalScore, PairedTest
 
 Method = Literal["mcnemar", "bootstrap", "auto"]
-
-
-class PairedTest(BaseModel):
-    """Result of comparing judge b with judge a on their common items."""
-
-    model_config = ConfigDict(frozen=True)
-
-    method: Literal["mcnemar", "bootstrap"]
-    n_common: int
-    n_only_a: int
-    n_only_b: int
-    accuracy_a: float
-    accuracy_b: float
-    difference: float
-    ci_low: float
-    ci_high: float
-    p_value: float
-    b_better: int = 0
-    a_better: int = 0
-    n_resamples: int = DEFAULT_RESAMPLES
-    seed: int = 0
-
-    def summary(self) -> str:
-        return (
-            f"{100 * self.difference:+.1f} pts "
-            f"[{100 * self.ci_low:+.1f}, {100 * self.ci_high:+.1f}], "
-            f"p={self.p_value:.3g} ({self.method}, n={self.n_common})"
-        )
 
 
 def _binary(x: float) -> bool:

@@ -14,8 +14,10 @@ Judgements files (JSONL), one judge output per row:
 * ``pair_id`` (alias ``id``), ``text`` (alias ``output``) = the raw judge output,
   ``order`` = ``"AB"`` (chosen shown as A) or ``"BA"``, or ``swapped`` = true/false instead,
   optional ``sample_index`` (default 0), ``judge_model``, ``template``;
-* or a failure: ``pair_id``, ``order``, ``sample_index``, ``error_type``, ``message`` (an API
-  failure after retries; it scores 0.5 and is counted as an error).
+* or a failure (a `Drop`): ``pair_id``, ``order``, ``sample_index``, ``stage``, ``reason``,
+  ``error_type``, ``message`` (an API failure after retries; it scores 0.5 and is counted as an
+  error). Rows of earlier versions without ``reason`` (``error_type`` and no ``text``) are read
+  the same way.
 
 The verdict is always parsed from ``text`` with `ste_prompts.parse_verdict`, so outputs produced
 anywhere (vLLM elsewhere, an older run) are read exactly like ours. `write_judgements` writes
@@ -36,7 +38,7 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from ste_core.records import Judgement, Order, ResponsePair, content_hash
+from ste_core.records import Drop, Judgement, Order, ResponsePair, content_hash
 
 OnError = Literal["raise", "skip"]
 
@@ -61,7 +63,7 @@ class PairsFile:
 
 @dataclass
 class JudgementsFile:
-    records: list[Any]  # Judgement | JudgeFailure
+    records: list[Judgement | Drop]
     skipped: list[SkippedRow] = field(default_factory=list)
     verdict_mismatches: int = 0
     path: Path | None = None
@@ -235,12 +237,6 @@ def read_pairs(path: str | Path, *, on_error: OnError = "raise") -> PairsFile:
 # --------------------------------------------------------------------------------------------
 
 
-def _judge_failure_cls() -> Any:
-    from ste_core.stages.judge import JudgeFailure
-
-    return JudgeFailure
-
-
 def _order_of(row: dict[str, Any]) -> Order:
     if "order" in row:
         try:
@@ -257,7 +253,7 @@ def _order_of(row: dict[str, Any]) -> Order:
 def _judgement_from_row(
     row: Any, *, judge_model: str, template: str, parser: Callable[[str], Any]
 ) -> tuple[Any, bool]:
-    """(Judgement | JudgeFailure, stored verdict disagrees with the parse)."""
+    """(Judgement | Drop, stored verdict disagrees with the parse)."""
     if not isinstance(row, dict):
         raise ValueError(f"expected a JSON object, got {type(row).__name__}")
     pid = row.get("pair_id", row.get("id"))
@@ -267,12 +263,15 @@ def _judgement_from_row(
     sample_index = row.get("sample_index", 0)
     if isinstance(sample_index, bool) or not isinstance(sample_index, int) or sample_index < 0:
         raise ValueError(f"'sample_index' must be a non-negative integer, got {sample_index!r}")
-    if row.get("error_type") is not None and row.get("text") is None:
-        failure = _judge_failure_cls()(
+    if "reason" in row or (row.get("error_type") is not None and row.get("text") is None):
+        # A sample that produced no judgement (an API failure after retries): it scores 0.5.
+        failure = Drop(
             pair_id=str(pid),
             order=order,
             sample_index=sample_index,
-            error_type=str(row["error_type"]),
+            stage=str(row.get("stage") or "judge"),
+            reason=row.get("reason") or "api_error",
+            error_type=None if row.get("error_type") is None else str(row["error_type"]),
             message=str(row.get("message", "")),
         )
         return failure, False
@@ -337,21 +336,13 @@ def read_judgements(
     return out
 
 
-def judgement_row(record: Any) -> dict[str, Any]:
-    """The JSON object written for one Judgement or JudgeFailure."""
-    if isinstance(record, Judgement):
-        return record.model_dump(mode="json")
-    return {
-        "pair_id": record.pair_id,
-        "order": Order(record.order).value,
-        "sample_index": record.sample_index,
-        "error_type": record.error_type,
-        "message": record.message,
-    }
+def judgement_row(record: Judgement | Drop) -> dict[str, Any]:
+    """The JSON object written for one Judgement, or for a Drop where a sample failed."""
+    return record.model_dump(mode="json")
 
 
 def write_judgements(path: str | Path, records: Iterable[Any]) -> int:
-    """Write Judgement / JudgeFailure records as JSONL (the format `read_judgements` reads)."""
+    """Write Judgement / Drop records as JSONL (the format `read_judgements` reads)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     n = 0

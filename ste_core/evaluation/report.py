@@ -54,8 +54,9 @@ from ste_core.evaluation.document import (
     to_html,
     to_markdown,
 )
-from ste_core.evaluation.paired import PairedTest, paired_comparison
-from ste_core.evaluation.scoring import EvalScore, score_pairs
+from ste_core.evaluation.paired import paired_comparison
+from ste_core.evaluation.scoring import score_pairs
+from ste_core.records import EvalScore, PairedTest
 
 FUNNEL_KEYS = ("instructions", "pairs", "judged", "correct", "balanced_kept")
 STAGE_KEYS = ("requests", "cache_hits", "prompt_tokens", "completion_tokens", "cost_usd", "seconds")
@@ -142,7 +143,8 @@ def _score_eval_jsonl(it: IterationData, pairs_path: Path, notes: list[str]) -> 
         it.notes.append(f"eval.jsonl: {len(judged.skipped)} bad rows skipped")
     seen: dict[str, set[str]] = {}
     for r in judged.records:
-        seen.setdefault(r.pair_id, set()).add(str(r.order))
+        pair_id, order, _ = r.sample
+        seen.setdefault(pair_id, set()).add(order.value)
     mode = "both" if any(len(v) > 1 for v in seen.values()) else "single"
     try:
         it.eval = score_pairs(pairs.pairs, judged.records, mode=mode)  # type: ignore[arg-type]

@@ -2,7 +2,7 @@
 RewardBench sections, position consistency and bias, and per-item scores for paired tests.
 
 Conventions (RewardBench's): a judgement that picks `chosen` scores 1, one that picks
-`rejected` scores 0; a tie, a missing verdict, an API failure (`JudgeFailure`) or a judgement that
+`rejected` scores 0; a tie, a missing verdict, an API failure (a `Drop`) or a judgement that
 was never made scores 0.5. Failures and missing judgements are counted (`error_count`,
 `missing_count`), never dropped.
 
@@ -22,9 +22,6 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Literal
-
-from pydantic import BaseModel, ConfigDict, Field
 
 from ste_core.evaluation import rewardbench as rb
 from ste_core.evaluation.stats import (
@@ -32,16 +29,18 @@ from ste_core.evaluation.stats import (
     stratified_bootstrap,
     wilson_interval,
 )
-from ste_core.records import Judgement, Order, ResponsePair, content_hash
-
-if TYPE_CHECKING:
-    from ste_core.stages.judge import JudgeFailure
-
-Mode = Literal["single", "both"]
-
-#: The interval method named in every score (see docs/evaluation.md, "Statistics").
-CI_METHOD_ITEMS = "wilson (items; fractional successes for 0.5 scores; conservative)"
-CI_METHOD_WEIGHTED = "stratified percentile bootstrap over items within subsets"
+from ste_core.records import (
+    Drop,
+    EvalScore,
+    Judgement,
+    Order,
+    ResponsePair,
+    RewardBenchScore,
+    SectionScore,
+    SubsetScore,
+    content_hash,
+)
+from ste_core.records.scores import Mode
 
 
 def single_order(pair_id: str, seed: int) -> Order:
@@ -52,84 +51,6 @@ def single_order(pair_id: str, seed: int) -> Order:
     """
     flip = int(content_hash("single-order", seed, pair_id)[:8], 16) % 2
     return Order.BA if flip else Order.AB
-
-
-class SubsetScore(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    accuracy: float
-    n: int
-    ci: tuple[float, float]
-
-
-class SectionScore(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    score: float
-    ci: tuple[float, float]
-    subsets: list[str]
-    missing_subsets: list[str]
-
-
-class RewardBenchScore(BaseModel):
-    """Sections and final, over the sections present; missing sections are named, not zeroed."""
-
-    model_config = ConfigDict(frozen=True)
-
-    weights: str
-    weights_description: str
-    sections: dict[str, SectionScore]
-    final: float | None
-    final_ci: tuple[float, float] | None
-    missing_sections: list[str]
-    other_subsets: list[str] = Field(
-        default_factory=list, description="subsets scored on their own, outside the sections"
-    )
-
-    @property
-    def complete(self) -> bool:
-        return not self.missing_sections
-
-
-class EvalScore(BaseModel):
-    """Everything measured on one judge x one pairs set. Serialises to JSON for metrics.json."""
-
-    model_config = ConfigDict(frozen=True)
-
-    accuracy: float
-    ci_low: float
-    ci_high: float
-    ci_method: str = CI_METHOD_ITEMS
-    n_items: int
-    n_judgements: int
-    mode: Mode
-    majority: bool = False
-    samples_per_order: int = 1
-    seed: int = 0
-    position_consistency: float | None = Field(
-        None,
-        description="share of comparable (both orders decided) items that picked the same "
-        "response in both orders; None in single mode",
-    )
-    n_position_comparable: int = 0
-    no_verdict_rate: float = Field(0.0, description="judgements without a verdict / judgements")
-    tie_rate: float = 0.0
-    error_count: int = Field(0, description="API failures plus missing judgements (score 0.5)")
-    missing_count: int = 0
-    a_verdict_share: float | None = Field(None, description="A / (A + B) over all verdicts")
-    per_subset: dict[str, SubsetScore] = Field(default_factory=dict)
-    rewardbench: RewardBenchScore | None = None
-    item_scores: dict[str, float] = Field(default_factory=dict)
-    judge_models: list[str] = Field(default_factory=list)
-    templates: list[str] = Field(default_factory=list)
-    warnings: list[str] = Field(default_factory=list)
-
-    def summary(self) -> str:
-        """One line: accuracy [CI] (n)."""
-        return (
-            f"{100 * self.accuracy:.1f}% [{100 * self.ci_low:.1f}, {100 * self.ci_high:.1f}] "
-            f"(n={self.n_items}, mode={self.mode})"
-        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -160,7 +81,7 @@ def _decision(verdict: str | None, order: Order) -> str | None:
 
 def score_pairs(
     pairs: Iterable[ResponsePair],
-    judgements: Iterable[Judgement | JudgeFailure],
+    judgements: Iterable[Judgement | Drop],
     *,
     mode: Mode,
     majority: bool = False,
@@ -169,7 +90,7 @@ def score_pairs(
     n_resamples: int = DEFAULT_RESAMPLES,
     confidence: float = 0.95,
 ) -> EvalScore:
-    """Score `judgements` (Judgement or JudgeFailure records) of labelled `pairs`.
+    """Score `judgements` of labelled `pairs` (Judgements, and Drops for samples that failed).
 
     Raises ValueError for duplicate pair ids, duplicate (pair, order, sample) judgements, or (in
     single mode) a pair judged in both orders. Judgements of unknown pairs are counted in
@@ -192,23 +113,22 @@ def score_pairs(
     models: list[str] = []
     templates: list[str] = []
     for rec in judgements:
-        order = Order(rec.order)
-        if rec.pair_id not in by_id:
-            unknown[rec.pair_id] += 1
+        pair_id, order, k = rec.sample
+        if pair_id not in by_id:
+            unknown[pair_id] += 1
             continue
-        slot = outcomes.setdefault((rec.pair_id, order), {})
-        if rec.sample_index in slot:
+        slot = outcomes.setdefault((pair_id, order), {})
+        if k in slot:
             raise ValueError(
-                f"duplicate judgement for pair {rec.pair_id!r}, order {order.value}, "
-                f"sample {rec.sample_index}"
+                f"duplicate judgement for pair {pair_id!r}, order {order.value}, sample {k}"
             )
         n_judgements += 1
-        if not isinstance(rec, Judgement):  # a JudgeFailure: no text, scores 0.5
+        if not isinstance(rec, Judgement):  # a Drop: no judgement was made, scores 0.5
             n_failures += 1
-            slot[rec.sample_index] = "error"
+            slot[k] = "error"
             continue
         v = rec.verdict
-        slot[rec.sample_index] = v
+        slot[k] = v
         if v is None:
             n_none += 1
         elif v == "tie":

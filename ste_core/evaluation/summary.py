@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ste_core.evaluation.scoring import EvalScore
+from ste_core.records import EvalScore
 
 
 def _p(x: float | None) -> str:

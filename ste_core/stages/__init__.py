@@ -1,12 +1,54 @@
-"""The pipeline's stages, one module each; every stage is a step over typed records.
+"""The stages of the loop, one module each, and the plan: the order they run in.
 
-- `generate`: baseline responses and worse responses (modified instruction) -> ResponsePair
-- `judge`: judgements of pairs in both orders, N samples each (`judge_pairs`)
-- `select`: rejection sampling, agreement threshold, label balance
-- `training_data`: SFT and DPO examples from the kept judgements
-- `finetune`: submit / re-attach / poll a fine-tune job, serve the result
-- `classify`: the optional category filter
+Each module exports a `STAGE` (`ste_core.stages.base.Stage`): its name, scope, what it needs,
+which judge it calls, its counts record and its `run` coroutine. `ste_core.pipeline` runs any
+plan; `ste run --plan CONFIG` prints this one for a config. Adding a stage means one new module
+and one line below.
 
-The functions here are the pure and streaming parts; `ste_core.steps` wires them to the run
-directory, the store and the progress display, and `ste_core.pipeline` runs the steps in order.
+    iteration 0:  load -> classify ([filter]) -> split -> eval_pairs -> evaluate (M_0)
+    iteration i:  baseline -> worse -> judge (by M_{i-1}) -> select -> training_data
+                  -> finetune (M_i) -> evaluate (M_i)
 """
+
+from typing import Any
+
+from ste_core.stages import (
+    baseline,
+    classify,
+    eval_pairs,
+    evaluate,
+    finetune,
+    judge,
+    load,
+    select,
+    split,
+    training_data,
+    worse,
+)
+from ste_core.stages.base import Counts, Stage, Step
+
+__all__ = ["STAGES", "Counts", "Stage", "Step", "stage_named"]
+
+STAGES: tuple[Stage[Any], ...] = (
+    load.STAGE,
+    classify.STAGE,
+    split.STAGE,
+    eval_pairs.STAGE,
+    baseline.STAGE,
+    worse.STAGE,
+    judge.STAGE,
+    select.STAGE,
+    training_data.STAGE,
+    finetune.STAGE,
+    evaluate.STAGE,
+)
+
+
+def stage_named(name: str, plan: tuple[Stage[Any], ...] = STAGES) -> Stage[Any]:
+    """The stage called `name` in `plan`; a ConfigurationError naming the stages otherwise."""
+    from ste_core.errors import ConfigurationError
+
+    for stage in plan:
+        if stage.name == name:
+            return stage
+    raise ConfigurationError(f"unknown stage {name!r}; stages: {', '.join(s.name for s in plan)}")

@@ -1,9 +1,12 @@
-"""Optional instruction curation: classify each instruction into a category (and difficulty)
-with the classifier template, then keep a balanced subset of the chosen categories.
+"""Stage `classify` (only with [filter] enabled): classify each instruction into a category (and
+difficulty) with the classifier template, then keep a balanced subset of the chosen categories.
 
 The paper kept a balanced, harder subset of WildChat after an LLM classified it; "reasoning"
 helped most. Classification streams (`classify_instructions`); the balanced pick (`quotas` +
 `pick_balanced`) holds at most the kept instructions.
+
+Files (under data/): instructions.jsonl -> classified.jsonl + classify_failures.jsonl (drops) ->
+filtered.jsonl.
 """
 
 from __future__ import annotations
@@ -13,17 +16,20 @@ from collections import Counter
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict
-
-from ste_core.records import ChatRequest, Instruction, Message, SamplingParams, content_hash
-from ste_core.stages.streams import as_async
+from ste_core.config import Config
+from ste_core.errors import ConfigurationError
+from ste_core.records import ChatRequest, Drop, Instruction, Message, SamplingParams, content_hash
+from ste_core.run.io import count_lines, jsonl_writer, read_jsonl
+from ste_core.stages._streams import as_async, in_input_order
+from ste_core.stages.base import Counts, Stage, Step, flat_counts
 
 if TYPE_CHECKING:
-    from ste_core.scheduler import Scheduler
+    from ste_core.engine.scheduler import Scheduler
     from ste_prompts import Template
 
 __all__ = [
-    "ClassifyFailure",
+    "STAGE",
+    "ClassifyCounts",
     "classify_instructions",
     "classify_request",
     "pick_balanced",
@@ -31,15 +37,13 @@ __all__ = [
 ]
 
 
-class ClassifyFailure(BaseModel):
-    """An instruction that could not be classified (api_error or parse_error), with the reason."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    instruction_id: str
-    status: str
-    error_type: str | None = None
-    message: str = ""
+class ClassifyCounts(Counts):
+    instructions: int = 0
+    classified: int = 0
+    api_errors: int = 0
+    parse_errors: int = 0
+    categories: dict[str, int] = flat_counts("category_")
+    kept: int = 0
 
 
 def classify_request(
@@ -69,8 +73,8 @@ async def classify_instructions(
     template: Template,
     params: SamplingParams,
     categories: Mapping[str, str] | None = None,
-) -> AsyncIterator[Instruction | ClassifyFailure]:
-    """Yield each instruction with `category` and `metadata["difficulty"]` set, or a failure."""
+) -> AsyncIterator[Instruction | Drop]:
+    """Yield each instruction with `category` and `metadata["difficulty"]` set, or its Drop."""
     from ste_prompts import ParseFailure, format_categories, get_parser
 
     parse = get_parser(template.parser)
@@ -86,9 +90,10 @@ async def classify_instructions(
     async for outcome in scheduler.run(reqs, label="classify"):
         inst: Instruction = outcome.request.metadata["instruction"]
         if not outcome.ok or not outcome.texts:
-            yield ClassifyFailure(
+            yield Drop(
                 instruction_id=inst.id,
-                status="api_error",
+                stage="classify",
+                reason="api_error",
                 error_type=outcome.error_type,
                 message=outcome.error or "request failed",
             )
@@ -97,11 +102,13 @@ async def classify_instructions(
             parse(outcome.texts[0], names) if names is not None else parse(outcome.texts[0])
         )
         if isinstance(result, ParseFailure):
-            yield ClassifyFailure(
+            yield Drop(
                 instruction_id=inst.id,
-                status="parse_error",
+                stage="classify",
+                reason="parse_error",
                 error_type="ParseError",
                 message=result.reason,
+                text=outcome.texts[0],
             )
             continue
         yield inst.model_copy(
@@ -177,3 +184,115 @@ def category_counts(
             continue
         out[inst.category or "?"] += 1
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# The stage
+# --------------------------------------------------------------------------------------------
+
+
+async def classify(step: Step) -> ClassifyCounts:
+    ctx = step.ctx
+    cfg = ctx.config
+    f = cfg.filter
+    rundir = ctx.rundir
+    scheduler = ctx.scheduler("generator")
+    template = ctx.template(f.template)
+    model = f.model or cfg.generator.model
+    params = cfg.generator.params.to_params().model_copy(
+        update={"temperature": 0.0, "top_p": 1.0, "max_tokens": f.max_tokens}
+    )
+    source = rundir.data("instructions")
+
+    def instructions() -> Iterator[Instruction]:
+        return read_jsonl(source, Instruction)
+
+    descriptions = f.category_descriptions
+    categories_text = None
+    if descriptions is not None:
+        from ste_prompts import format_categories
+
+        categories_text = format_categories(descriptions)
+    ctx.check_budget(
+        scheduler,
+        (
+            classify_request(
+                i,
+                model=model,
+                template=template,
+                categories_text=categories_text,
+                params=params,
+            )
+            for i in instructions()
+        ),
+        "classify",
+    )
+    counts = ClassifyCounts()
+    ctx.reporter.progress(0, count_lines(source))
+    results = classify_instructions(
+        scheduler,
+        instructions(),
+        model=model,
+        template=template,
+        params=params,
+        categories=descriptions,
+    )
+    ordered = in_input_order(
+        results,
+        (i.id for i in instructions()),
+        lambda r: r.instruction_id if isinstance(r, Drop) else r.id,
+    )
+    classified = rundir.data("classified")
+    with jsonl_writer(classified) as w, jsonl_writer(rundir.data("classify_failures")) as wf:
+        async for r in ordered:
+            counts.instructions += 1
+            if isinstance(r, Drop):
+                if r.reason == "api_error":
+                    counts.api_errors += 1
+                else:
+                    counts.parse_errors += 1
+                wf.write(r)
+            else:
+                counts.classified += 1
+                w.write(r)
+    per_category = category_counts(read_jsonl(classified, Instruction), f.difficulties)
+    wanted = quotas(per_category, f.categories, per_category=f.per_category, balance=f.balance)
+    with jsonl_writer(rundir.data("filtered")) as w:
+        for inst in pick_balanced(
+            read_jsonl(classified, Instruction),
+            wanted,
+            seed=cfg.run.seed,
+            difficulties=f.difficulties,
+        ):
+            w.write(inst)
+            counts.kept += 1
+    counts.categories = dict(sorted(per_category.items()))
+    absent = [c for c in f.categories if per_category.get(c, 0) == 0]
+    if absent:
+        ctx.reporter.warning(
+            f"filter: no instruction was classified as {', '.join(absent)}; the balanced "
+            "subset uses the other chosen categories"
+        )
+    if counts.kept == 0:
+        raise ConfigurationError(
+            f"filter: no instruction of the categories {f.categories} was found "
+            f"(classified: {dict(per_category)}); change filter.categories or disable "
+            "the filter"
+        )
+    return counts
+
+
+def _filter_enabled(config: Config) -> bool:
+    return config.filter.enabled
+
+
+STAGE = Stage(
+    name="classify",
+    scope="run",
+    run=classify,
+    counts=ClassifyCounts,
+    needs=("load",),
+    enabled=_filter_enabled,
+    enabled_when="filter.enabled = true",
+    summary="[filter]: a category per instruction by the generator, then a balanced subset",
+)

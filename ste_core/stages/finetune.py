@@ -1,4 +1,5 @@
-"""Step 8 of the method: fine-tune, with crash-safe job tracking.
+"""Stage `finetune` (step 8 of the method): train M_i on iteration i's training file, with
+crash-safe job tracking.
 
 `run_finetune` submits a job (after checking the backend's cost estimate against the budget) or
 re-attaches to one submitted by an earlier, interrupted process, and polls it to the end:
@@ -14,6 +15,9 @@ re-attaches to one submitted by an earlier, interrupted process, and polls it to
 3. Every poll stores the state; `succeeded` stores the model reference; `failed`/`cancelled`
    raise `FineTuneFailed` with the provider's message (the state stays in the store, and the next
    run submits a fresh job).
+
+The model M_i is stored under `model/<i>` for the stages that call it; the job is recorded in the
+manifest as soon as its id is known.
 """
 
 from __future__ import annotations
@@ -23,31 +27,35 @@ import functools
 import hashlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ste_core.backends import BatchItem, FineTuneBackend, InferenceBackend
-from ste_core.budget import Budget
+from ste_core.backends import FineTuneBackend
+from ste_core.engine.budget import Budget
+from ste_core.engine.store import RunStore
 from ste_core.errors import ConfigurationError, FineTuneFailed, SteError
 from ste_core.records import (
-    ChatRequest,
     Completion,
+    FineTuneJobRecord,
     FineTuneJobState,
     FineTuneSpec,
     JobStatus,
     ModelRef,
 )
-from ste_core.store import RunStore
+from ste_core.run.io import count_lines
+from ste_core.stages.base import Counts, Stage, Step
+from ste_core.stages.training_data import training_file
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 __all__ = [
+    "STAGE",
+    "FineTuneCounts",
     "FineTuneResult",
     "FineTuneTimeout",
-    "ServedModelBackend",
     "check_supported",
     "file_digest",
     "poll_retry_delay",
@@ -338,44 +346,80 @@ async def run_finetune(
 def _charge(budget: Budget, cost: float) -> None:
     # Budget has no public "add a cost" call besides charge(completion); fine-tune costs are
     # known only at the end, so add them directly (the next check sees them).
-    from ste_core.records import Completion
-
     budget.charge(Completion(texts=(), cost_usd=cost))
 
 
-class ServedModelBackend(InferenceBackend):
-    """Calls a served fine-tuned model under a stable name.
+# --------------------------------------------------------------------------------------------
+# The stage
+# --------------------------------------------------------------------------------------------
 
-    A serving session may expose the model under a temporary name (a dedicated endpoint created
-    for this session, named differently each time). Requests, records and cache keys use the
-    fine-tuned model's own name (`stable`); only the call to the provider uses the session's
-    name (`served`). So a resumed run hits the cache for answers a previous session already got,
-    and two iterations served under the same endpoint name never share cache entries.
-    """
 
-    def __init__(self, inner: InferenceBackend, *, stable: str, served: str) -> None:
-        self.inner, self.stable, self.served = inner, stable, served
-        self.capabilities = inner.capabilities  # type: ignore[misc]
-        self.name = inner.name  # type: ignore[misc]
+class FineTuneCounts(Counts):
+    training_rows: int = 0
+    #: 1 when this session re-attached to a job an earlier session submitted
+    resumed: int = 0
 
-    def describe(self) -> dict[str, Any]:
-        return dict(self.inner.describe())
 
-    def _to_provider(self, request: ChatRequest) -> ChatRequest:
-        if request.model != self.stable:
-            return request
-        return request.model_copy(update={"model": self.served})
+async def finetune(step: Step) -> FineTuneCounts:
+    ctx, i = step.ctx, step.iteration
+    cfg = ctx.config
+    from_model = None
+    if cfg.finetune.init_from == "previous" and i > 1:
+        from_model = ctx.model_ref(i - 1).model
+    spec = cfg.finetune_spec(i, from_model)
+    ft = ctx.finetune_backend()
+    manifest = ctx.manifest
 
-    async def complete(self, request: ChatRequest) -> Completion:
-        return await self.inner.complete(self._to_provider(request))
+    def submitted(job_id: str) -> None:
+        manifest.upsert_job(
+            FineTuneJobRecord(
+                iteration=i,
+                job_id=job_id,
+                status="submitted",
+                base_model=spec.base_model,
+                from_model=from_model,
+            )
+        )
+        ctx.save_manifest()
+        ctx.reporter.info(f"iteration {i}: fine-tune job {job_id} submitted")
 
-    async def complete_many(
-        self, requests: Sequence[ChatRequest], *, concurrency: int | None = None
-    ) -> AsyncIterator[BatchItem]:
-        async for item in self.inner.complete_many(
-            [self._to_provider(r) for r in requests], concurrency=concurrency
-        ):
-            yield item
+    result = await run_finetune(
+        ft,
+        spec,
+        training_file(ctx, i),
+        store=ctx.store,
+        state_key=f"finetune/{i}",
+        budget=ctx.budget,
+        poll_interval_s=cfg.finetune.poll_interval_s,
+        max_wait_s=cfg.finetune.max_wait_s,
+        cancel_on_interrupt=cfg.finetune.cancel_on_interrupt,
+        on_state=ctx.reporter.finetune_state,
+        on_submitted=submitted,
+    )
+    ctx.store.set_state(f"model/{i}", result.model.model_dump(mode="json"))
+    manifest.upsert_job(
+        FineTuneJobRecord(
+            iteration=i,
+            job_id=result.job_id,
+            status="succeeded",
+            model=result.model.model,
+            cost_usd=result.cost_usd,
+        )
+    )
+    manifest.models[f"iter_{i}"] = result.model.model
+    if result.cost_usd and not result.resumed:
+        manifest.add_cost("finetune", result.cost_usd)
+    ctx.save_manifest()
+    return FineTuneCounts(
+        training_rows=count_lines(training_file(ctx, i)), resumed=int(result.resumed)
+    )
 
-    async def aclose(self) -> None:
-        await self.inner.aclose()
+
+STAGE = Stage(
+    name="finetune",
+    scope="iteration",
+    run=finetune,
+    counts=FineTuneCounts,
+    needs=("training_data",),
+    summary="submit (or re-attach to) the fine-tune job and wait for M_i",
+)

@@ -1,48 +1,58 @@
-"""Judging pairs: render the judge template for each pair in one or both orders, sample N
-verdicts per order through a Scheduler, parse them.
+"""Stage `judge` (steps 3-4 of the method): the previous judge M_{i-1} judges iteration i's
+pairs in both orders, N samples per order, and each verdict is parsed.
 
-`judge_pairs` streams: it pulls pairs lazily and yields results as requests finish (any order).
-A transport failure (after the scheduler's retries) is a `JudgeFailure`, never a verdict; an
-answer without a usable verdict marker is a `Judgement` with `verdict=None` (it counts 0.5 in
-evaluation and serves as a DPO "rejected" sample).
+`judge_pairs` renders the judge template for each pair in one or both orders, samples through a
+Scheduler and streams: it pulls pairs lazily and yields results as requests finish (any order).
+A transport failure (after the scheduler's retries) is a `Drop`, never a verdict; an answer
+without a usable verdict marker is a `Judgement` with `verdict=None` (it counts 0.5 in evaluation
+and serves as a DPO "rejected" sample). `judge_file` is shared with the `evaluate` stage (every
+judge on the frozen eval pairs and benchmarks); judgement files use the rows `ste score` reads.
+
+Files: iter_i/pairs.jsonl -> iter_i/judgements.jsonl.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict
-
 from ste_core.errors import ConfigurationError
+from ste_core.evaluation.pairs_io import judgement_row
 from ste_core.records import (
     ChatRequest,
+    Drop,
+    Funnel,
     Judgement,
     Message,
     Order,
     ResponsePair,
     SamplingParams,
     Usage,
+    judgement_from_row,
 )
-from ste_core.stages.streams import as_async
+from ste_core.run.io import count_lines, jsonl_writer, read_jsonl
+from ste_core.stages._streams import as_async, in_input_order
+from ste_core.stages.base import Counts, Stage, Step
 
 if TYPE_CHECKING:
-    from ste_core.scheduler import Scheduler
+    from ste_core.engine.scheduler import Scheduler
+    from ste_core.run.context import RunContext
+    from ste_core.run.serving import Judge
     from ste_prompts import Template
 
-__all__ = ["JudgeFailure", "judge_messages", "judge_pairs", "judge_request", "orders_for"]
-
-
-class JudgeFailure(BaseModel):
-    """A judge request that failed for good (after retries): no verdict, reported apart."""
-
-    model_config = ConfigDict(frozen=True)
-
-    pair_id: str
-    order: Order
-    sample_index: int
-    error_type: str
-    message: str
+__all__ = [
+    "STAGE",
+    "JudgeCounts",
+    "JudgingSetup",
+    "judge_file",
+    "judge_messages",
+    "judge_pairs",
+    "judge_request",
+    "orders_for",
+    "read_judgements",
+]
 
 
 def orders_for(pair_id: str, mode: Literal["both", "single"], seed: int) -> tuple[Order, ...]:
@@ -105,14 +115,15 @@ async def judge_pairs(
     samples_per_order: int = 1,
     orders: Literal["both", "single"] = "both",
     seed: int = 0,
-) -> AsyncIterator[Judgement | JudgeFailure]:
+    stage: str = "judge",
+) -> AsyncIterator[Judgement | Drop]:
     """Judge every pair in `orders` with `samples_per_order` samples each; yield as they finish.
 
     Per (pair, order) one request with `n = samples_per_order` (the scheduler splits n when the
     backend's max_n is lower, and caches). Yields one `Judgement` per returned sample (sample 0
-    carries the request's token usage) and one `JudgeFailure` per sample of a failed request. A
-    provider that returns fewer choices than asked gives a `JudgeFailure` ("MissingChoice") for
-    each missing sample.
+    carries the request's token usage) and one `Drop` per sample of a failed request. A provider
+    that returns fewer choices than asked gives a `Drop` (error type "MissingChoice") for each
+    missing sample. `stage` names the stage in those drops.
     """
     if samples_per_order < 1:
         raise ValueError("samples_per_order must be >= 1")
@@ -135,10 +146,12 @@ async def judge_pairs(
         order = Order(outcome.request.metadata["order"])
         if outcome.status != "ok" or outcome.completion is None:
             for k in range(samples_per_order):
-                yield JudgeFailure(
+                yield Drop(
                     pair_id=pair_id,
                     order=order,
                     sample_index=k,
+                    stage=stage,
+                    reason="api_error",
                     error_type=outcome.error_type or "Error",
                     message=outcome.error or "request failed",
                 )
@@ -146,10 +159,12 @@ async def judge_pairs(
         texts = outcome.completion.texts
         for k in range(samples_per_order):
             if k >= len(texts):
-                yield JudgeFailure(
+                yield Drop(
                     pair_id=pair_id,
                     order=order,
                     sample_index=k,
+                    stage=stage,
+                    reason="api_error",
                     error_type="MissingChoice",
                     message=f"provider returned {len(texts)} of {samples_per_order} samples",
                 )
@@ -166,3 +181,142 @@ async def judge_pairs(
                 parse_reason=result.reason,
                 usage=outcome.completion.usage if k == 0 else Usage(),
             )
+
+
+# --------------------------------------------------------------------------------------------
+# Judging a file, and the stage
+# --------------------------------------------------------------------------------------------
+
+
+class JudgeCounts(Counts):
+    pairs: int = 0
+    judgements: int = 0
+    failures: int = 0
+    verdict_A: int = 0
+    verdict_B: int = 0
+    tie: int = 0
+    no_verdict: int = 0
+    correct: int = 0
+
+    def funnel(self) -> Funnel:
+        return Funnel(judged=self.judgements, correct=self.correct, judge_failures=self.failures)
+
+
+@dataclass(frozen=True)
+class JudgingSetup:
+    """How the judge is asked: prompt template, sampling, samples per order, which orders."""
+
+    template: Template
+    params: SamplingParams
+    samples: int
+    orders: Literal["both", "single"]
+
+
+def read_judgements(path: Path) -> Iterator[Judgement | Drop]:
+    """Stream a judgements file: Judgements, and Drops where a sample produced none."""
+    for row in read_jsonl(path):
+        yield judgement_from_row(row)
+
+
+async def judge_file(
+    ctx: RunContext,
+    by: Judge,
+    pairs_path: Path,
+    out: Path,
+    setup: JudgingSetup,
+    *,
+    what: str,
+    stage: str,
+) -> JudgeCounts:
+    """Judge every pair of `pairs_path` with `by`; write the records to `out` in input order."""
+    seed = ctx.config.run.seed
+    template, params, samples, orders = setup.template, setup.params, setup.samples, setup.orders
+
+    def pairs() -> Iterator[ResponsePair]:
+        return read_jsonl(pairs_path, ResponsePair)
+
+    def requests() -> Iterator[ChatRequest]:
+        for p in pairs():
+            for o in orders_for(p.id, orders, seed):
+                yield judge_request(
+                    p, o, model=by.model, template=template, params=params, samples=samples
+                )
+
+    ctx.check_budget(by.scheduler, requests(), what)
+    n_orders = 2 if orders == "both" else 1
+    ctx.reporter.progress(0, count_lines(pairs_path) * n_orders)
+    expected = ((p.id, o) for p in pairs() for o in orders_for(p.id, orders, seed))
+    results = judge_pairs(
+        by.scheduler,
+        pairs(),
+        model=by.model,
+        template=template,
+        params=params,
+        samples_per_order=samples,
+        orders=orders,
+        seed=seed,
+        stage=stage,
+    )
+    ordered = in_input_order(
+        results,
+        expected,
+        lambda r: r.sample[:2],
+        per_key=samples,
+        sort=lambda r: r.sample[2],
+    )
+    counts = JudgeCounts(pairs=count_lines(pairs_path))
+    with jsonl_writer(out) as w:
+        async for r in ordered:
+            # The rows `ste score` reads (`pairs_io.judgement_row`), spaced as json.dumps writes
+            w.write(judgement_row(r))
+            if isinstance(r, Drop):
+                counts.failures += 1
+                continue
+            counts.judgements += 1
+            if r.verdict == "A":
+                counts.verdict_A += 1
+            elif r.verdict == "B":
+                counts.verdict_B += 1
+            elif r.verdict == "tie":
+                counts.tie += 1
+            else:
+                counts.no_verdict += 1
+            counts.correct += r.correct
+    return counts
+
+
+async def judge(step: Step) -> JudgeCounts:
+    ctx, i = step.ctx, step.iteration
+    cfg = ctx.config.judge
+    setup = JudgingSetup(
+        template=ctx.template(cfg.template),
+        params=cfg.params.to_params(),
+        samples=cfg.samples_per_order,
+        orders=cfg.orders,
+    )
+    counts = await judge_file(
+        ctx,
+        step.judge,
+        ctx.rundir.iter_file(i, "pairs.jsonl"),
+        ctx.rundir.iter_file(i, "judgements.jsonl"),
+        setup,
+        what=f"iteration {i} judgements",
+        stage="judge",
+    )
+    if counts.failures:
+        ctx.reporter.warning(
+            f"iteration {i}: {counts.failures} judgement(s) failed after retries (API "
+            "errors, not verdicts); they are excluded from selection"
+        )
+    return counts
+
+
+STAGE = Stage(
+    name="judge",
+    scope="iteration",
+    run=judge,
+    counts=JudgeCounts,
+    needs=("worse",),
+    judge="previous",
+    summary="the previous judge judges the pairs in both orders, N samples per order",
+)

@@ -1,4 +1,5 @@
-"""Steps 5-6 of the method: rejection sampling, the agreement threshold, label balance.
+"""Stage `select` (steps 5-6 of the method): rejection sampling, the agreement threshold, label
+balance.
 
 The known label of every synthetic pair is "the baseline (chosen) wins", so a judgement is correct
 when its verdict names the position the chosen response was shown in (A in order AB, B in BA).
@@ -11,6 +12,8 @@ when its verdict names the position the chosen response was shown in (A in order
   after a seeded shuffle), so the trained judge does not learn a position prior.
 
 Memory: one small record per (pair, order): counts and sample indices, never the texts.
+
+Files: iter_i/judgements.jsonl -> iter_i/selected.jsonl (`Kept` records).
 """
 
 from __future__ import annotations
@@ -19,32 +22,48 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from ste_core.records import Funnel, Judgement, Kept, Order, content_hash
+from ste_core.run.io import jsonl_writer
+from ste_core.stages.base import Counts, Stage, Step
+from ste_core.stages.judge import read_judgements
 
-from ste_core.records import Judgement, Order, content_hash
+__all__ = [
+    "STAGE",
+    "SelectCounts",
+    "Selection",
+    "balance_labels",
+    "rejection_sample",
+    "select",
+]
 
-__all__ = ["Kept", "Selection", "balance_labels", "rejection_sample", "select"]
 
+class SelectCounts(Counts):
+    """Rejection sampling's tally, then label balance's (absent when balance is off)."""
 
-class Kept(BaseModel):
-    """A kept (pair, order): `chosen` = correct sample indices in seeded order (the first one is
-    the SFT target), `rejected` = wrong / tie / no-verdict sample indices in seeded order (DPO)."""
+    judgements: int = 0
+    failures: int = 0
+    correct: int = 0
+    wrong: int = 0
+    tie: int = 0
+    no_verdict: int = 0
+    keys: int = 0
+    keys_with_correct: int = 0
+    pairs: int = 0
+    pairs_below_threshold: int = 0
+    kept: int = 0
+    label_A: int | None = None
+    label_B: int | None = None
+    balanced: int | None = None
+    dropped_for_balance: int | None = None
+    selected: int = 0
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    pair_id: str
-    order: Order
-    chosen: tuple[int, ...]
-    rejected: tuple[int, ...] = ()
-
-    @property
-    def label(self) -> str:
-        """The correct verdict of this example ("A" or "B")."""
-        return self.order.correct_verdict
-
-    @property
-    def sample_index(self) -> int:
-        return self.chosen[0]
+    def funnel(self) -> Funnel:
+        drops = {}
+        if self.pairs_below_threshold:
+            drops["below_agreement_threshold"] = self.pairs_below_threshold
+        if self.dropped_for_balance:
+            drops["label_balance"] = self.dropped_for_balance
+        return Funnel(kept_before_balance=self.kept, balanced_kept=self.selected, drops=drops)
 
 
 @dataclass
@@ -151,3 +170,28 @@ def select(
     return Selection(
         kept=second.kept, counts={**first.counts, **second.counts, "selected": len(second.kept)}
     )
+
+
+async def select_stage(step: Step) -> SelectCounts:
+    ctx, i = step.ctx, step.iteration
+    cfg = ctx.config
+    result = select(
+        read_judgements(ctx.rundir.iter_file(i, "judgements.jsonl")),
+        seed=cfg.run.seed,
+        agreement_threshold=cfg.selection.agreement_threshold,
+        balance=cfg.selection.balance_labels,
+    )
+    with jsonl_writer(ctx.rundir.iter_file(i, "selected.jsonl")) as w:
+        for k in result.kept:
+            w.write(k)
+    return SelectCounts(**result.counts)
+
+
+STAGE = Stage(
+    name="select",
+    scope="iteration",
+    run=select_stage,
+    counts=SelectCounts,
+    needs=("judge",),
+    summary="rejection sampling: a correct judgement per (pair, order); agreement; label balance",
+)

@@ -1,4 +1,5 @@
-"""Step 7 of the method: SFT and DPO examples from the kept judgements.
+"""Stage `training_data` (step 7 of the method): SFT and DPO examples from the kept judgements,
+then the training file of the configured method in the fine-tune backend's own format.
 
 * SFT: input = the judge prompt for (x, A, B) in the kept order, target = the kept (correct)
   judgement text.
@@ -9,23 +10,44 @@
 `examples_for_pair` is the pure step (one pair, its judgements, its kept entries). `build_examples`
 streams a whole iteration: the judgement texts it needs are parked in a temporary SQLite file and
 joined with the pairs file one pair at a time, so memory does not grow with the dataset.
+
+Files (under iter_i/): pairs.jsonl + judgements.jsonl + selected.jsonl -> sft.jsonl + dpo.jsonl
+-> train.<backend>.<method>.jsonl.
 """
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ste_core.records import DPOExample, Judgement, Order, ResponsePair, SFTExample
-from ste_core.stages.judge import judge_messages
-from ste_core.stages.select import Kept
+from ste_core.errors import SteError
+from ste_core.records import (
+    DPOExample,
+    Funnel,
+    Judgement,
+    Kept,
+    Order,
+    ResponsePair,
+    SFTExample,
+)
+from ste_core.run.io import jsonl_writer, read_jsonl
+from ste_core.stages.base import Counts, Stage, Step
+from ste_core.stages.judge import judge_messages, read_judgements
 
 if TYPE_CHECKING:
+    from ste_core.run.context import RunContext
     from ste_prompts import Template
 
-__all__ = ["build_examples", "examples_for_pair"]
+__all__ = [
+    "STAGE",
+    "TrainingDataCounts",
+    "build_examples",
+    "examples_for_pair",
+    "training_file",
+]
 
 
 def examples_for_pair(
@@ -122,3 +144,79 @@ def build_examples(
     finally:
         db.close()
         db_path.unlink(missing_ok=True)
+
+
+# --------------------------------------------------------------------------------------------
+# The stage
+# --------------------------------------------------------------------------------------------
+
+
+class TrainingDataCounts(Counts):
+    sft: int = 0
+    dpo: int = 0
+    #: rows of the training file the fine-tune backend wrote (the configured method's)
+    training_rows: int = 0
+
+    def funnel(self) -> Funnel:
+        return Funnel(sft_examples=self.sft, dpo_examples=self.dpo)
+
+
+def training_file(ctx: RunContext, i: int) -> Path:
+    """The training file of iteration i, in the fine-tune backend's format."""
+    cfg = ctx.config.finetune
+    return ctx.rundir.iter_file(i, f"train.{cfg.backend}.{cfg.method.value}.jsonl")
+
+
+async def training_data(step: Step) -> TrainingDataCounts:
+    ctx, i = step.ctx, step.iteration
+    cfg = ctx.config
+    rundir = ctx.rundir
+    template = ctx.template(cfg.judge.template)
+    n_sft = n_dpo = 0
+    with (
+        jsonl_writer(rundir.iter_file(i, "sft.jsonl")) as ws,
+        jsonl_writer(rundir.iter_file(i, "dpo.jsonl")) as wd,
+    ):
+        for sft, dpo in build_examples(
+            read_jsonl(rundir.iter_file(i, "pairs.jsonl"), ResponsePair),
+            read_judgements(rundir.iter_file(i, "judgements.jsonl")),
+            read_jsonl(rundir.iter_file(i, "selected.jsonl"), Kept),
+            template=template,
+            num_pairs=cfg.finetune.dpo_pairs_per_prompt,
+            workdir=rundir.iter_dir(i),
+        ):
+            for sft_ex in sft:
+                ws.write(sft_ex)
+            n_sft += len(sft)
+            for dpo_ex in dpo:
+                wd.write(dpo_ex)
+            n_dpo += len(dpo)
+            await asyncio.sleep(0)  # a long synchronous loop: let a cancel (Ctrl-C, SIGTERM) in
+    method = cfg.finetune.method
+    n_examples = n_sft if method.value == "sft" else n_dpo
+    if n_examples == 0:
+        raise SteError(
+            f"iteration {i}: no {method.value.upper()} training examples (sft {n_sft}, dpo "
+            f"{n_dpo}); the judge got no pair right, or (DPO) never wrong. See "
+            f"{rundir.iter_file(i, 'judgements.jsonl')} and the funnel counts."
+        )
+    path = training_file(ctx, i)
+    source = rundir.iter_file(i, f"{method.value}.jsonl")
+    model_cls: type[SFTExample] | type[DPOExample] = (
+        SFTExample if method.value == "sft" else DPOExample
+    )
+    # The backend writes its own format; the rename makes the file appear whole or not at all.
+    tmp = path.with_name(path.name + ".tmp")
+    written = ctx.finetune_backend().write_training_file(read_jsonl(source, model_cls), method, tmp)
+    tmp.replace(path)
+    return TrainingDataCounts(sft=n_sft, dpo=n_dpo, training_rows=int(written))
+
+
+STAGE = Stage(
+    name="training_data",
+    scope="iteration",
+    run=training_data,
+    counts=TrainingDataCounts,
+    needs=("select",),
+    summary="SFT and DPO examples of the kept judgements; the backend's training file",
+)

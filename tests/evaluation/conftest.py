@@ -19,7 +19,7 @@ class RuleJudge(InferenceBackend):
 
     Chosen responses contain "GOOD", rejected ones "BAD". The judge picks the position of GOOD
     (correct), except: "ALWAYS_A" in the prompt -> [[A]]; "NOVERDICT" -> no marker; "FAILME" ->
-    a permanent provider error (a JudgeFailure after the scheduler gives up). Option
+    a permanent provider error (a Drop after the scheduler gives up). Option
     `always_a=true` makes every answer [[A]] (tests `--option`).
     """
 

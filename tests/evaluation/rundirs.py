@@ -6,11 +6,11 @@ import json
 import random
 from pathlib import Path
 
+from ste_core.engine.store import RunStore
 from ste_core.evaluation import score_pairs
 from ste_core.evaluation.pairs_io import write_judgements, write_pairs
 from ste_core.evaluation.rewardbench import EXAMPLE_COUNTS
 from ste_core.records import Judgement, Order, ResponsePair
-from ste_core.store import RunStore
 
 
 def eval_pairs(n: int) -> list[ResponsePair]:

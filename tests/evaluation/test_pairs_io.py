@@ -14,8 +14,7 @@ from ste_core.evaluation.pairs_io import (
     write_judgements,
     write_pairs,
 )
-from ste_core.records import Judgement, Order, ResponsePair
-from ste_core.stages.judge import JudgeFailure
+from ste_core.records import Drop, Judgement, Order, ResponsePair
 
 
 def write_lines(path: Path, rows: list[object | str]) -> Path:
@@ -113,8 +112,14 @@ def test_judgements_round_trip_and_external_rows(tmp_path: Path) -> None:
             template="t",
             parse_reason="[[B]]",
         ),
-        JudgeFailure(
-            pair_id="a", order=Order.AB, sample_index=0, error_type="RateLimitError", message="429"
+        Drop(
+            pair_id="a",
+            order=Order.AB,
+            sample_index=0,
+            stage="evaluate",
+            reason="api_error",
+            error_type="RateLimitError",
+            message="429",
         ),
     ]
     path = tmp_path / "j.jsonl"

@@ -8,8 +8,7 @@ import pytest
 
 from ste_core.evaluation import score_pairs, single_order
 from ste_core.evaluation.rewardbench import EXAMPLE_COUNTS, EXAMPLE_COUNTS_PRE_0_1_3, SECTIONS
-from ste_core.records import Judgement, Order, ResponsePair
-from ste_core.stages.judge import JudgeFailure
+from ste_core.records import Drop, Judgement, Order, ResponsePair
 
 AB, BA = Order.AB, Order.BA
 
@@ -33,8 +32,16 @@ def j(pid: str, order: Order, verdict: str | None, k: int = 0, model: str = "m")
     )
 
 
-def fail(pid: str, order: Order, k: int = 0) -> JudgeFailure:
-    return JudgeFailure(pair_id=pid, order=order, sample_index=k, error_type="X", message="boom")
+def fail(pid: str, order: Order, k: int = 0) -> Drop:
+    return Drop(
+        pair_id=pid,
+        order=order,
+        sample_index=k,
+        stage="evaluate",
+        reason="api_error",
+        error_type="X",
+        message="boom",
+    )
 
 
 def test_reference_tables() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ste_core.budget import Budget, cost_of, estimate_request_tokens, estimate_tokens
+from ste_core.engine.budget import Budget, cost_of, estimate_request_tokens, estimate_tokens
 from ste_core.errors import BudgetExceeded
 from ste_core.records import ChatRequest, Completion, Usage
 

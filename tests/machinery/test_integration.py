@@ -6,9 +6,10 @@ import time
 from pathlib import Path
 
 from ste_core import get_inference_backend
+from ste_core.engine.limits import Limits
+from ste_core.engine.scheduler import Scheduler
+from ste_core.engine.store import RunStore
 from ste_core.records import ChatRequest
-from ste_core.scheduler import Limits, Scheduler
-from ste_core.store import RunStore
 from ste_core.testing.fake_provider import FakeProvider, FaultPlan
 
 

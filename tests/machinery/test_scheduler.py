@@ -10,7 +10,10 @@ from pathlib import Path
 import pytest
 
 from ste_core.backends import BatchItem, InferenceBackend, InferenceCapabilities
-from ste_core.budget import Budget
+from ste_core.engine.budget import Budget
+from ste_core.engine.limits import Limits, TokenBucket
+from ste_core.engine.scheduler import Scheduler, SchedulerEvent
+from ste_core.engine.store import RunStore
 from ste_core.errors import (
     BudgetExceeded,
     PermanentProviderError,
@@ -18,8 +21,6 @@ from ste_core.errors import (
     TransientProviderError,
 )
 from ste_core.records import ChatRequest, Completion, Usage
-from ste_core.scheduler import Limits, Scheduler, SchedulerEvent, TokenBucket
-from ste_core.store import RunStore
 
 FAST = Limits(backoff_initial_s=0.001, backoff_max_s=0.01)
 
@@ -332,14 +333,6 @@ async def test_slow_async_source_does_not_hold_back_outcomes() -> None:
 
     await asyncio.wait_for(consume(), timeout=5)
     assert seen == [0, 1]
-
-
-async def test_as_parse_error_relabels() -> None:
-    s = Scheduler(EchoBackend())
-    [out] = await collect(s, [req()])
-    bad = out.as_parse_error("no verdict marker")
-    assert bad.status == "parse_error" and bad.error_type == "ParseError"
-    assert bad.completion == out.completion and out.status == "ok"
 
 
 class BatchBackend(EchoBackend):

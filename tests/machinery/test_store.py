@@ -11,8 +11,8 @@ import textwrap
 import time
 from pathlib import Path
 
+from ste_core.engine.store import RunStore
 from ste_core.records import ChatRequest, Completion, Usage
-from ste_core.store import RunStore
 
 
 def _req(text: str = "hi", **params) -> ChatRequest:
@@ -83,7 +83,7 @@ def test_state_and_stages(tmp_path: Path) -> None:
             "baseline": {"in": 10, "ok": 9, "api_error": 1},
             "worse": {"in": 9, "ok": 8, "parse_error": 1},
         }
-        assert list(store.stage_counts()) == [1, 2]
+        assert list(store.all_stage_counts()) == [1, 2]
         store.unmark_stage(1, "worse")
         assert not store.stage_done(1, "worse")
 
@@ -92,7 +92,7 @@ _WRITER = textwrap.dedent(
     """
     import sys
     from ste_core.records import ChatRequest, Completion
-    from ste_core.store import RunStore
+    from ste_core.engine.store import RunStore
     store = RunStore(sys.argv[1])
     i = 0
     while True:

@@ -14,14 +14,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ste_core.config import DataConfig
-from ste_core.data import (
-    LoadReport,
-    load_instructions,
-    normalise_text,
-    split_instructions,
-)
 from ste_core.errors import ConfigurationError, MissingDependencyError
 from ste_core.records import Instruction
+from ste_core.stages.load import LoadReport, load_instructions, normalise_text
+from ste_core.stages.split import split_instructions
 
 ROWS = [
     {"instruction": "Write a haiku about rain."},
@@ -67,7 +63,7 @@ def test_jsonl_drops_are_counted_by_reason(tmp_path: Path) -> None:
         "no instruction column here",
         "Sum 2 and 3.\n\nShow work.",
     ]
-    assert report.counts() == {
+    assert report.counts().flat() == {
         "read": 9,
         "kept": 4,
         "dropped_bad_row": 1,

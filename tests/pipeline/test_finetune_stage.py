@@ -10,12 +10,12 @@ import pytest
 
 from ste_core import errors
 from ste_core.backends import FineTuneBackend
-from ste_core.budget import Budget
+from ste_core.engine.budget import Budget
+from ste_core.engine.store import RunStore
 from ste_core.errors import BudgetExceeded, ConfigurationError, FineTuneFailed
 from ste_core.records import FineTuneMethod, FineTuneSpec
 from ste_core.stages import finetune as finetune_stage
 from ste_core.stages.finetune import FineTuneTimeout, poll_retry_delay, run_finetune
-from ste_core.store import RunStore
 
 from .helpers import ScriptedFineTune
 

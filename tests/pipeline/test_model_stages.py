@@ -8,11 +8,15 @@ from typing import Any, ClassVar
 import pytest
 
 from ste_core.backends import InferenceBackend, InferenceCapabilities
+from ste_core.engine.limits import Limits
+from ste_core.engine.scheduler import Scheduler
 from ste_core.errors import ConfigurationError, PermanentProviderError
 from ste_core.evaluation.scoring import single_order
 from ste_core.records import (
+    Baseline,
     ChatRequest,
     Completion,
+    Drop,
     Instruction,
     Judgement,
     Order,
@@ -20,10 +24,10 @@ from ste_core.records import (
     SamplingParams,
     Usage,
 )
-from ste_core.scheduler import Limits, Scheduler
+from ste_core.stages.baseline import generate_baselines
 from ste_core.stages.classify import classify_instructions, pick_balanced, quotas
-from ste_core.stages.generate import Baseline, GenerationDrop, generate_baselines, generate_worse
-from ste_core.stages.judge import JudgeFailure, judge_pairs, orders_for
+from ste_core.stages.judge import judge_pairs, orders_for
+from ste_core.stages.worse import generate_worse
 from ste_prompts import format_category, format_worse_response, get_template
 
 from .helpers import ScriptedInference
@@ -80,7 +84,7 @@ async def test_baselines_and_api_errors() -> None:
     by = {r.instruction_id: r for r in got}
     assert isinstance(by[insts[0].id], Baseline) and by[insts[0].id].response == "answer to ok one"
     fail = by[insts[1].id]
-    assert isinstance(fail, GenerationDrop) and fail.reason == "api_error"
+    assert isinstance(fail, Drop) and fail.reason == "api_error"
     assert fail.error_type == "PermanentProviderError"
     assert by[insts[2].id].reason == "empty_baseline"  # type: ignore[union-attr]
 
@@ -134,7 +138,7 @@ async def test_truncated_worse_response_is_counted_as_truncated() -> None:
             params=SamplingParams(),
         )
     ]
-    assert isinstance(got[0], GenerationDrop) and got[0].reason == "truncated"
+    assert isinstance(got[0], Drop) and got[0].reason == "truncated"
 
 
 def _pairs(n: int) -> list[ResponsePair]:
@@ -214,7 +218,7 @@ async def test_judge_failures_and_unparsable_and_missing_choices() -> None:
             samples_per_order=2,
         )
     ]
-    fails = [r for r in got if isinstance(r, JudgeFailure)]
+    fails = [r for r in got if isinstance(r, Drop)]
     assert {(f.pair_id, f.error_type) for f in fails} == {
         ("p0", "PermanentProviderError"),
         ("p1", "MissingChoice"),

@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 
-from ste_core import hookimpl
+from ste_core import IterationMetrics, hookimpl
 from ste_core.config import load_config
 from ste_core.errors import BudgetExceeded, ConfigurationError, FineTuneFailed, SteError
 from ste_core.pipeline import Pipeline
 from ste_core.plugins import get_host
-from ste_core.progress import Reporter
-from ste_core.rundir import read_jsonl
+from ste_core.run.io import read_jsonl
+from ste_core.run.progress import Reporter
 
 from .helpers import ScriptedFineTune, ScriptedInference, base_config, write_config
 
@@ -106,7 +106,14 @@ async def test_two_iterations_files_funnel_and_metrics(tmp_path: Path, scripted)
         "judge-acc70-ft1",
         "judge-acc70-ft2",
     ]
-    assert m[2].paired["vs_previous"]["against_iteration"] == 1
+    assert m[2].paired["vs_previous"].against_iteration == 1
+    # metrics.json is an export of the typed record the store holds, not a second computation.
+    for j in (0, 1, 2):
+        exported = (root / f"iter_{j}" / "metrics.json").read_text()
+        assert IterationMetrics.model_validate_json(exported) == m[j]
+    # The funnel is typed and comes from the stages' own counts.
+    assert m[1].funnel.judged == f1["judge"]["judgements"] and m[1].funnel.sft_examples == len(sft)
+    assert m[0].funnel.eval_instructions == pipe.funnel(0)["split"]["eval"]
     assert "| 2 | `judge-acc70-ft2` |" in (root / "summary.md").read_text()
     manifest = json.loads((root / "manifest.json").read_text())
     assert manifest["models"]["iter_2"] == "judge-acc70-ft2"
@@ -358,7 +365,7 @@ async def test_benchmarks_are_scored_for_every_judge(tmp_path: Path, scripted) -
 
 async def test_stage_api_needs_inputs_and_reads_typed_records(tmp_path: Path, scripted) -> None:
     pipe = Pipeline(_config(tmp_path))
-    with pytest.raises(ConfigurationError, match=r"filter\.enabled is false"):
+    with pytest.raises(ConfigurationError, match=r"runs only when filter\.enabled = true"):
         await pipe.stage("classify")
     with pytest.raises(SteError, match="needs stage 'load'"):
         await pipe.stage("split")

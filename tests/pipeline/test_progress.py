@@ -6,8 +6,8 @@ import io
 import json
 from types import SimpleNamespace
 
-from ste_core.progress import JsonReporter, Reporter, RichReporter, make_reporter
 from ste_core.records import FineTuneJobState, JobStatus
+from ste_core.run.progress import JsonReporter, Reporter, RichReporter, make_reporter
 
 
 def _drive(r: Reporter) -> None:

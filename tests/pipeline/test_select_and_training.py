@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from ste_core.records import Judgement, Order, ResponsePair
-from ste_core.stages.judge import JudgeFailure, judge_messages
-from ste_core.stages.ordering import in_input_order
-from ste_core.stages.select import Kept, balance_labels, rejection_sample, select
+from ste_core.records import Drop, Judgement, Kept, Order, ResponsePair
+from ste_core.stages._streams import in_input_order
+from ste_core.stages.judge import judge_messages
+from ste_core.stages.select import balance_labels, rejection_sample, select
 from ste_core.stages.training_data import build_examples, examples_for_pair
 from ste_prompts import get_template
 
@@ -29,13 +29,19 @@ def J(pid: str, order: str, k: int, verdict: str | None, text: str | None = None
     )
 
 
-def F(pid: str, order: str, k: int) -> JudgeFailure:
-    return JudgeFailure(
-        pair_id=pid, order=Order(order), sample_index=k, error_type="X", message="boom"
+def F(pid: str, order: str, k: int) -> Drop:
+    return Drop(
+        pair_id=pid,
+        order=Order(order),
+        sample_index=k,
+        stage="judge",
+        reason="api_error",
+        error_type="X",
+        message="boom",
     )
 
 
-def _judgements() -> list[Judgement | JudgeFailure]:
+def _judgements() -> list[Judgement | Drop]:
     return [
         # p1: AB correct is A; BA correct is B
         J("p1", "AB", 0, "A"),

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from ste_core import Order, ResponsePair, SamplingParams
+from ste_core import Drop, Order, ResponsePair, SamplingParams
+from ste_core.engine.scheduler import Scheduler
 from ste_core.plugins import get_host
-from ste_core.scheduler import Scheduler
-from ste_core.stages.judge import JudgeFailure, judge_pairs
+from ste_core.stages.judge import judge_pairs
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +71,7 @@ async def test_a_pipeline_stage_runs_on_the_plugin_backend(example_installed: No
             samples_per_order=2,
         )
     ]
-    assert not [r for r in results if isinstance(r, JudgeFailure)]
+    assert not [r for r in results if isinstance(r, Drop)]
     # 5 pairs x 2 orders x 2 samples; the core split n=2 into two requests (max_n=1).
     assert len(results) == 20
     assert {r.verdict for r in results} == {"A"}

@@ -21,9 +21,9 @@ For every request the scheduler, in order:
 5. **Stores** each successful answer in the cache immediately (a kill loses only in-flight calls),
    charges the budget and updates `stats`.
 
-`run()` yields a typed `Outcome` per request as they finish (ok / api_error; stages turn unparsable
-answers into parse_error themselves with `Outcome.as_parse_error`), so a transport failure is never
-mistaken for a model that wrote something unparsable. A single request's failure never raises out
+`run()` yields a typed `Outcome` per request as they finish (ok / api_error; whether an answer
+parses is for the stage to decide), so a transport failure is never mistaken for a model that
+wrote something unparsable. A single request's failure never raises out
 of `run()`; BudgetExceeded and cancellation do.
 
 Batching: with `use_batch` (default: the backend's `capabilities.batch`), uncached requests are
@@ -44,77 +44,22 @@ import math
 import random
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Sized
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field
 
 from ste_core.backends import InferenceBackend
-from ste_core.budget import Budget, estimate_tokens
+from ste_core.engine.batching import Batcher
+from ste_core.engine.budget import Budget, estimate_tokens
+from ste_core.engine.limits import Limits, TokenBucket
+from ste_core.engine.store import RunStore
 from ste_core.errors import BudgetExceeded, RateLimitError, SteError, TransientProviderError
-from ste_core.records import ChatRequest, Completion, Usage
-from ste_core.store import RunStore
+from ste_core.records import ChatRequest, Completion, Outcome, Usage
 
 log = logging.getLogger(__name__)
 
 #: sub-request k of a split request gets sample_index = original * SPLIT_STRIDE + k
 SPLIT_STRIDE = 1000
-
-
-class Limits(BaseModel):
-    """Call limits for one backend (also the `[backend.limits]`-style config section)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    concurrency: int = Field(16, ge=1, description="most requests in flight at once")
-    requests_per_minute: float | None = Field(None, gt=0)
-    tokens_per_minute: float | None = Field(
-        None, gt=0, description="paced on estimated prompt tokens + max_tokens * n, then corrected"
-    )
-    max_retries: int = Field(6, ge=0, description="retries after the first attempt")
-    backoff_initial_s: float = Field(1.0, ge=0)
-    backoff_max_s: float = Field(60.0, ge=0)
-    timeout_s: float = Field(300.0, gt=0, description="per attempt")
-    batch_size: int = Field(256, ge=1, description="requests per complete_many chunk (batching)")
-    batch_linger_s: float = Field(
-        0.05, ge=0, description="wait this long for more requests before sending a partial chunk"
-    )
-    max_batches_in_flight: int = Field(2, ge=1)
-
-
-class Outcome(BaseModel):
-    """The typed result of one request given to `Scheduler.run`."""
-
-    model_config = ConfigDict(frozen=True)
-
-    index: int = Field(description="position of the request in the input stream")
-    request: ChatRequest
-    status: Literal["ok", "parse_error", "api_error"]
-    completion: Completion | None = None
-    error: str | None = None
-    error_type: str | None = Field(None, description='e.g. "RateLimitError", "ParseError"')
-    attempts: int = 1
-    cached: bool = False
-    _exception: BaseException | None = PrivateAttr(default=None)
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
-
-    @property
-    def texts(self) -> tuple[str, ...]:
-        return self.completion.texts if self.completion is not None else ()
-
-    @property
-    def exception(self) -> BaseException | None:
-        """The exception behind an api_error (not serialised)."""
-        return self._exception
-
-    def as_parse_error(self, reason: str) -> Outcome:
-        """This outcome re-labelled as a parse failure (the model answered, the answer did not
-        parse). The completion is kept so the text can be reported."""
-        return self.model_copy(
-            update={"status": "parse_error", "error": reason, "error_type": "ParseError"}
-        )
 
 
 class SchedulerStats(BaseModel):
@@ -155,152 +100,12 @@ class SchedulerEvent(BaseModel):
     finished: bool = False
 
 
-class TokenBucket:
-    """A token bucket: `rate` tokens per second, holding at most `capacity`.
-
-    `acquire(cost)` waits until `cost` tokens are there (a cost above capacity is clamped, so one
-    huge request cannot deadlock); `adjust(delta)` corrects after the fact (may go negative, which
-    makes later callers wait). Waiters are served in FIFO order.
-    """
-
-    def __init__(
-        self,
-        rate: float,
-        capacity: float,
-        *,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], Any] = asyncio.sleep,
-    ) -> None:
-        self.rate, self.capacity = rate, max(capacity, 1e-9)
-        self._tokens = self.capacity
-        self._clock, self._sleep = clock, sleep
-        self._last = clock()
-        self._lock = asyncio.Lock()
-
-    @classmethod
-    def per_minute(cls, per_minute: float, **kw: Any) -> TokenBucket:
-        # Burst of one second's worth (at least one request): providers enforce per-minute limits
-        # over shorter windows too, and a full-minute burst gets 429s.
-        rate = per_minute / 60.0
-        return cls(rate, max(1.0, rate), **kw)
-
-    def _refill(self) -> None:
-        now = self._clock()
-        self._tokens = min(self.capacity, self._tokens + (now - self._last) * self.rate)
-        self._last = now
-
-    async def acquire(self, cost: float = 1.0) -> None:
-        cost = min(cost, self.capacity)
-        async with self._lock:
-            self._refill()
-            while self._tokens < cost:
-                await self._sleep((cost - self._tokens) / self.rate)
-                self._refill()
-            self._tokens -= cost
-
-    def adjust(self, delta: float) -> None:
-        self._refill()
-        self._tokens = min(self.capacity, self._tokens - delta)
-
-
 class _Failure(Exception):
     """Internal: a sub-request failed for good (carries the error and attempts)."""
 
     def __init__(self, error: BaseException, attempts: int) -> None:
         super().__init__(str(error))
         self.error, self.attempts = error, attempts
-
-
-class _Batcher:
-    """Collects single (sub-)requests into `complete_many` chunks for one `run()` call."""
-
-    def __init__(self, scheduler: Scheduler) -> None:
-        self._s = scheduler
-        self._pending: list[tuple[ChatRequest, asyncio.Future[Completion]]] = []
-        self._timer: asyncio.TimerHandle | None = None
-        self._inflight = asyncio.Semaphore(scheduler.limits.max_batches_in_flight)
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    async def submit(self, request: ChatRequest) -> Completion:
-        fut: asyncio.Future[Completion] = asyncio.get_running_loop().create_future()
-        self._pending.append((request, fut))
-        if len(self._pending) >= self._s.limits.batch_size:
-            self._flush()
-        elif self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(
-                self._s.limits.batch_linger_s, self._flush
-            )
-        return await fut
-
-    def _flush(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        while self._pending:
-            chunk = self._pending[: self._s.limits.batch_size]
-            self._pending = self._pending[self._s.limits.batch_size :]
-            chunk = [(r, f) for r, f in chunk if not f.done()]  # drop cancelled waiters
-            if chunk:
-                task = asyncio.ensure_future(self._run_chunk(chunk))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
-
-    async def _run_chunk(self, chunk: list[tuple[ChatRequest, asyncio.Future[Completion]]]) -> None:
-        backend = self._s.backend
-        try:
-            async with self._inflight:
-                items = backend.complete_many(
-                    [r for r, _ in chunk], concurrency=self._s.limits.concurrency
-                )
-                async for item in items:
-                    if not 0 <= item.index < len(chunk):
-                        log.warning(
-                            "%s.complete_many yielded unknown index %s", backend.name, item.index
-                        )
-                        continue
-                    fut = chunk[item.index][1]
-                    if fut.done():
-                        continue
-                    if item.completion is not None:
-                        fut.set_result(item.completion)
-                    else:
-                        fut.set_exception(
-                            item.error
-                            or TransientProviderError(
-                                "batch item came back with neither completion nor error",
-                                provider=backend.name,
-                            )
-                        )
-        except asyncio.CancelledError:
-            for _, fut in chunk:
-                if not fut.done():
-                    fut.cancel()
-            raise
-        except Exception as exc:  # the whole chunk failed: every waiter sees the same error
-            for _, fut in chunk:
-                if not fut.done():
-                    fut.set_exception(exc)
-        finally:
-            for _, fut in chunk:
-                if not fut.done():
-                    fut.set_exception(
-                        TransientProviderError(
-                            "complete_many returned no result for this request",
-                            provider=backend.name,
-                        )
-                    )
-
-    async def aclose(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        for _, fut in self._pending:
-            fut.cancel()
-        self._pending = []
-        for task in list(self._tasks):
-            task.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
 class Scheduler:
@@ -383,7 +188,7 @@ class Scheduler:
         self._ensure_loop_state()
         total = len(requests) if isinstance(requests, Sized) else None
         window = 2 * self.limits.concurrency
-        batcher = _Batcher(self) if self.use_batch else None
+        batcher = Batcher(self) if self.use_batch else None
         if batcher is not None:
             window = max(window, 2 * self.limits.batch_size)
         # A sync iterable is pulled directly (it cannot block the loop for long). An async one is
@@ -497,7 +302,7 @@ class Scheduler:
             )
         return subs
 
-    async def _process(self, index: int, request: ChatRequest, batcher: _Batcher | None) -> Outcome:
+    async def _process(self, index: int, request: ChatRequest, batcher: Batcher | None) -> Outcome:
         subs = self.split(request)
         keys = [RunStore.cache_key(self._describe, s) for s in subs] if self.store else []
         results: list[Completion | None] = [None] * len(subs)
@@ -546,7 +351,7 @@ class Scheduler:
         )
 
     async def _call(
-        self, request: ChatRequest, key: str | None, batcher: _Batcher | None
+        self, request: ChatRequest, key: str | None, batcher: Batcher | None
     ) -> tuple[Completion, int]:
         """Call the backend for one uncached (sub-)request with retries; raise _Failure."""
         attempt = 0

@@ -1,45 +1,42 @@
-"""Instructions in: loading, normalising, dropping, and the train/eval split.
+"""Stage `load`: read, normalise and de-duplicate the instructions of [data] into
+data/instructions.jsonl.
 
 Loading streams rows from JSONL, CSV, Parquet, a `datasets.save_to_disk` directory or a Hugging
 Face hub dataset (the last three import pyarrow / datasets lazily and name the extra to install),
 takes the instruction text from a plain column or from the first user turn of a chat column
 (WildChat's `conversation`), normalises whitespace and drops empty, over-long and duplicate items.
-Every dropped row is counted by reason in a `LoadReport`; nothing is dropped silently.
-
-The split is deterministic: an instruction's place depends only on (seed, its content hash), never
-on file order. The eval set is the `eval_size` instructions with the smallest split key, the train
-set the next `train_size` (or all the rest). Both are found with bounded heaps, so a split holds
-at most eval_size + train_size instructions in memory, whatever the pool's size.
+Every dropped row is counted by reason; nothing is dropped silently.
 """
 
 from __future__ import annotations
 
+import asyncio
 import csv
-import heapq
 import json
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ste_core.config import DataConfig
 from ste_core.errors import ConfigurationError, MissingDependencyError
-from ste_core.records import Instruction, content_hash
+from ste_core.records import Funnel, Instruction
+from ste_core.run.io import jsonl_writer
+from ste_core.stages.base import Counts, Stage, Step, flat_counts
 
 __all__ = [
     "DEFAULT_TEXT_FIELDS",
+    "STAGE",
+    "LoadCounts",
     "LoadReport",
-    "Split",
     "detect_format",
     "extract_text",
     "iter_rows",
     "load_instructions",
     "normalise_text",
-    "split_instructions",
-    "split_key",
 ]
 
 #: Columns tried in order when `data.text_field` is not given.
@@ -50,9 +47,21 @@ DEFAULT_CHAT_FIELDS = ("conversation", "messages")
 DROP_REASONS = ("bad_row", "missing_field", "empty", "too_long", "duplicate")
 
 
+class LoadCounts(Counts):
+    """Rows read, instructions kept, rows dropped by reason (`DROP_REASONS`)."""
+
+    read: int = 0
+    kept: int = 0
+    dropped: dict[str, int] = flat_counts("dropped_")
+
+    def funnel(self) -> Funnel:
+        drops = {f"load_{reason}": n for reason, n in self.dropped.items() if n}
+        return Funnel(instructions=self.kept, drops=drops)
+
+
 @dataclass
 class LoadReport:
-    """The loading funnel: rows read, instructions kept, drops by reason (+ a few examples)."""
+    """The loading tally while it runs: counts, plus where each kind of drop first happened."""
 
     read: int = 0
     kept: int = 0
@@ -63,10 +72,12 @@ class LoadReport:
         self.dropped[reason] += 1
         self.examples.setdefault(reason, where)
 
-    def counts(self) -> dict[str, int]:
-        out = {"read": self.read, "kept": self.kept}
-        out.update({f"dropped_{r}": self.dropped.get(r, 0) for r in DROP_REASONS})
-        return out
+    def counts(self) -> LoadCounts:
+        return LoadCounts(
+            read=self.read,
+            kept=self.kept,
+            dropped={r: self.dropped.get(r, 0) for r in DROP_REASONS},
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -303,70 +314,36 @@ def load_instructions(cfg: DataConfig, report: LoadReport | None = None) -> Iter
 
 
 # --------------------------------------------------------------------------------------------
-# Split
+# The stage
 # --------------------------------------------------------------------------------------------
 
 
-def split_key(instruction_id: str, seed: int) -> str:
-    """The sort key that decides an instruction's split (stable: content hash and seed only)."""
-    return content_hash("split", seed, instruction_id)
+async def load(step: Step) -> LoadCounts:
+    ctx = step.ctx
+    report = LoadReport()
+    with jsonl_writer(ctx.rundir.data("instructions")) as w:
+        for inst in load_instructions(ctx.config.data, report):
+            w.write(inst)
+            if report.kept % 1000 == 0:
+                ctx.reporter.progress(report.kept)
+                await asyncio.sleep(0)  # a long synchronous loop: let a cancel (Ctrl-C, SIGTERM) in
+    counts = report.counts()
+    for reason, where in report.examples.items():
+        ctx.reporter.warning(
+            f"load: dropped {report.dropped[reason]} row(s) as {reason} (first: {where})"
+        )
+    if report.kept == 0:
+        raise ConfigurationError(
+            f"data: no instructions left after loading ({counts.flat()}); check data.path, the "
+            "field settings and data.max_chars"
+        )
+    return counts
 
 
-@dataclass
-class Split:
-    """The eval instructions (a list, small) and the train instructions (a re-iterable).
-
-    `excluded` counts the instructions left out because of `exclude_ids`; with `train_size=None`
-    it is final once `train()` has been iterated.
-    """
-
-    eval: list[Instruction]
-    train: Callable[[], Iterator[Instruction]]
-    _excluded: list[int] = field(default_factory=lambda: [0], repr=False)
-
-    @property
-    def excluded(self) -> int:
-        return self._excluded[0]
-
-
-def split_instructions(
-    source: Callable[[], Iterable[Instruction]],
-    *,
-    eval_size: int,
-    train_size: int | None,
-    seed: int,
-    exclude_ids: Iterable[str] = (),
-) -> Split:
-    """Split the pool produced by `source()` (called once or twice; it must give the same items).
-
-    eval = the `eval_size` instructions with the smallest `split_key`; train = the next
-    `train_size` of them (sorted by key), or with `train_size=None` every other instruction in
-    source order. Instructions whose id is in `exclude_ids` (e.g. the instructions of reused eval
-    pairs) go to neither side.
-    """
-    excluded = frozenset(exclude_ids)
-    counter = [0]
-
-    def candidates() -> Iterator[Instruction]:
-        counter[0] = 0
-        for inst in source():
-            if inst.id in excluded:
-                counter[0] += 1
-                continue
-            yield inst
-
-    def key(inst: Instruction) -> str:
-        return split_key(inst.id, seed)
-
-    if train_size is not None:
-        both = heapq.nsmallest(eval_size + train_size, candidates(), key=key)
-        eval_part, train_part = both[:eval_size], both[eval_size:]
-        return Split(eval=eval_part, train=lambda: iter(train_part), _excluded=counter)
-
-    eval_part = heapq.nsmallest(eval_size, candidates(), key=key) if eval_size else []
-    eval_ids = frozenset(i.id for i in eval_part)
-
-    def train() -> Iterator[Instruction]:
-        return (i for i in candidates() if i.id not in eval_ids)
-
-    return Split(eval=eval_part, train=train, _excluded=counter)
+STAGE = Stage(
+    name="load",
+    scope="run",
+    run=load,
+    counts=LoadCounts,
+    summary="read [data]: normalise, drop empty / too long / duplicate -> data/instructions.jsonl",
+)

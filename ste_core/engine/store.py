@@ -1,4 +1,4 @@
-"""The run store: one SQLite file per run directory holding the request cache and stage state.
+"""The run store: one SQLite file per run directory, the run's only state.
 
 Why SQLite: it is transactional, embedded (stdlib `sqlite3`), safe across processes, and survives
 a kill at any moment. The store runs in WAL mode and commits every write on its own, so a killed
@@ -6,13 +6,17 @@ run loses at most the requests that were in flight (their answers never reached 
 `synchronous=NORMAL` is enough for that guarantee: in WAL mode a committed transaction survives a
 process crash; only an OS crash / power cut may lose the last few commits (never corrupt the file).
 
-Three tables:
+Tables:
 
 - `cache`: content-addressed completions. The key (`RunStore.cache_key`) hashes the backend's
   `describe()` facts (backend name, base URL, ...), the model, the messages, the sampling params and
   the request's `sample_index`. A completion from an n>1 request is stored whole (all n texts).
-- `state`: small JSON values by key (fine-tune job ids, split ids, stage markers...).
-- `stages`: which (iteration, stage) finished, with the counts of its funnel (for reports/resume).
+- `state`: small JSON values by key (fine-tune job ids, split ids, the config's pinned settings).
+- `stages`: which (iteration, stage) finished, with its counts (its part of the funnel) and usage.
+- `manifest`: the run's `RunManifest` (one row); `metrics`: each judge's `IterationMetrics`.
+  manifest.json and metrics.json are exports of these rows (`ste_core.run.exports`).
+
+Readers that must never write (a report on a live run) open it with `RunStore.open_read_only`.
 
 No secrets are ever written: the key input is `backend.describe()`, which backends keep free of API
 keys (the `InferenceBackend.describe` contract), and the stored request is the `ChatRequest` (model,
@@ -30,7 +34,14 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from ste_core.records import ChatRequest, Completion, content_hash
+from ste_core.records import (
+    ChatRequest,
+    Completion,
+    IterationMetrics,
+    RunManifest,
+    StageUsage,
+    content_hash,
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS cache (
@@ -49,7 +60,18 @@ CREATE TABLE IF NOT EXISTS stages (
     stage TEXT NOT NULL,
     counts TEXT NOT NULL,
     finished REAL NOT NULL,
+    usage TEXT,
     PRIMARY KEY (iteration, stage)
+);
+CREATE TABLE IF NOT EXISTS manifest (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    data TEXT NOT NULL,
+    updated REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS metrics (
+    iteration INTEGER PRIMARY KEY,
+    data TEXT NOT NULL,
+    updated REAL NOT NULL
 );
 """
 
@@ -64,23 +86,47 @@ class RunStore:
     busy timeout). Every write is its own committed transaction.
     """
 
-    def __init__(self, path: Path | str, *, busy_timeout_s: float = 30.0) -> None:
+    def __init__(
+        self, path: Path | str, *, busy_timeout_s: float = 30.0, read_only: bool = False
+    ) -> None:
         self.path = Path(path)
         self._on_disk = str(path) != ":memory:"
-        if self._on_disk:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.read_only = read_only
         self._lock = threading.RLock()
+        if read_only:
+            # A URI with mode=ro: this connection can never write, even by mistake.
+            target, uri = f"file:{self.path}?mode=ro", True
+        else:
+            if self._on_disk:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            target, uri = str(path), False
         # isolation_level=None: autocommit; each statement is its own transaction (we want
         # commit-per-write), and explicit BEGIN where several statements must be atomic.
         self._conn = sqlite3.connect(
-            str(path), timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
+            target,
+            timeout=busy_timeout_s,
+            isolation_level=None,
+            check_same_thread=False,
+            uri=uri,
         )
         self._conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
+        if read_only:
+            return
         if self._on_disk:
             self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
         with self._lock:
             self._conn.executescript(_SCHEMA)
+            columns = {row[1] for row in self._conn.execute("PRAGMA table_info(stages)")}
+            if "usage" not in columns:  # a store written by ste 0.1
+                self._conn.execute("ALTER TABLE stages ADD COLUMN usage TEXT")
+
+    @classmethod
+    def open_read_only(cls, path: Path | str) -> RunStore:
+        """Open an existing store for reading only (reports; the run may be live)."""
+        if not Path(path).exists():
+            raise FileNotFoundError(f"{path}: no run store here")
+        return cls(path, read_only=True)
 
     # -- cache -------------------------------------------------------------------------------
 
@@ -174,7 +220,7 @@ class RunStore:
         with self._lock:
             self._conn.execute("DELETE FROM state WHERE key = ?", (key,))
 
-    # -- stage markers -----------------------------------------------------------------------
+    # -- stages ----------------------------------------------------------------------------
 
     def stage_done(self, iteration: int, stage: str) -> bool:
         """True when `mark_stage(iteration, stage, ...)` was recorded."""
@@ -184,14 +230,21 @@ class RunStore:
             ).fetchone()
         return row is not None
 
-    def mark_stage(self, iteration: int, stage: str, counts: Mapping[str, int]) -> None:
-        """Record that `stage` of `iteration` finished, with its funnel counts."""
+    def mark_stage(
+        self,
+        iteration: int,
+        stage: str,
+        counts: Mapping[str, int],
+        usage: StageUsage | None = None,
+    ) -> None:
+        """Record that `stage` of `iteration` finished, with its counts and what it used."""
         blob = json.dumps(dict(counts), sort_keys=True)
+        used = usage.model_dump_json() if usage is not None else None
         with self._lock:
             self._conn.execute(
-                "INSERT OR REPLACE INTO stages (iteration, stage, counts, finished) "
-                "VALUES (?,?,?,?)",
-                (iteration, stage, blob, time.time()),
+                "INSERT OR REPLACE INTO stages (iteration, stage, counts, finished, usage) "
+                "VALUES (?,?,?,?,?)",
+                (iteration, stage, blob, time.time(), used),
             )
 
     def unmark_stage(self, iteration: int, stage: str) -> None:
@@ -201,24 +254,70 @@ class RunStore:
                 "DELETE FROM stages WHERE iteration = ? AND stage = ?", (iteration, stage)
             )
 
-    def stage_counts(
-        self, iteration: int | None = None
-    ) -> dict[str, dict[str, int]] | dict[int, dict[str, dict[str, int]]]:
-        """Funnel counts of finished stages, in the order they finished.
-
-        With `iteration`: `{stage: counts}` for that iteration. Without: `{iteration: {stage:
-        counts}}` for all of them.
-        """
+    def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
         with self._lock:
-            rows = self._conn.execute(
-                "SELECT iteration, stage, counts FROM stages ORDER BY iteration, finished"
-            ).fetchall()
-        if iteration is not None:
-            return {stage: json.loads(c) for it, stage, c in rows if it == iteration}
+            try:
+                return self._conn.execute(sql, params).fetchall()
+            except sqlite3.OperationalError:
+                # Read-only, a store of an earlier version is not migrated: it lacks the newer
+                # tables and columns, which then hold nothing.
+                if self.read_only:
+                    return []
+                raise
+
+    def _stage_rows(self, column: str) -> list[tuple[int, str, str | None]]:
+        return self._rows(
+            f"SELECT iteration, stage, {column} FROM stages ORDER BY iteration, finished"
+        )
+
+    def stage_counts(self, iteration: int) -> dict[str, dict[str, int]]:
+        """`{stage: counts}` of the finished stages of `iteration`, in the order they finished."""
+        return {
+            stage: json.loads(c or "{}")
+            for it, stage, c in self._stage_rows("counts")
+            if it == iteration
+        }
+
+    def all_stage_counts(self) -> dict[int, dict[str, dict[str, int]]]:
+        """`{iteration: {stage: counts}}` of every finished stage."""
         out: dict[int, dict[str, dict[str, int]]] = {}
-        for it, stage, c in rows:
-            out.setdefault(int(it), {})[stage] = json.loads(c)
+        for it, stage, c in self._stage_rows("counts"):
+            out.setdefault(int(it), {})[stage] = json.loads(c or "{}")
         return out
+
+    def stage_usage(self, iteration: int) -> dict[str, StageUsage]:
+        """`{stage: usage}` of the finished stages of `iteration` that recorded usage."""
+        return {
+            stage: StageUsage.model_validate_json(u)
+            for it, stage, u in self._stage_rows("usage")
+            if it == iteration and u is not None
+        }
+
+    # -- manifest and metrics ------------------------------------------------------------------
+
+    def manifest(self) -> RunManifest | None:
+        """The run's manifest (None before the first session saved one)."""
+        rows = self._rows("SELECT data FROM manifest WHERE id = 1")
+        return RunManifest.model_validate_json(rows[0][0]) if rows else None
+
+    def save_manifest(self, manifest: RunManifest) -> None:
+        with self._lock:
+            self._conn.execute(
+                "INSERT OR REPLACE INTO manifest (id, data, updated) VALUES (1, ?, ?)",
+                (manifest.model_dump_json(), time.time()),
+            )
+
+    def metrics(self) -> dict[int, IterationMetrics]:
+        """Every evaluated judge's metrics, by iteration (0 = the seed judge)."""
+        rows = self._rows("SELECT iteration, data FROM metrics ORDER BY iteration")
+        return {int(it): IterationMetrics.model_validate_json(d) for it, d in rows}
+
+    def put_metrics(self, metrics: IterationMetrics) -> None:
+        with self._lock:
+            self._conn.execute(
+                "INSERT OR REPLACE INTO metrics (iteration, data, updated) VALUES (?, ?, ?)",
+                (metrics.iteration, metrics.model_dump_json(), time.time()),
+            )
 
     # -- lifecycle ---------------------------------------------------------------------------
 

@@ -1,0 +1,114 @@
+"""Every record that flows through ste, in one place.
+
+Records are typed pydantic models: they validate on the way in, serialise to JSON lines for the
+run directory and read back unchanged. Most are frozen: a stage derives new records, it never
+edits old ones.
+
+- `inference`: a model call: Message, SamplingParams, ChatRequest, Usage, Completion, Outcome
+- `items`: the method's data, in flow order: Instruction, Baseline, ResponsePair, Judgement, Kept,
+  SFTExample, DPOExample, and Drop (an item that produced nothing, and why)
+- `finetune`: FineTuneSpec, LoRAConfig, FineTuneJobState, JobStatus, ModelRef
+- `scores`: EvalScore (and its parts), PairedTest
+- `run`: Funnel, StageUsage, RunManifest, IterationMetrics (what the run store holds)
+"""
+
+from ste_core.records._base import Record, content_hash
+from ste_core.records.finetune import (
+    FineTuneJobState,
+    FineTuneMethod,
+    FineTuneSpec,
+    JobStatus,
+    LoRAConfig,
+    ModelRef,
+)
+from ste_core.records.inference import (
+    ChatRequest,
+    Completion,
+    Message,
+    Outcome,
+    SamplingParams,
+    Usage,
+)
+from ste_core.records.items import (
+    Baseline,
+    DPOExample,
+    Drop,
+    DropReason,
+    Instruction,
+    Judgement,
+    Kept,
+    Order,
+    ResponsePair,
+    SFTExample,
+    TrainingExample,
+    Verdict,
+    judgement_from_row,
+)
+from ste_core.records.run import (
+    BackendOrigin,
+    CostTotals,
+    EndpointRecord,
+    FineTuneInfo,
+    FineTuneJobRecord,
+    Funnel,
+    IterationMetrics,
+    PairedResult,
+    RunManifest,
+    SessionRecord,
+    StageUsage,
+    UsageTotals,
+)
+from ste_core.records.scores import (
+    EvalScore,
+    PairedTest,
+    RewardBenchScore,
+    SectionScore,
+    SubsetScore,
+)
+
+__all__ = [
+    "BackendOrigin",
+    "Baseline",
+    "ChatRequest",
+    "Completion",
+    "CostTotals",
+    "DPOExample",
+    "Drop",
+    "DropReason",
+    "EndpointRecord",
+    "EvalScore",
+    "FineTuneInfo",
+    "FineTuneJobRecord",
+    "FineTuneJobState",
+    "FineTuneMethod",
+    "FineTuneSpec",
+    "Funnel",
+    "Instruction",
+    "IterationMetrics",
+    "JobStatus",
+    "Judgement",
+    "Kept",
+    "LoRAConfig",
+    "Message",
+    "ModelRef",
+    "Order",
+    "Outcome",
+    "PairedResult",
+    "PairedTest",
+    "Record",
+    "ResponsePair",
+    "RewardBenchScore",
+    "RunManifest",
+    "SFTExample",
+    "SamplingParams",
+    "SectionScore",
+    "SessionRecord",
+    "StageUsage",
+    "SubsetScore",
+    "TrainingExample",
+    "Usage",
+    "UsageTotals",
+    "Verdict",
+    "content_hash",
+    "judgement_from_row",
+]

@@ -1,0 +1,92 @@
+"""Records of fine-tuning: what to train, a job's state, and the model it produced."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import Field
+
+from ste_core.records._base import Record
+
+__all__ = [
+    "FineTuneJobState",
+    "FineTuneMethod",
+    "FineTuneSpec",
+    "JobStatus",
+    "LoRAConfig",
+    "ModelRef",
+]
+
+
+class FineTuneMethod(StrEnum):
+    SFT = "sft"
+    DPO = "dpo"
+
+
+class LoRAConfig(Record):
+    r: int = Field(16, ge=1)
+    alpha: int = Field(32, ge=1)
+    dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    target_modules: tuple[str, ...] | Literal["all-linear"] = "all-linear"
+
+
+class FineTuneSpec(Record):
+    """Everything a fine-tune backend needs to start a job, provider-neutral.
+
+    `options` carries provider-specific knobs (e.g. Together's W&B project or hardware); backends
+    document which keys they read and reject unknown ones.
+    """
+
+    base_model: str
+    method: FineTuneMethod = FineTuneMethod.SFT
+    from_model: str | None = Field(
+        None, description="Continue from this fine-tuned model (init_from='previous')."
+    )
+    lora: LoRAConfig | None = LoRAConfig()
+    epochs: int = Field(1, ge=1)
+    learning_rate: float = Field(1e-5, gt=0)
+    batch_size: int | Literal["max"] = 8
+    gradient_accumulation_steps: int = Field(1, ge=1)
+    max_length: int = Field(4096, ge=16)
+    dpo_beta: float = Field(0.1, gt=0)
+    suffix: str | None = Field(None, max_length=40)
+    seed: int | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+class ModelRef(Record):
+    """A model a backend can run: a provider model name, an endpoint, or a local adapter path.
+
+    `inference_backend` names the backend that can serve it (the fine-tune backend's own choice);
+    `options` are extra inference-backend options it needs (e.g. a dedicated endpoint's base URL).
+    """
+
+    model: str
+    inference_backend: str | None = None
+    base_model: str | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class FineTuneJobState(Record):
+    job_id: str
+    status: JobStatus
+    provider_status: str | None = None
+    message: str | None = None
+    progress: float | None = Field(None, ge=0.0, le=1.0)
+    events: tuple[str, ...] = ()
+    model: ModelRef | None = None
+    cost_usd: float | None = None

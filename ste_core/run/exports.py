@@ -1,0 +1,65 @@
+"""The run directory's exports: manifest.json, iter_N/metrics.json and summary.md.
+
+They are written from the run store's records, for people and other tools; the run itself never
+reads them back (the store is its only state).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from ste_core.records import IterationMetrics, RunManifest
+from ste_core.records.run import now
+from ste_core.run.io import write_json
+from ste_core.run.rundir import RunDir
+
+if TYPE_CHECKING:
+    from ste_core.config import Config
+
+__all__ = ["export_manifest", "export_metrics", "write_summary"]
+
+
+def export_manifest(rundir: RunDir, manifest: RunManifest) -> None:
+    """manifest.json, stamped with the time of writing."""
+    manifest.updated = now()
+    rundir.create()
+    write_json(rundir.manifest_path, manifest.model_dump(mode="json"))
+
+
+def export_metrics(rundir: RunDir, metrics: IterationMetrics) -> None:
+    """iter_<j>/metrics.json of one judge."""
+    rundir.iter_dir(metrics.iteration).mkdir(parents=True, exist_ok=True)
+    write_json(rundir.iter_file(metrics.iteration, "metrics.json"), metrics.model_dump(mode="json"))
+
+
+def write_summary(config: Config, rundir: RunDir, metrics: Mapping[int, IterationMetrics]) -> None:
+    """summary.md: one table row per evaluated judge (written even before the first one)."""
+    ev = config.evaluation
+    lines = [
+        f"# {config.run.name}: judge accuracy per iteration",
+        "",
+        f"Frozen eval pairs: `eval_pairs.jsonl`; orders: {ev.orders}; "
+        f"samples per order: {ev.samples_per_order}"
+        + ("; majority vote" if ev.majority_vote else "")
+        + ". A missing verdict counts 0.5. Intervals: 95% Wilson.",
+        "",
+        "| iteration | judge | accuracy | 95% CI | n | position consistency | no verdict "
+        "| vs previous |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for j, m in sorted(metrics.items()):
+        e = m.eval
+        pc = e.position_consistency
+        prev = m.paired.get("vs_previous")
+        delta = f"{100 * prev.difference:+.1f} pts (p={prev.p_value:.3g})" if prev else "–"
+        lines.append(
+            f"| {j} | `{m.judge_model}` | {100 * e.accuracy:.1f}% | "
+            f"[{100 * e.ci_low:.1f}, {100 * e.ci_high:.1f}] | "
+            f"{e.n_items} | {'–' if pc is None else f'{100 * pc:.1f}%'} | "
+            f"{100 * e.no_verdict_rate:.1f}% | {delta} |"
+        )
+    if not metrics:
+        lines.append("| – | – | – | – | – | – | – | – |")
+    rundir.create()
+    rundir.summary_path.write_text("\n".join(lines) + "\n", encoding="utf-8")

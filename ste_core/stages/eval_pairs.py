@@ -1,0 +1,76 @@
+"""Stage `eval_pairs`: the frozen held-out pairs every judge is scored on.
+
+Made once, from data/eval.jsonl, by the same two passes as training pairs (a baseline, then a
+worse response); or copied from a user's file (`evaluation.pairs_path`, e.g. another run's
+eval_pairs.jsonl). Every judge of the run is then scored on exactly these pairs, so scores of
+different iterations are comparable (the seed implementation regenerated them per model).
+
+Files: data/eval.jsonl -> data/eval_baselines.jsonl (+ eval_drops.jsonl) -> eval_pairs.jsonl
+(+ data/eval_worse_drops.jsonl).
+"""
+
+from __future__ import annotations
+
+from ste_core.errors import SteError
+from ste_core.records import Funnel
+from ste_core.run.io import jsonl_writer
+from ste_core.stages.base import Counts, Stage, Step
+from ste_core.stages.baseline import BaselineCounts, write_baselines
+from ste_core.stages.worse import WorseCounts, write_pairs
+
+__all__ = ["STAGE", "EvalPairsCounts"]
+
+
+class EvalPairsCounts(Counts):
+    #: the two generation passes (absent when the pairs were reused from a file)
+    baseline: BaselineCounts | None = None
+    worse: WorseCounts | None = None
+    pairs: int = 0
+    reused: int = 0
+
+    def funnel(self) -> Funnel:
+        drops = {}
+        for name, part in (("baseline", self.baseline), ("worse", self.worse)):
+            if part is not None:
+                drops.update({f"eval_{name}_{r}": n for r, n in part.dropped.items() if n})
+        return Funnel(pairs=self.pairs, drops=drops)
+
+
+async def eval_pairs(step: Step) -> EvalPairsCounts:
+    ctx = step.ctx
+    cfg = ctx.config
+    rundir = ctx.rundir
+    if cfg.evaluation.pairs_path:
+        pairs = ctx.read_pairs_file(cfg.evaluation.pairs_path, "evaluation.pairs_path")
+        with jsonl_writer(rundir.eval_pairs_path) as w:
+            for p in pairs:
+                w.write(p)
+        return EvalPairsCounts(pairs=len(pairs), reused=1)
+    data = rundir.data_dir
+    baselines = await write_baselines(
+        ctx,
+        rundir.data("eval"),
+        data / "eval_baselines.jsonl",
+        data / "eval_drops.jsonl",
+        what="eval baselines",
+    )
+    worse = await write_pairs(
+        ctx,
+        data / "eval_baselines.jsonl",
+        rundir.eval_pairs_path,
+        data / "eval_worse_drops.jsonl",
+        what="eval worse",
+    )
+    if worse.pairs == 0:
+        raise SteError("eval_pairs: no eval pair survived generation; see data/eval_*drops.jsonl")
+    return EvalPairsCounts(baseline=baselines, worse=worse, pairs=worse.pairs)
+
+
+STAGE = Stage(
+    name="eval_pairs",
+    scope="run",
+    run=eval_pairs,
+    counts=EvalPairsCounts,
+    needs=("split",),
+    summary="the frozen held-out pairs every judge is scored on (or reused from a file)",
+)
