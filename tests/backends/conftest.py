@@ -1,8 +1,8 @@
 """Fixtures shared by the backend tests that replay cassettes recorded against the fake provider.
 
-The openai and litellm tests both talk to the fake's OpenAI-flavoured routes (litellm reaches
-them as an OpenAI-compatible `api_base`), so they share the fake factory; the Together tests use
-their own `together_fake` (tests/backends/together/conftest.py).
+The openai and litellm tests both talk to the fake OpenAI (`OpenAIFake`; litellm reaches it as
+an OpenAI-compatible `api_base`), so they share the fake factory; the Together tests use their own
+`together_fake` (tests/backends/together/conftest.py).
 
 Recording: `pytest tests/backends/<backend> --record-mode=rewrite`; CI replays with
 `--record-mode=none --block-network`. The fake listens on a new port each run; the project's
@@ -16,17 +16,17 @@ from __future__ import annotations
 
 import pytest
 
-from ste_core.testing.fake_provider import FakeProvider
+from ste_backends.openai.fake import OpenAIFake
 
 
 @pytest.fixture
 def make_fake():  # type: ignore[no-untyped-def]
-    """Start fake OpenAI-flavoured providers on 127.0.0.1 (reached only while recording: in
-    replay the cassette answers and the fake sees no request); all are stopped at teardown."""
-    started: list[FakeProvider] = []
+    """Start fake OpenAI providers on 127.0.0.1 (reached only while recording: in replay the
+    cassette answers and the fake sees no request); all are stopped at teardown."""
+    started: list[OpenAIFake] = []
 
     def make(**kwargs):  # type: ignore[no-untyped-def]
-        provider = FakeProvider(flavor="openai", **kwargs).start()
+        provider = OpenAIFake(**kwargs).start()
         started.append(provider)
         return provider
 

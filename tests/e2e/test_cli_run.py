@@ -1,8 +1,8 @@
 """End to end: the `ste run` CLI in a subprocess against the fake provider on 127.0.0.1.
 
-Generator and judge use the `openai` backend (base_url = the openai-flavor fake + "/v1");
-fine-tuning uses the `together` backend pointed at a together-flavor fake (files, fine-tunes,
-serving and chat of the fine-tuned judge). Backends are found through their entry points
+Generator and judge use the `openai` backend (base_url = an `OpenAIFake` + "/v1"); fine-tuning
+uses the `together` backend pointed at a `TogetherFake` (files, fine-tunes, serving and chat of
+the fine-tuned judge). Backends are found through their entry points
 (STE_PLUGINS unset), exactly as for a user.
 
 The fake answers deterministically, so an uninterrupted run is the reference every other run
@@ -23,6 +23,8 @@ from typing import Any
 
 import pytest
 
+from ste_backends.openai.fake import OpenAIFake
+from ste_backends.together.fake import TogetherFake
 from ste_core.config import dumps_toml
 from ste_core.testing.fake_provider import FakeProvider, FaultPlan
 
@@ -70,8 +72,8 @@ def _instructions(n: int) -> list[str]:
 @pytest.fixture
 def fakes() -> Iterator[tuple[FakeProvider, FakeProvider]]:
     with (
-        FakeProvider(flavor="openai", latency_s=0.005) as oa,
-        FakeProvider(flavor="together") as tg,
+        OpenAIFake(latency_s=0.005) as oa,
+        TogetherFake() as tg,
     ):
         yield oa, tg
         assert oa.errors == [] and tg.errors == []  # no handler crashed
@@ -236,8 +238,8 @@ def openai_reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, di
     """A clean two-iteration run through the `openai` backend, on fakes of its own."""
     tmp = tmp_path_factory.mktemp("openai-reference")
     with (
-        FakeProvider(flavor="openai", latency_s=0.005) as oa,
-        FakeProvider(flavor="together") as tg,
+        OpenAIFake(latency_s=0.005) as oa,
+        TogetherFake() as tg,
     ):
         return _reference(tmp, oa, tg)
 

@@ -65,7 +65,7 @@ def test_local_finetune_serve_and_evaluate_then_local_generation(
     )
     (tmp_path / "instructions.jsonl").write_text(lines, encoding="utf-8")
     short = {"temperature": 0.0, "max_tokens": 8}
-    with FakeProvider(flavor="openai") as oa:
+    with FakeProvider() as oa:
         cfg = {
             "run": {"name": "local", "output_dir": str(tmp_path / "runs"), "iterations": 1},
             "data": {"path": "instructions.jsonl"},

@@ -42,6 +42,15 @@ def imported_modules(path: Path) -> set[str]:
     return found
 
 
+def route_registrations(path: Path) -> int:
+    """How many fake provider routes `path` registers (calls of a `.route(...)` method)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    return sum(
+        isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "route"
+        for node in ast.walk(tree)
+    )
+
+
 def test_ste_core_never_imports_backends_or_provider_sdks() -> None:
     offenders = {}
     for path in sorted((ROOT / "ste_core").rglob("*.py")):
@@ -55,6 +64,28 @@ def test_the_boundary_check_catches_an_offender(tmp_path: Path) -> None:
     bad = tmp_path / "bad.py"
     bad.write_text("def f():\n    from ste_backends.together import plugin\n    import torch\n")
     assert imported_modules(bad) >= {"ste_backends", "torch"}
+    replica = tmp_path / "replica.py"
+    replica.write_text("def register(p):\n    p.route('GET', r'/v1/files', 'files')(print)\n")
+    assert route_registrations(replica) == 1
+
+
+def test_ste_core_fake_provider_has_no_provider_routes() -> None:
+    """A provider's replica (Together's files and fine-tunes, OpenAI's batches) lives with its
+    backend, in ste_backends/<provider>/fake.py. In ste_core only the generic server registers
+    routes, the OpenAI-compatible chat and model list, and building it loads no provider module."""
+    registering = {
+        str(path.relative_to(ROOT))
+        for path in sorted((ROOT / "ste_core").rglob("*.py"))
+        if route_registrations(path)
+    }
+    assert registering == {"ste_core/testing/fake_provider/server.py"}
+    loaded = _modules_after(
+        "from ste_core.testing.fake_provider import FakeProvider\n"
+        "import ste_core.testing.fake_provider.__main__\n"
+        "routes = {(r.method, r.pattern.pattern) for r in FakeProvider()._routes}\n"
+        "assert routes == {('POST', '/v1/chat/completions'), ('GET', '/v1/models')}, routes"
+    )
+    assert not {m.split(".")[0] for m in loaded} & FORBIDDEN_IN_CORE
 
 
 def test_ste_prompts_uses_only_the_standard_library() -> None:

@@ -197,6 +197,26 @@ async def test_custom_route_and_unmatched_path(provider) -> None:
     assert provider.counter["thing"] == 1 and provider.counter["<unmatched>"] == 1
 
 
+async def test_route_extensions_add_routes_after_the_built_in_ones() -> None:
+    def refuse_chat(p: FakeProvider) -> None:
+        p.route("POST", r"/v1/chat/completions", "chat_refused")(
+            lambda req, match: FakeResponse(503, {"error": {"message": "closed"}})
+        )
+
+    def add_ping(p: FakeProvider) -> str:
+        p.route("GET", r"/v1/ping", "ping")(lambda req, match: {"pong": True})
+        return "an extension's return value is ignored"
+
+    with FakeProvider(routes=(refuse_chat, add_ping)) as p:
+        async with httpx.AsyncClient() as h:
+            chat = await h.post(
+                p.url + "/v1/chat/completions", json={"model": "m", "messages": MSG}
+            )
+            ping = await h.get(p.url + "/v1/ping")
+    assert chat.status_code == 503 and ping.json() == {"pong": True}
+    assert p.counter == {"chat_refused": 1, "ping": 1}
+
+
 async def test_handler_bug_is_a_500_and_recorded(provider) -> None:
     @provider.route("GET", r"/v1/boom", "boom")
     def boom(req, match):
@@ -216,36 +236,6 @@ async def test_api_key_is_checked_when_configured() -> None:
         good = openai.AsyncOpenAI(base_url=p.url + "/v1", api_key="sekrit", max_retries=0)
         await good.chat.completions.create(model="m", messages=MSG)
         await good.close()
-
-
-async def test_together_flavor_chat_parses_with_together_sdk() -> None:
-    import together
-
-    with FakeProvider(flavor="together") as p:
-        # together 3.x: base_url is the host; the SDK adds /v1/... itself
-        c = together.AsyncTogether(api_key="test-key", base_url=p.url, max_retries=0)
-        r = await c.chat.completions.create(model="fake-acc80", messages=MSG, n=2)
-        assert len(r.choices) == 2 and r.choices[0].message.content
-        assert r.usage.total_tokens > 0
-        await c.close()
-
-
-async def test_presigned_upload_needs_no_api_key_but_the_api_does(tmp_path) -> None:
-    import together
-
-    data = tmp_path / "train.jsonl"
-    data.write_text(
-        '{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}\n'
-    )
-    with FakeProvider(flavor="together", api_key="sekrit") as p:
-        good = together.AsyncTogether(api_key="sekrit", base_url=p.url, max_retries=0)
-        uploaded = await good.files.upload(data, purpose="fine-tune")
-        assert uploaded.id and p.counter["files_presigned_put"] == 1
-        await good.close()
-        bad = together.AsyncTogether(api_key="wrong", base_url=p.url, max_retries=0)
-        with pytest.raises(together.AuthenticationError):
-            await bad.files.upload(data, purpose="fine-tune")
-        await bad.close()
 
 
 def test_state_persists(tmp_path) -> None:
@@ -273,6 +263,8 @@ def test_cli_serves_and_stops(tmp_path) -> None:
             "2",
             "--retry-after",
             "0.5",
+            "--routes",
+            "ste_backends.together.fake:register_routes",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -287,7 +279,19 @@ def test_cli_serves_and_stops(tmp_path) -> None:
         assert httpx.post(url + "/v1/chat/completions", json=body).status_code == 200
         r = httpx.post(url + "/v1/chat/completions", json=body)
         assert r.status_code == 429 and r.headers["retry-after"] == "0.5"
+        # the route extension replaced the OpenAI-shaped model list with Together's bare list
+        assert httpx.get(url + "/v1/models").json()[0]["type"] == "chat"
     finally:
         proc.terminate()
         _, err = proc.communicate(timeout=10)
     assert proc.returncode == 0 and "'chat': 2" in err
+
+
+def test_cli_refuses_a_routes_extension_it_cannot_import(capsys) -> None:
+    from ste_core.testing.fake_provider.__main__ import build_parser
+
+    for spec in ("no_colon_here", "ste_core.no_such_module:register", "json:no_such_function"):
+        with pytest.raises(SystemExit) as exit_:
+            build_parser().parse_args(["--routes", spec])
+        assert exit_.value.code == 2
+        assert spec in capsys.readouterr().err

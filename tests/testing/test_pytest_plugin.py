@@ -9,7 +9,7 @@ import pytest
 # first imported inside an inner run, and a re-imported yaml loader breaks vcr's deserializer.
 import vcr.serializers.yamlserializer  # noqa: F401
 
-from ste_core.testing.fake_provider import FakeProvider
+from ste_backends.together.fake import TogetherFake
 
 pytest_plugins = ["pytester"]
 
@@ -51,7 +51,7 @@ def inner(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.
 @pytest.mark.block_network(allowed_hosts=["127.0.0.1"])
 def test_record_then_replay_without_server_or_key(inner, monkeypatch):
     inner.makepyfile(test_user_pipeline=RECORDED_TEST)
-    with FakeProvider(flavor="together", api_key=SECRET) as fake:
+    with TogetherFake(api_key=SECRET) as fake:
         monkeypatch.setenv("STE_TEST_URL", fake.url)
         monkeypatch.setenv("TOGETHER_API_KEY", SECRET)
         monkeypatch.setenv("EXPECT_RECORDING", "1")

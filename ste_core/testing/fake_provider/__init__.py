@@ -7,9 +7,14 @@
         ...
         assert fake.counter["chat"] == ...
 
-Command line: `python -m ste_core.testing.fake_provider --help`.
-See server.py (routes, extension points), faults.py (FaultPlan) and model.py (the scripted model's
-rules, including how a judge's accuracy follows from its model name).
+It serves the OpenAI-compatible chat completion and model list. A provider's own API is a route
+extension living with its backend: `ste_backends.together.fake.TogetherFake` (Together's files,
+fine-tunes, endpoints and batches) and `ste_backends.openai.fake.OpenAIFake` (OpenAI's Files and
+Batch API) are FakeProviders with those routes added.
+
+Command line: `python -m ste_core.testing.fake_provider --help` (`--routes MODULE:FUNCTION` adds
+a provider's routes). See server.py (routes, extension points), faults.py (FaultPlan) and model.py
+(the scripted model's rules, including how a judge's accuracy follows from its model name).
 """
 
 from ste_core.testing.fake_provider.faults import FaultAction, FaultPlan, error_body
@@ -27,6 +32,7 @@ from ste_core.testing.fake_provider.server import (
     FakeProvider,
     FakeRequest,
     FakeResponse,
+    RouteExtension,
 )
 
 __all__ = [
@@ -36,6 +42,7 @@ __all__ = [
     "FakeResponse",
     "FaultAction",
     "FaultPlan",
+    "RouteExtension",
     "ScriptedModel",
     "TemplateMatcher",
     "error_body",

@@ -1,7 +1,12 @@
 """Run the fake provider from the command line (manual testing, CI scripts).
 
-    python -m ste_core.testing.fake_provider --port 8765 --flavor together --latency 0.1 \
+    python -m ste_core.testing.fake_provider --port 8765 --latency 0.1 \
+        --routes ste_backends.together.fake:register_routes \
         --rate-limit-every 10 --retry-after 1 --server-error-p 0.05 --seed 0
+
+Without `--routes` it serves the generic OpenAI-compatible chat and model list only; each
+`--routes MODULE:FUNCTION` adds a provider's routes (a route extension, see server.py), e.g.
+`ste_backends.openai.fake:register_routes` for OpenAI's Files and Batch API.
 
 Prints the base URL (and writes it to --ready-file when given, for scripts using --port 0), then
 serves until Ctrl-C or SIGTERM.
@@ -10,6 +15,7 @@ serves until Ctrl-C or SIGTERM.
 from __future__ import annotations
 
 import argparse
+import pkgutil
 import signal
 import sys
 import threading
@@ -17,16 +23,37 @@ from pathlib import Path
 
 from ste_core.testing.fake_provider.faults import FaultPlan
 from ste_core.testing.fake_provider.model import ScriptedModel
-from ste_core.testing.fake_provider.server import FakeProvider
+from ste_core.testing.fake_provider.server import FakeProvider, RouteExtension
+
+
+def route_extension(spec: str) -> RouteExtension:
+    """`MODULE:FUNCTION` -> that function (an argparse type: a bad spec is a usage error)."""
+    if ":" not in spec:
+        raise argparse.ArgumentTypeError(f"expected MODULE:FUNCTION, got {spec!r}")
+    try:
+        extension = pkgutil.resolve_name(spec)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise argparse.ArgumentTypeError(f"cannot import {spec!r}: {exc}") from exc
+    if not callable(extension):
+        raise argparse.ArgumentTypeError(f"{spec!r} is not callable")
+    return extension
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m ste_core.testing.fake_provider",
-        description="A fake OpenAI-compatible (and Together) provider on 127.0.0.1.",
+        description="A fake OpenAI-compatible provider on 127.0.0.1.",
     )
     p.add_argument("--port", type=int, default=8765, help="0 picks a free port")
-    p.add_argument("--flavor", choices=["openai", "together"], default="openai")
+    p.add_argument(
+        "--routes",
+        type=route_extension,
+        action="append",
+        default=[],
+        metavar="MODULE:FUNCTION",
+        help="add a provider's routes, e.g. ste_backends.together.fake:register_routes "
+        "(repeatable)",
+    )
     p.add_argument("--latency", type=float, default=0.0, help="seconds added to every request")
     p.add_argument("--state-dir", type=Path, default=None, help="persist route state here")
     p.add_argument("--ready-file", type=Path, default=None, help="write the URL here when ready")
@@ -79,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         default_accuracy=args.default_accuracy,
     )
     provider = FakeProvider(
-        flavor=args.flavor,
+        routes=args.routes,
         latency_s=args.latency,
         faults=plan,
         port=args.port,
@@ -91,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     with provider:
         print(
-            f"fake provider ({args.flavor}) serving at {provider.url}  (base_url "
+            f"fake provider serving at {provider.url}  (base_url "
             f"{provider.url}/v1); Ctrl-C to stop",
             flush=True,
         )

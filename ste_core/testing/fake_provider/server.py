@@ -9,12 +9,17 @@ registered with `FakeProvider.route`. Built-in routes:
   total_tokens}, an `x-request-id` header); answers come from `ScriptedModel` (see model.py).
 - `GET /v1/models` (name "models"): the known model names (`FakeProvider.models`).
 
-Flavors add provider routes: `flavor="together"` calls `register_together_routes(provider)` from
-`fake_provider/together.py`, `flavor="openai"` calls `register_openai_batch_routes(provider)` from
-`fake_provider/openai_batch.py` (each only if that module exists).
+This module knows no provider beyond that OpenAI-compatible surface. A provider's own API (files,
+fine-tunes, batches, ...) is replicated next to its backend, in `ste_backends/<provider>/fake.py`,
+as a route extension: a callable `extension(provider)` that registers routes, passed as
+`FakeProvider(routes=(extension, ...))` (run in order, after the built-in routes) or on the
+command line as `--routes MODULE:FUNCTION`. Each such module also offers a FakeProvider subclass
+with its routes installed (e.g. `ste_backends.together.fake.TogetherFake`).
 
 Extension points for route modules: `provider.route(method, pattern, name)` (pattern: a regex that
-must match the whole path; a later registration wins over an earlier one for the same path),
+must match the whole path; a later registration wins over an earlier one for the same path, so an
+extension may replace a built-in route), `provider.find_route(method, path)` (the route that would
+answer), `provider.chat_completion(request)` (the built-in chat answer, for a route that wraps it),
 `provider.lock` (guard shared state), `provider.state` (a JSON-able dict persisted with
 `provider.persist()` to `state_dir/state.json` and reloaded at construction), `provider.models`
 and `provider.model_gate` (a callable `model -> FakeResponse | None` run before each chat
@@ -32,22 +37,28 @@ import time
 import traceback
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from ste_core.testing.fake_provider.faults import FaultPlan, error_body, malformed_json
 from ste_core.testing.fake_provider.model import ScriptedModel, count_tokens
 from ste_core.testing.multipart import parse_multipart
 
-__all__ = ["DEFAULT_MODELS", "FakeProvider", "FakeRequest", "FakeResponse", "FaultPlan"]
+__all__ = [
+    "DEFAULT_MODELS",
+    "FakeProvider",
+    "FakeRequest",
+    "FakeResponse",
+    "FaultPlan",
+    "RouteExtension",
+]
 
 log = logging.getLogger(__name__)
 
-Flavor = Literal["openai", "together"]
 DEFAULT_MODELS = ("fake-acc70", "fake-acc80", "fake-acc90")
 
 
@@ -96,10 +107,14 @@ class FakeResponse:
 
 
 Handler = Callable[[FakeRequest, "re.Match[str]"], FakeResponse | dict[str, Any] | list[Any]]
+#: registers a provider's routes on a FakeProvider (its return value, if any, is ignored)
+RouteExtension = Callable[["FakeProvider"], object]
 
 
 @dataclass(frozen=True)
-class _Route:
+class Route:
+    """A registered route (`FakeProvider.find_route` returns the one that answers a request)."""
+
     method: str
     pattern: re.Pattern[str]
     name: str
@@ -175,7 +190,7 @@ class FakeProvider:
     def __init__(
         self,
         *,
-        flavor: Flavor = "openai",
+        routes: Iterable[RouteExtension] = (),
         latency_s: float = 0.0,
         faults: FaultPlan | None = None,
         port: int = 0,
@@ -184,9 +199,6 @@ class FakeProvider:
         api_key: str | None = None,
         host: str = "127.0.0.1",
     ) -> None:
-        if flavor not in ("openai", "together"):
-            raise ValueError(f"flavor must be 'openai' or 'together', got {flavor!r}")
-        self.flavor: Flavor = flavor
         self.latency_s = latency_s
         self.faults = faults
         self.port = port
@@ -207,14 +219,17 @@ class FakeProvider:
         #: the window in which a client killed mid-call loses what it asked for
         self.reply_delay_s: dict[str, float] = {}
         self.state: dict[str, Any] = self._load_state()
-        self._routes: list[_Route] = []
+        self._routes: list[Route] = []
         self._fault_seq = 0
         self._stop = threading.Event()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
-        self.route("POST", r"/v1/chat/completions", "chat")(self._chat)
+        self.route("POST", r"/v1/chat/completions", "chat")(
+            lambda req, _match: self.chat_completion(req)
+        )
         self.route("GET", r"/v1/models", "models")(self._list_models)
-        self._register_flavor_routes()
+        for extension in routes:
+            extension(self)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -281,13 +296,14 @@ class FakeProvider:
 
         def register(handler: Handler) -> Handler:
             with self.lock:
-                route = _Route(method.upper(), re.compile(pattern), name, handler, presigned)
+                route = Route(method.upper(), re.compile(pattern), name, handler, presigned)
                 self._routes.append(route)
             return handler
 
         return register
 
-    def _find(self, method: str, path: str) -> tuple[_Route, re.Match[str]] | None:
+    def find_route(self, method: str, path: str) -> tuple[Route, re.Match[str]] | None:
+        """The route that answers `method path` now, and its match (None: a 404)."""
         with self.lock:
             routes = list(self._routes)
         for r in reversed(routes):  # later registrations override earlier ones
@@ -297,24 +313,10 @@ class FakeProvider:
                     return r, m
         return None
 
-    def _register_flavor_routes(self) -> None:
-        module, func = {
-            "together": ("together", "register_together_routes"),
-            "openai": ("openai_batch", "register_openai_batch_routes"),
-        }[self.flavor]
-        full = f"{__package__}.{module}"
-        try:
-            mod = __import__(full, fromlist=[func])
-        except ModuleNotFoundError as exc:
-            if exc.name == full:
-                return  # that flavor's extra routes are not written (yet)
-            raise
-        getattr(mod, func)(self)
-
     # -- dispatch ----------------------------------------------------------------------------
 
     def _dispatch(self, req: FakeRequest) -> FakeResponse | None:
-        found = self._find(req.method.upper(), req.path)
+        found = self.find_route(req.method.upper(), req.path)
         name = found[0].name if found else "<unmatched>"
         with self.lock:
             self.counter[name] += 1
@@ -331,7 +333,7 @@ class FakeProvider:
     def _answer(
         self,
         req: FakeRequest,
-        found: tuple[_Route, re.Match[str]] | None,
+        found: tuple[Route, re.Match[str]] | None,
         name: str,
         seq: int,
     ) -> FakeResponse | None:
@@ -413,11 +415,10 @@ class FakeProvider:
             names = list(self.models)
         created = int(time.time())
         data = [{"id": m, "object": "model", "created": created, "owned_by": "fake"} for m in names]
-        if self.flavor == "together":  # Together answers a bare list
-            return FakeResponse(200, [{**d, "type": "chat"} for d in data])
         return FakeResponse(200, {"object": "list", "data": data})
 
-    def _chat(self, req: FakeRequest, match: re.Match[str]) -> FakeResponse:
+    def chat_completion(self, req: FakeRequest) -> FakeResponse:
+        """Answer a chat completion request in OpenAI's wire format (a 400 for a bad body)."""
         try:
             body = req.json()
         except ValueError as exc:
@@ -434,19 +435,17 @@ class FakeProvider:
         prompt_tokens = sum(count_tokens(m["content"]) + 4 for m in messages)
         completion_tokens = sum(count_tokens(text) for text, _ in outputs)
         request_id = "req_" + uuid.uuid4().hex
-        choices: list[dict[str, Any]] = []
-        for i, (text, reason) in enumerate(outputs):
-            choice: dict[str, Any] = {
+        choices = [
+            {
                 "index": i,
                 "message": {"role": "assistant", "content": text},
                 "logprobs": None,
                 "finish_reason": reason,
             }
-            if self.flavor == "together":
-                choice["seed"] = params.get("seed")
-            choices.append(choice)
+            for i, (text, reason) in enumerate(outputs)
+        ]
         payload: dict[str, Any] = {
-            "id": ("chatcmpl-" if self.flavor == "openai" else "") + uuid.uuid4().hex,
+            "id": "chatcmpl-" + uuid.uuid4().hex,
             "object": "chat.completion",
             "created": int(time.time()),
             "model": model,
@@ -456,11 +455,8 @@ class FakeProvider:
                 "completion_tokens": completion_tokens,
                 "total_tokens": prompt_tokens + completion_tokens,
             },
+            "system_fingerprint": "fp_fake",
         }
-        if self.flavor == "together":
-            payload["prompt"] = []
-        else:
-            payload["system_fingerprint"] = "fp_fake"
         return FakeResponse(200, payload, {"x-request-id": request_id})
 
 

@@ -163,7 +163,7 @@ def test_litellm_exceptions_map_to_typed_errors(litellm_module, backend):
 @pytest.mark.block_network(allowed_hosts=["127.0.0.1"])
 async def test_fewer_choices_than_asked_are_topped_up(litellm_module):
     with FakeProvider() as fake:
-        real = fake._find("POST", "/v1/chat/completions")[0].handler
+        real = fake.find_route("POST", "/v1/chat/completions")[0].handler
 
         @fake.route("POST", r"/v1/chat/completions", "chat_ignores_n")
         def ignores_n(req, match):  # type: ignore[no-untyped-def]

@@ -15,6 +15,7 @@ import openai
 import pytest
 
 from ste_backends.openai import OpenAIInference
+from ste_backends.openai.fake import OpenAIFake
 from ste_core.errors import PermanentProviderError, TransientProviderError
 from ste_core.records import ChatRequest
 from ste_core.testing.fake_provider import FakeProvider, FakeResponse, FaultPlan
@@ -46,7 +47,7 @@ def line(custom_id: str, model: str = "fake-acc80", text: str = "hello") -> dict
 
 
 async def test_timeout_is_transient():
-    with FakeProvider(faults=FaultPlan(timeout_every=1, timeout_sleep_s=5)) as fake:
+    with OpenAIFake(faults=FaultPlan(timeout_every=1, timeout_sleep_s=5)) as fake:
         backend = OpenAIInference(base_url=fake.base_url, timeout=0.3)
         try:
             with pytest.raises(TransientProviderError, match="timed out"):
@@ -68,7 +69,7 @@ async def test_refused_connection_is_transient():
 
 
 async def test_fake_batch_shapes_follow_the_sdk_types():
-    with FakeProvider() as fake:
+    with OpenAIFake() as fake:
         client = strict_client(fake)
         upload = await client.files.create(
             file=("in.jsonl", jsonl([line("a"), line("b", text="bye")]), "application/jsonl"),
@@ -98,7 +99,7 @@ async def test_fake_batch_shapes_follow_the_sdk_types():
 
 
 async def test_fake_batch_validation_fails_like_the_api():
-    with FakeProvider() as fake:
+    with OpenAIFake() as fake:
         client = strict_client(fake)
         bad = jsonl([line("a"), line("a"), line("c", model="other-model")]) + b"not json\n"
         upload = await client.files.create(file=("bad.jsonl", bad), purpose="batch")
@@ -125,7 +126,7 @@ async def test_fake_batch_validation_fails_like_the_api():
 
 
 async def test_fake_batch_cancel():
-    with FakeProvider() as fake:
+    with OpenAIFake() as fake:
         client = strict_client(fake)
         upload = await client.files.create(file=("in.jsonl", jsonl([line("a")])), purpose="batch")
         batch = await client.batches.create(
@@ -141,7 +142,7 @@ async def test_fake_batch_cancel():
 
 
 async def test_backend_cancels_its_batch_when_the_consumer_stops():
-    with FakeProvider() as fake:
+    with OpenAIFake() as fake:
         backend = OpenAIInference(base_url=fake.base_url, batch=True, batch_poll_interval=30)
 
         async def consume() -> list:
@@ -163,7 +164,7 @@ async def test_backend_cancels_its_batch_when_the_consumer_stops():
 
 
 async def test_expired_batch_gives_retryable_items_for_every_request():
-    with FakeProvider() as fake:
+    with OpenAIFake() as fake:
         fake.state["batch_expire"] = True
         backend = OpenAIInference(base_url=fake.base_url, batch=True, batch_poll_interval=0)
         items = [item async for item in backend.complete_many([ask("a"), ask("b"), ask("c")])]
@@ -175,7 +176,7 @@ async def test_expired_batch_gives_retryable_items_for_every_request():
 
 
 async def test_failed_batch_gives_every_request_the_validation_message():
-    with FakeProvider() as fake:
+    with OpenAIFake() as fake:
 
         @fake.route("GET", r"/v1/batches/(?P<id>[^/]+)", "batches_retrieve_failed")
         def failed(req, match):  # type: ignore[no-untyped-def]
@@ -214,7 +215,7 @@ async def test_failed_batch_gives_every_request_the_validation_message():
 
 
 async def test_batch_splits_n_by_max_n_and_merges_parts():
-    with FakeProvider() as fake:
+    with OpenAIFake() as fake:
         backend = OpenAIInference(
             base_url=fake.base_url, batch=True, batch_poll_interval=0, max_n=2
         )
@@ -228,7 +229,7 @@ async def test_batch_splits_n_by_max_n_and_merges_parts():
 
 
 async def test_batch_upload_refused_gives_error_items_not_an_exception():
-    with FakeProvider(api_key="sk-ste-right") as fake:
+    with OpenAIFake(api_key="sk-ste-right") as fake:
         backend = OpenAIInference(
             base_url=fake.base_url, api_key="sk-ste-wrong", batch=True, batch_poll_interval=0
         )
@@ -239,8 +240,8 @@ async def test_batch_upload_refused_gives_error_items_not_an_exception():
 
 
 async def test_server_ignoring_n_is_topped_up_and_warned_once(caplog):
-    with FakeProvider() as fake:
-        real = fake._find("POST", "/v1/chat/completions")[0].handler
+    with OpenAIFake() as fake:
+        real = fake.find_route("POST", "/v1/chat/completions")[0].handler
 
         @fake.route("POST", r"/v1/chat/completions", "chat_ignores_n")
         def ignores_n(req, match):  # type: ignore[no-untyped-def]

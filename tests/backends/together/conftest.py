@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from tg_support import FT_MODEL, LIVE, RECORDING_KEY, REPLAY_URL
 
-from ste_core.testing.fake_provider import FakeProvider
+from ste_backends.together.fake import TogetherFake
 
 
 @pytest.fixture
@@ -32,7 +32,7 @@ def together_fake(ste_recording: bool) -> Any:
     Knobs (`fake.together.ft_failure = ...`) can be set either way; they only matter while
     recording, since a replayed test never reaches a server.
     """
-    fake = FakeProvider(flavor="together")
+    fake = TogetherFake()
     fake.add_model(FT_MODEL)
     if ste_recording and not LIVE:
         fake.start()

@@ -15,6 +15,7 @@ from ste_backends.together.batch import (
     write_batch_input,
 )
 from ste_backends.together.client import Connection, normalise_base_url
+from ste_backends.together.fake import _inspect
 from ste_backends.together.finetune import TogetherFineTune
 from ste_backends.together.formats import validate_training_file, write_training_file
 from ste_backends.together.inference import TogetherInference, completion_from_body
@@ -35,7 +36,6 @@ from ste_core.records import (
     Order,
     SFTExample,
 )
-from ste_core.testing.fake_provider.together import _inspect
 
 KEY = "tgp_v1_unit-test-secret-key"
 
@@ -167,10 +167,10 @@ def test_limits_are_checked_before_anything_is_paid(monkeypatch):
     from tg_support import FT_MODEL
     from together.types.finetune_model_limits import FinetuneModelLimits
 
-    from ste_core.testing.fake_provider.together import TogetherFake
+    from ste_backends.together.fake import TogetherRoutes
 
-    fake = TogetherFake(provider=None)  # type: ignore[arg-type]
-    limits = FinetuneModelLimits.model_validate(fake.limits_json(FT_MODEL))
+    routes = TogetherRoutes(provider=None)  # type: ignore[arg-type]
+    limits = FinetuneModelLimits.model_validate(routes.limits_json(FT_MODEL))
     monkeypatch.setenv("TOGETHER_API_KEY", KEY)
     ft = TogetherFineTune()
     ok = FineTuneSpec(base_model=FT_MODEL)

@@ -1,4 +1,18 @@
-"""OpenAI Files (purpose `batch`) and Batch API routes for the fake provider (flavor "openai").
+"""A fake OpenAI for tests and cassette recording: the fake provider plus the Files and Batch API.
+
+    from ste_backends.openai.fake import OpenAIFake
+
+    with OpenAIFake() as fake:
+        client = openai.AsyncOpenAI(base_url=fake.base_url, api_key="unused")
+        ...
+
+The chat completion and model list routes are the generic fake's own (OpenAI-compatible, see
+ste_core/testing/fake_provider/server.py); `OpenAIFake(**options)` is a `FakeProvider` (same
+options, faults and counters) with the Files and Batches routes below added. `register_routes`
+is the same routes as a route extension, for `FakeProvider(routes=(register_routes,))` or the
+command line:
+
+    python -m ste_core.testing.fake_provider --routes ste_backends.openai.fake:register_routes
 
 Shapes follow the `openai` SDK types (`FileObject`, `Batch`, `BatchRequestCounts`, `BatchError`)
 and the documented per-line output format:
@@ -42,14 +56,16 @@ from typing import Any
 from ste_core.testing.fake_provider.faults import error_body
 from ste_core.testing.fake_provider.server import FakeProvider, FakeRequest, FakeResponse
 
+__all__ = ["OpenAIFake", "register_routes"]
+
 FILE_PURPOSES = ("assistants", "batch", "fine-tune", "vision", "user_data", "evals")
 BATCH_ENDPOINTS = ("/v1/chat/completions",)
 MAX_LINES = 50_000
 PROGRESSION = {"validating": "in_progress", "in_progress": "finalizing", "finalizing": "completed"}
 
 
-def register_openai_batch_routes(provider: FakeProvider) -> None:
-    """Add the Files and Batches routes to `provider` (called for flavor "openai")."""
+def register_routes(provider: FakeProvider) -> None:
+    """Add the Files and Batches routes to `provider` (a route extension)."""
     api = _BatchAPI(provider)
     provider.route("POST", r"/v1/files", "files_create")(api.files_create)
     provider.route("GET", r"/v1/files/(?P<id>[^/]+)", "files_retrieve")(api.files_retrieve)
@@ -445,7 +461,7 @@ class _BatchAPI:
             action = plan.decide(number)
             if action is not None and action.kind != "timeout":
                 return FakeResponse(action.status, action.body or {}, dict(action.headers))
-        found = self.p._find("POST", "/v1/chat/completions")
+        found = self.p.find_route("POST", "/v1/chat/completions")
         if found is None:
             return _error(404, "no chat route")
         route, match = found
@@ -506,3 +522,11 @@ class _BatchAPI:
                     "completed": 0,
                     "failed": len(failures),
                 }
+
+
+class OpenAIFake(FakeProvider):
+    """A FakeProvider that also serves OpenAI's Files and Batch API."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        register_routes(self)

@@ -1,8 +1,23 @@
-"""Together AI routes for the fake provider (`FakeProvider(flavor="together")`), stdlib only.
+"""A fake Together AI for tests and cassette recording: the fake provider plus Together's routes.
+
+    from ste_backends.together.fake import TogetherFake
+
+    with TogetherFake(api_key="sekrit") as fake:
+        client = together.AsyncTogether(api_key="sekrit", base_url=fake.url)
+        fake.together.ft_failure = ("user_error", "bad data", 1)
+        ...
+
+`TogetherFake(**options)` is a `FakeProvider` (ste_core/testing/fake_provider/server.py; same
+options, faults and counters) with the routes below installed; their state and behaviour knobs
+are `fake.together` (a `TogetherRoutes`). `register_routes` is the same routes as a route
+extension, for `FakeProvider(routes=(register_routes,))` or the command line:
+
+    python -m ste_core.testing.fake_provider --routes ste_backends.together.fake:register_routes
 
 A faithful local replica of the routes the `together` SDK 3.x calls, with the SDK's own JSON
 shapes (field names and aliases as in `together/types`), so the real SDK runs against it and the
-recorded cassettes carry the real wire format:
+recorded cassettes carry the real wire format. It imports no SDK (the standard library and
+ste_core's generic fake only):
 
 Files
   POST /v1/files                      multipart form (purpose, file_name, file_type, checksum)
@@ -34,17 +49,21 @@ Dedicated endpoints (project-scoped, SDK 3.x)
 Batch API
   POST /v1/batches, GET /v1/batches[/{id}], POST /v1/batches/{id}/cancel; a batch runs its lines
   through the scripted model when it completes and writes an output and an error file
-Chat
-  POST /v1/chat/completions (overrides the built-in route): also answers for fine-tuned output
-  names (when served serverless) and for endpoint names whose deployment is READY (answering as
-  the deployed fine-tune, so its accuracy rule applies); refuses undeployed fine-tunes with
-  Together's 400 "non-serverless model" error.
+Chat and models (override the built-in routes)
+  POST /v1/chat/completions  the built-in scripted answer in Together's shape (no `chatcmpl-` id
+                             prefix, a `seed` per choice, `prompt` instead of
+                             `system_fingerprint`); also answers for fine-tuned output names
+                             (when served serverless) and for endpoint names whose deployment is
+                             READY (answering as the deployed fine-tune, so its accuracy rule
+                             applies); refuses undeployed fine-tunes with Together's 400
+                             "non-serverless model" error.
+  GET  /v1/models            a bare list, each model with a `type`
 
-Behaviour knobs live on `provider.together` (a `TogetherFake`), e.g.
+Behaviour knobs live on `fake.together` (a `TogetherRoutes`), e.g.
 `fake.together.ft_failure = ("user_error", "bad data", 1)` or
 `fake.together.serverless_lora = False`. Fine-tuned output names append `-ftN` to the base model
 name (N = 1 + the parent's level when continuing from a checkpoint), which is what makes a fake
-fine-tune judge better (see model.py).
+fine-tune judge better (see ste_core/testing/fake_provider/model.py).
 """
 
 from __future__ import annotations
@@ -61,15 +80,13 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlencode
 
 from ste_core.testing.fake_provider.faults import error_body
+from ste_core.testing.fake_provider.server import FakeProvider, FakeRequest, FakeResponse
 
-if TYPE_CHECKING:
-    from ste_core.testing.fake_provider.server import FakeProvider, FakeRequest
-
-__all__ = ["TogetherFake", "register_together_routes"]
+__all__ = ["TogetherFake", "TogetherRoutes", "register_routes"]
 
 PRESIGNED_PREFIX = "/_presigned/files/"
 _FT_LEVEL = re.compile(r"-ft(\d*)(?![a-z])")
@@ -79,16 +96,10 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> Any:
-    from ste_core.testing.fake_provider.server import FakeResponse
-
-    return FakeResponse(status, body, headers or {})
-
-
-def _error(status: int, message: str, **extra: Any) -> Any:
+def _error(status: int, message: str, **extra: Any) -> FakeResponse:
     body = error_body(message, status)
     body.update(extra)
-    return _json_response(status, body)
+    return FakeResponse(status, body)
 
 
 class _Refused(Exception):
@@ -125,8 +136,8 @@ def _page(items: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 @dataclass
-class TogetherFake:
-    """State and behaviour knobs of the fake Together API (one per FakeProvider)."""
+class TogetherRoutes:
+    """The Together route handlers of one FakeProvider, with their state and behaviour knobs."""
 
     provider: FakeProvider
     #: statuses a fine-tune job goes through, one per retrieve after create ("pending")
@@ -211,7 +222,7 @@ class TogetherFake:
                 ):
                     body = error_body("A file with this checksum already exists.", 409)
                     body["file_id"] = f["id"]
-                    return _json_response(409, body)
+                    return FakeResponse(409, body)
             file_id = f"file-{uuid.uuid4()}"
             self.st["files"][file_id] = {
                 "id": file_id,
@@ -238,11 +249,9 @@ class TogetherFake:
         )
         host = req.headers.get("host") or f"{self.provider.host}:{self.provider.port}"
         location = f"http://{host}{PRESIGNED_PREFIX}{file_id}?{query}"
-        return _json_response(302, b"", {"Location": location, "X-Together-File-Id": file_id})
+        return FakeResponse(302, b"", {"Location": location, "X-Together-File-Id": file_id})
 
     def presigned_put(self, req: FakeRequest, m: re.Match[str]) -> Any:
-        from ste_core.testing.fake_provider.server import FakeResponse
-
         file_id = m.group("id")
         sig = str(req.query.get("X-Amz-Signature", ""))
         expires = str(req.query.get("X-Amz-Expires", ""))
@@ -302,8 +311,6 @@ class TogetherFake:
             return _error(404, "file not found") if f is None else self._file_json(f)
 
     def files_content(self, req: FakeRequest, m: re.Match[str]) -> Any:
-        from ste_core.testing.fake_provider.server import FakeResponse
-
         with self.provider.lock:
             if m.group("id") not in self.st["files"]:
                 return _error(404, "file not found")
@@ -607,6 +614,15 @@ class TogetherFake:
         ("1xnvidia-a100-80gb", "nvidia-a100-80gb", "A100", 80, 1, 256),
         ("2xnvidia-h100-80gb", "nvidia-h100-80gb", "H100", 80, 2, 798),
     )
+
+    def models_list(self, req: FakeRequest, m: re.Match[str]) -> Any:
+        with self.provider.lock:
+            names = list(self.provider.models)
+        created = int(time.time())
+        return [
+            {"id": n, "object": "model", "created": created, "owned_by": "fake", "type": "chat"}
+            for n in names
+        ]
 
     def supported_models(self, req: FakeRequest, m: re.Match[str]) -> Any:
         search = str(req.query.get("search", "")).lower()
@@ -988,30 +1004,38 @@ class TogetherFake:
         return name, None
 
     def chat(self, req: FakeRequest, m: re.Match[str]) -> Any:
-        from ste_core.testing.fake_provider.server import FakeRequest as Req
-
         try:
             body = req.json()
         except ValueError:
-            return self.provider._chat(req, m)
+            body = None
         name = body.get("model") if isinstance(body, dict) else None
         if not isinstance(name, str):
-            return self.provider._chat(req, m)
+            return self.provider.chat_completion(req)  # its 400 names what is wrong
         actual, refused = self.resolve_model(name)
         if refused is not None:
             return refused
-        if actual == name:
-            return self.provider._chat(req, m)
-        inner = Req(
-            req.method,
-            req.path,
-            req.query,
-            req.headers,
-            json.dumps({**body, "model": actual}).encode(),
-        )
-        response = self.provider._chat(inner, m)
+        response = self._chat_completion({**body, "model": actual})
         if isinstance(response.body, dict) and "model" in response.body:
             response.body["model"] = name
+        return response
+
+    def _chat_completion(self, body: dict[str, Any]) -> FakeResponse:
+        """The built-in chat answer to `body`, reshaped into Together's chat completion."""
+        request = FakeRequest(
+            "POST",
+            "/v1/chat/completions",
+            {},
+            {"content-type": "application/json"},
+            json.dumps(body).encode(),
+        )
+        response = self.provider.chat_completion(request)
+        if response.status == 200 and isinstance(response.body, dict):
+            completion = response.body
+            completion["id"] = completion["id"].removeprefix("chatcmpl-")
+            del completion["system_fingerprint"]
+            for choice in completion["choices"]:
+                choice["seed"] = body.get("seed")
+            completion["prompt"] = []
         return response
 
     # -- batches -----------------------------------------------------------------------------
@@ -1088,8 +1112,6 @@ class TogetherFake:
 
     def _run_batch(self, batch: dict[str, Any]) -> None:
         """Answer every line with the scripted model; failures go to the error file."""
-        from ste_core.testing.fake_provider.server import FakeRequest as Req
-
         out_lines: list[str] = []
         err_lines: list[str] = []
         for raw in self.content_of(batch["input_file_id"]).decode("utf-8").splitlines():
@@ -1106,14 +1128,7 @@ class TogetherFake:
                 if refused is not None:
                     response = refused
                 else:
-                    inner = Req(
-                        "POST",
-                        "/v1/chat/completions",
-                        {},
-                        {"content-type": "application/json"},
-                        json.dumps({**body, "model": actual}).encode(),
-                    )
-                    response = self.provider._chat(inner, re.match(".*", ""))  # type: ignore[arg-type]
+                    response = self._chat_completion({**body, "model": actual})
             payload = response.body if isinstance(response.body, dict) else {}
             record = {
                 "id": line_id,
@@ -1232,10 +1247,10 @@ def _inspect(content: bytes, purpose: str) -> tuple[str | None, str | None, int]
     return fmt, None, n
 
 
-def register_together_routes(provider: FakeProvider) -> TogetherFake:
-    """Add the Together routes to `provider` and expose their state as `provider.together`."""
-    fake = TogetherFake(provider)
-    provider.together = fake  # type: ignore[attr-defined]
+def register_routes(provider: FakeProvider) -> TogetherRoutes:
+    """Add the Together routes to `provider` (a route extension); returns their handlers, which
+    hold the state and knobs."""
+    fake = TogetherRoutes(provider)
     fid = r"(?P<id>[A-Za-z0-9._-]+)"
     proj = r"/v2/projects/(?P<project>[^/]+)"
     routes = [
@@ -1287,8 +1302,17 @@ def register_together_routes(provider: FakeProvider) -> TogetherFake:
         ("GET", rf"/v1/batches/{fid}", "batches_get", fake.batch_get),
         ("POST", rf"/v1/batches/{fid}/cancel", "batches_cancel", fake.batch_cancel),
         ("POST", r"/v1/chat/completions", "chat", fake.chat),
+        ("GET", r"/v1/models", "models", fake.models_list),
     ]
     for method, pattern, name, handler in routes:
         presigned = pattern.startswith(PRESIGNED_PREFIX)
         provider.route(method, pattern, name, presigned=presigned)(_answer_refusals(handler))
     return fake
+
+
+class TogetherFake(FakeProvider):
+    """A FakeProvider that speaks Together's API; `together` holds its state and knobs."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.together = register_routes(self)
