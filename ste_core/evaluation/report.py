@@ -1,33 +1,16 @@
 """Run reports: read run directories, write report.md, a self-contained report.html and
 accuracy.png.
 
-What is read from a run directory (every file is optional; what is missing is named in the
-report, so a crashed run still gets one):
+A run directory is read through its run store (`RunStore.open_read_only`: a report never writes
+to a run, which may be live): the manifest, every judge's `IterationMetrics` (scores, stored
+paired tests, funnel, per-stage usage, fine-tune job) and the counts of finished stages. What is
+missing is named in the report, so a crashed run still gets one:
 
-``manifest.json``
-    A JSON object. Read keys: ``name`` (run name, default the directory name), ``seed``,
-    ``versions`` (object), ``models`` (object role -> model id), ``finetune_jobs`` (list of
-    objects with ``iteration``, ``job_id``, ``model``, ``endpoint``, ``status``),
-    ``endpoints`` (list or object), ``started`` / ``finished`` (strings), ``usage`` /
-    ``cost_usd`` / ``seconds`` (totals). Other top-level keys are listed as they are.
-``store.sqlite``
-    A RunStore: ``stage_counts()`` is the funnel fallback for iterations whose metrics.json
-    has no ``funnel``.
-``eval_pairs.jsonl``
-    The frozen eval ResponsePairs; used to score ``iter_N/eval.jsonl`` when an iteration's
-    metrics.json has no ``eval``.
-``iter_N/`` (N = 0 for the seed judge, 1, 2, ...)
-    ``metrics.json``: a JSON object with keys, all optional:
-      ``iteration`` (int), ``judge_model`` (str),
-      ``eval`` (an `EvalScore` dump: `EvalScore.model_dump(mode="json")`),
-      ``benchmarks`` ({name: EvalScore dump}, e.g. "rewardbench"),
-      ``funnel`` ({"instructions", "pairs", "judged", "correct", "balanced_kept": int,
-      "drops": {reason: int}}; other int keys are shown too),
-      ``stages`` ({stage: {"requests", "cache_hits", "prompt_tokens", "completion_tokens":
-      int, "cost_usd", "seconds": float}}),
-      ``finetune`` ({"job_id", "model", "endpoint", "status", "cost_usd"}).
-    ``eval.jsonl``: the eval Judgements of that iteration's judge (the judgements format of
-    `pairs_io`), scored against eval_pairs.jsonl when metrics.json has no ``eval``.
+- an iteration with `iter_N/eval.jsonl` but no metrics (it crashed while evaluating) is scored
+  here from eval.jsonl against eval_pairs.jsonl, and its funnel falls back to the store's stage
+  counts;
+- a run directory of ste 0.1, whose state was its manifest.json and metrics.json, is read from
+  those files (`ste_core.run.exports.read_version_1_exports`).
 
 The loop calls `write_report` after every iteration; it only reads, never changes, the run.
 """
@@ -42,8 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
+from ste_core.engine.store import RunStore
 from ste_core.evaluation.document import (
     Bullets,
     Document,
@@ -56,10 +38,19 @@ from ste_core.evaluation.document import (
 )
 from ste_core.evaluation.paired import paired_comparison
 from ste_core.evaluation.scoring import score_pairs
-from ste_core.records import EvalScore, PairedTest
+from ste_core.records import (
+    EvalScore,
+    FineTuneInfo,
+    Funnel,
+    IterationMetrics,
+    PairedTest,
+    RunManifest,
+    StageUsage,
+)
+from ste_core.run.exports import read_version_1_exports
+from ste_core.run.rundir import RunDir
 
-FUNNEL_KEYS = ("instructions", "pairs", "judged", "correct", "balanced_kept")
-STAGE_KEYS = ("requests", "cache_hits", "prompt_tokens", "completion_tokens", "cost_usd", "seconds")
+STAGE_KEYS = tuple(StageUsage.model_fields)
 _ITER_RE = re.compile(r"^iter_(\d+)$")
 
 
@@ -81,18 +72,30 @@ class IterationData:
     eval: EvalScore | None = None
     eval_source: str = ""
     benchmarks: dict[str, EvalScore] = field(default_factory=dict)
-    funnel: dict[str, Any] | None = None
-    funnel_source: str = ""
-    stages: dict[str, dict[str, Any]] = field(default_factory=dict)
-    finetune: dict[str, Any] | None = None
+    #: the iteration's stored metrics (None: it has none, e.g. it crashed while evaluating)
+    metrics: IterationMetrics | None = None
+    #: counts of its finished stages, shown when there is no funnel in the metrics
+    stage_counts: dict[str, dict[str, int]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def funnel(self) -> Funnel | None:
+        return self.metrics.funnel if self.metrics else None
+
+    @property
+    def stages(self) -> dict[str, StageUsage]:
+        return self.metrics.stages if self.metrics else {}
+
+    @property
+    def finetune(self) -> FineTuneInfo | None:
+        return self.metrics.finetune if self.metrics else None
 
 
 @dataclass
 class RunData:
     path: Path
     name: str
-    manifest: dict[str, Any] = field(default_factory=dict)
+    manifest: RunManifest | None = None
     iterations: list[IterationData] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -100,26 +103,6 @@ class RunData:
 # --------------------------------------------------------------------------------------------
 # Reading
 # --------------------------------------------------------------------------------------------
-
-
-def _read_json(path: Path, notes: list[str]) -> Any:
-    if not path.exists():
-        return None
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        notes.append(f"{path.name} could not be read ({exc}); ignored")
-        return None
-
-
-def _score_from(obj: Any, where: str, notes: list[str]) -> EvalScore | None:
-    if obj is None:
-        return None
-    try:
-        return EvalScore.model_validate(obj)
-    except ValidationError as exc:
-        notes.append(f"{where} is not a valid EvalScore ({exc.error_count()} errors); ignored")
-        return None
 
 
 def _score_eval_jsonl(it: IterationData, pairs_path: Path, notes: list[str]) -> None:
@@ -153,90 +136,65 @@ def _score_eval_jsonl(it: IterationData, pairs_path: Path, notes: list[str]) -> 
         it.notes.append(f"eval.jsonl could not be scored: {exc}")
 
 
+def _run_state(
+    rundir: RunDir, notes: list[str]
+) -> tuple[RunManifest | None, dict[int, IterationMetrics], dict[int, dict[str, dict[str, int]]]]:
+    """(manifest, metrics by iteration, stage counts by iteration) from the run store, or from
+    the exports of a run of ste 0.1."""
+    manifest: RunManifest | None = None
+    metrics: dict[int, IterationMetrics] = {}
+    counts: dict[int, dict[str, dict[str, int]]] = {}
+    if rundir.store_path.exists():
+        try:
+            with RunStore.open_read_only(rundir.store_path) as store:
+                manifest, metrics = store.manifest(), store.metrics()
+                counts = store.all_stage_counts()
+        except Exception as exc:  # an unreadable store must not stop the report
+            notes.append(f"store.sqlite could not be read ({exc})")
+    else:
+        notes.append("store.sqlite missing: not a run directory, or the run never started")
+    if manifest is None and not metrics:
+        manifest, metrics = read_version_1_exports(rundir, notes)
+    if manifest is None:
+        notes.append("no manifest recorded yet")
+    return manifest, metrics, counts
+
+
 def load_run(run_dir: str | Path) -> RunData:
-    """Read what a run directory holds (tolerant: missing or broken files become notes)."""
+    """Read what a run directory holds (tolerant: what is missing or broken becomes a note)."""
     path = Path(run_dir)
     run = RunData(path=path, name=path.name)
     if not path.is_dir():
         run.notes.append(f"{path} is not a directory")
         return run
-    manifest = _read_json(path / "manifest.json", run.notes)
-    if isinstance(manifest, dict):
-        run.manifest = manifest
-        run.name = str(manifest.get("name") or path.name)
-    elif manifest is None and not (path / "manifest.json").exists():
-        run.notes.append("manifest.json missing")
-    iter_dirs = sorted(
-        (int(m.group(1)), p) for p in path.iterdir() if p.is_dir() and (m := _ITER_RE.match(p.name))
-    )
-    store_counts = _store_counts(path / "store.sqlite", run.notes)
-    for idx, ipath in iter_dirs:
-        it = IterationData(index=idx, path=ipath)
-        metrics = _read_json(ipath / "metrics.json", it.notes)
-        if metrics is None:
-            if not (ipath / "metrics.json").exists():
-                it.notes.append("metrics.json missing (iteration unfinished or crashed?)")
-            metrics = {}
-        elif not isinstance(metrics, dict):
-            it.notes.append("metrics.json is not a JSON object; ignored")
-            metrics = {}
-        it.judge_model = metrics.get("judge_model")
-        it.eval = _score_from(metrics.get("eval"), "metrics.json 'eval'", it.notes)
-        if it.eval is not None:
-            it.eval_source = "metrics.json"
+    manifest, metrics, counts = _run_state(RunDir(path), run.notes)
+    run.manifest = manifest
+    if manifest is not None and manifest.name:
+        run.name = manifest.name
+    dirs = {
+        int(found.group(1)): p
+        for p in path.iterdir()
+        if p.is_dir() and (found := _ITER_RE.match(p.name))
+    }
+    for idx in sorted(set(dirs) | set(metrics)):
+        it = IterationData(index=idx, path=dirs.get(idx, path / f"iter_{idx}"))
+        stored = metrics.get(idx)
+        if stored is not None:
+            it.metrics, it.judge_model = stored, stored.judge_model
+            it.eval, it.eval_source = stored.eval, "run store"
+            it.benchmarks = dict(stored.benchmarks)
         else:
+            it.notes.append("no metrics recorded (iteration unfinished or crashed?)")
             _score_eval_jsonl(it, path / "eval_pairs.jsonl", it.notes)
             if it.eval is not None:
                 it.notes.append(f"eval accuracy computed from {it.eval_source}")
-        if it.judge_model is None and it.eval is not None and it.eval.judge_models:
-            it.judge_model = ", ".join(it.eval.judge_models)
-        for name, obj in (metrics.get("benchmarks") or {}).items():
-            score = _score_from(obj, f"metrics.json benchmark {name!r}", it.notes)
-            if score is not None:
-                it.benchmarks[str(name)] = score
-        if isinstance(metrics.get("funnel"), dict):
-            it.funnel, it.funnel_source = metrics["funnel"], "metrics.json"
-        elif idx in store_counts:
-            it.funnel = _flatten_stage_counts(store_counts[idx])
-            it.funnel_source = "store.sqlite stage counts"
-        if isinstance(metrics.get("stages"), dict):
-            it.stages = {str(k): v for k, v in metrics["stages"].items() if isinstance(v, dict)}
-        if isinstance(metrics.get("finetune"), dict):
-            it.finetune = metrics["finetune"]
+                if it.eval.judge_models:
+                    it.judge_model = ", ".join(it.eval.judge_models)
+            it.stage_counts = counts.get(idx, {})
         run.iterations.append(it)
-    if not iter_dirs:
-        run.notes.append("no iter_N directories yet")
+    if not run.iterations:
+        run.notes.append("no judge evaluated yet")
     return run
-
-
-def _store_counts(path: Path, notes: list[str]) -> dict[int, dict[str, dict[str, int]]]:
-    if not path.exists():
-        return {}
-    try:
-        import sqlite3
-
-        # Read-only URI: a report never writes to a run's store (the run may be live).
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
-        try:
-            rows = conn.execute(
-                "SELECT iteration, stage, counts FROM stages ORDER BY iteration, finished"
-            ).fetchall()
-        finally:
-            conn.close()
-    except Exception as exc:  # an unreadable store must not stop the report
-        notes.append(f"store.sqlite could not be read ({exc})")
-        return {}
-    out: dict[int, dict[str, dict[str, int]]] = {}
-    for it, stage, counts in rows:
-        try:
-            out.setdefault(int(it), {})[str(stage)] = json.loads(counts)
-        except (TypeError, ValueError):
-            continue
-    return out
-
-
-def _flatten_stage_counts(counts: dict[str, dict[str, int]]) -> dict[str, Any]:
-    return {f"{stage}.{k}": v for stage, c in counts.items() for k, v in c.items()}
 
 
 # --------------------------------------------------------------------------------------------
@@ -281,24 +239,32 @@ def _iter_label(i: int) -> str:
 
 
 def _paired_rows(run: RunData) -> list[list[str]]:
+    """Consecutive judges, and each with the seed: the tests the run stored when it evaluated
+    them; computed here (with the run's seed) only for a judge that has no stored metrics."""
     scored = [it for it in run.iterations if it.eval is not None]
-    rows: list[list[str]] = []
+    seed = run.manifest.seed if run.manifest and run.manifest.seed is not None else 0
     comparisons: list[tuple[str, IterationData, IterationData]] = []
     for prev, cur in itertools.pairwise(scored):
         comparisons.append(("previous", prev, cur))
-    seed = next((it for it in scored if it.index == 0), None)
-    if seed is not None:
+    first = next((it for it in scored if it.index == 0), None)
+    if first is not None:
         for cur in scored:
             if cur.index >= 2:
-                comparisons.append(("seed", seed, cur))
+                comparisons.append(("seed", first, cur))
+    rows: list[list[str]] = []
     for kind, a, b in comparisons:
+        label = f"{b.index} vs {_iter_label(a.index)}"
+        stored = b.metrics.paired.get(f"vs_{kind}") if b.metrics else None
+        if stored is not None and stored.against_iteration == a.index:
+            rows.append(_paired_row(label, kind, stored))
+            continue
         assert a.eval is not None and b.eval is not None
         try:
-            t = paired_comparison(a.eval, b.eval, method="auto")
+            t = paired_comparison(a.eval, b.eval, method="auto", seed=seed)
         except ValueError as exc:
-            rows.append([f"{b.index} vs {_iter_label(a.index)}", kind, "–", "–", str(exc)])
+            rows.append([label, kind, "–", "–", str(exc)])
             continue
-        rows.append(_paired_row(f"{b.index} vs {_iter_label(a.index)}", kind, t))
+        rows.append(_paired_row(label, kind, t))
     return rows
 
 
@@ -431,11 +397,10 @@ def _run_section(doc: Document, run: RunData) -> None:
 
 
 def _manifest(doc: Document, run: RunData) -> None:
-    m = run.manifest
-    if not m:
+    if run.manifest is None:
         return
     rows = []
-    for key, value in m.items():
+    for key, value in run.manifest.model_dump(mode="json").items():
         if key in ("finetune_jobs", "endpoints"):
             continue  # shown in their own section
         if isinstance(value, dict):
@@ -496,31 +461,32 @@ def _benchmarks(doc: Document, run: RunData) -> None:
 
 def _funnel(doc: Document, run: RunData) -> None:
     doc.add(Heading(2, "Data funnel per iteration"))
-    its = [it for it in run.iterations if it.funnel and it.funnel_source == "metrics.json"]
-    from_store = [it for it in run.iterations if it.funnel and it.funnel_source != "metrics.json"]
+    its = [(it, it.funnel) for it in run.iterations if it.funnel is not None]
+    from_store = [it for it in run.iterations if it.funnel is None and it.stage_counts]
     if not its and not from_store:
-        doc.add(Para("No funnel counts recorded (no metrics.json 'funnel', no store stages)."))
+        doc.add(Para("No funnel counts recorded (no metrics, no finished stages)."))
         return
     if its:
-        extra: list[str] = []
-        for it in its:
-            assert it.funnel is not None
-            extra += [k for k in it.funnel if k not in (*FUNNEL_KEYS, "drops") and k not in extra]
-        keys = [k for k in FUNNEL_KEYS if any(it.funnel and k in it.funnel for it in its)] + extra
-        rows = []
-        for it in its:
-            assert it.funnel is not None
-            rows.append(
-                [_iter_label(it.index)]
-                + [_num(it.funnel.get(k)) for k in keys]
-                + [_num(it.funnel.get("drops")) if "drops" in it.funnel else "–"]
-            )
-        doc.add(Table(["iteration", *[k.replace("_", " ") for k in keys], "drops by reason"], rows))
+        steps = [
+            k
+            for k in Funnel.model_fields
+            if k != "drops" and any(getattr(f, k) is not None for _, f in its)
+        ]
+        rows = [
+            [_iter_label(it.index)] + [_num(getattr(f, k)) for k in steps] + [_num(f.drops)]
+            for it, f in its
+        ]
+        header = ["iteration", *[k.replace("_", " ") for k in steps], "drops by reason"]
+        doc.add(Table(header, rows))
     if from_store:
         rows = [
             [
                 _iter_label(it.index),
-                ", ".join(f"{k}: {_num(v)}" for k, v in (it.funnel or {}).items()),
+                ", ".join(
+                    f"{stage}.{k}: {_num(v)}"
+                    for stage, c in it.stage_counts.items()
+                    for k, v in c.items()
+                ),
             ]
             for it in from_store
         ]
@@ -528,7 +494,7 @@ def _funnel(doc: Document, run: RunData) -> None:
             Table(
                 ["iteration", "finished stages: counts"],
                 rows,
-                caption="From store.sqlite (iterations without a metrics.json funnel)",
+                caption="From the run store's stage counts (iterations without metrics)",
             )
         )
 
@@ -539,53 +505,44 @@ def _usage(doc: Document, run: RunData) -> None:
     if not its:
         doc.add(Para("No per-stage usage recorded."))
         return
-    extra: list[str] = []
-    for it in its:
-        for st in it.stages.values():
-            extra += [k for k in st if k not in STAGE_KEYS and k not in extra]
-    keys = [k for k in STAGE_KEYS if any(k in st for it in its for st in it.stages.values())]
-    keys += extra
     rows = []
-    totals: dict[str, float] = {}
+    total = StageUsage()
     for it in its:
         for stage, st in it.stages.items():
-            rows.append([_iter_label(it.index), stage] + [_num(st.get(k)) for k in keys])
-            for k in keys:
-                v = st.get(k)
-                if isinstance(v, int | float) and not isinstance(v, bool):
-                    totals[k] = totals.get(k, 0) + v
-    rows.append(["all", "total"] + [_num(totals.get(k)) for k in keys])
-    doc.add(Table(["iteration", "stage", *[k.replace("_", " ") for k in keys]], rows))
+            rows.append([_iter_label(it.index), stage] + [_num(getattr(st, k)) for k in STAGE_KEYS])
+            total = total + st
+    rows.append(["all", "total"] + [_num(getattr(total, k)) for k in STAGE_KEYS])
+    doc.add(Table(["iteration", "stage", *[k.replace("_", " ") for k in STAGE_KEYS]], rows))
 
 
 def _finetunes(doc: Document, run: RunData) -> None:
-    rows: list[list[str]] = []
-    for job in run.manifest.get("finetune_jobs") or []:
-        if isinstance(job, dict):
-            rows.append(
-                [_num(job.get(k)) for k in ("iteration", "job_id", "status", "model", "endpoint")]
-            )
-    listed = {r[1] for r in rows}
-    for it in run.iterations:
+    infos = {it.finetune.job_id: it.finetune for it in run.iterations if it.finetune}
+    rows = []
+    for job in run.manifest.finetune_jobs if run.manifest else []:
+        info = infos.pop(job.job_id, None)
+        endpoint = info.endpoint if info else None
+        rows.append([_num(v) for v in (job.iteration, job.job_id, job.status, job.model, endpoint)])
+    for it in run.iterations:  # jobs the manifest does not list (an interrupted session's)
         ft = it.finetune
-        if ft and str(ft.get("job_id")) not in listed:
+        if ft is not None and ft.job_id in infos:
             rows.append(
-                [str(it.index)]
-                + [_num(ft.get(k)) for k in ("job_id", "status", "model", "endpoint")]
+                [str(it.index)] + [_num(v) for v in (ft.job_id, ft.status, ft.model, ft.endpoint)]
             )
-    endpoints = run.manifest.get("endpoints")
+    endpoints = run.manifest.endpoints if run.manifest else []
     if not rows and not endpoints:
         return
     doc.add(Heading(2, "Fine-tune jobs and endpoints"))
     if rows:
         doc.add(Table(["iteration", "job id", "status", "model", "endpoint"], rows))
-    if isinstance(endpoints, list) and endpoints and all(isinstance(e, dict) for e in endpoints):
-        keys: list[str] = []
-        for e in endpoints:
-            keys += [k for k in e if k not in keys]
-        doc.add(Table(keys, [[_num(e.get(k)) for k in keys] for e in endpoints], "Endpoints"))
-    elif endpoints:
-        doc.add(Para("Endpoints used: " + _short(endpoints, 1000)))
+    if endpoints:
+        keys = list(type(endpoints[0]).model_fields)
+        doc.add(
+            Table(
+                [k.replace("_", " ") for k in keys],
+                [[_num(getattr(e, k)) for k in keys] for e in endpoints],
+                "Endpoints",
+            )
+        )
 
 
 # --------------------------------------------------------------------------------------------

@@ -97,12 +97,14 @@ class StageUsage(UsageTotals):
     seconds: float | None = None
 
     def __add__(self, other: StageUsage) -> StageUsage:
+        timed = [s for s in (self.seconds, other.seconds) if s is not None]
         return StageUsage(
             requests=self.requests + other.requests,
             cache_hits=self.cache_hits + other.cache_hits,
             prompt_tokens=self.prompt_tokens + other.prompt_tokens,
             completion_tokens=self.completion_tokens + other.completion_tokens,
             cost_usd=round(self.cost_usd + other.cost_usd, 6),
+            seconds=round(sum(timed), 3) if timed else None,
         )
 
 

@@ -32,7 +32,7 @@ from ste_core.records import (
     RunManifest,
     StageUsage,
 )
-from ste_core.run.exports import export_manifest, export_metrics
+from ste_core.run.exports import export_manifest, export_metrics, read_version_1_exports
 from ste_core.run.progress import Reporter
 from ste_core.run.rundir import RunDir, package_versions
 
@@ -368,18 +368,14 @@ def _adopt_version_1_exports(store: RunStore, rundir: RunDir) -> None:
     its spending (the budget), its earlier judges' metrics and its history."""
     if store.manifest() is not None or not rundir.manifest_path.exists():
         return
-    try:
-        old = json.loads(rundir.manifest_path.read_text(encoding="utf-8"))
-        store.save_manifest(RunManifest.model_validate(old))
-    except (OSError, ValueError) as exc:
-        log.warning("manifest.json of an earlier version is unreadable (%s); starting anew", exc)
-    for path in sorted(rundir.root.glob("iter_*/metrics.json")):
-        try:
-            metrics = IterationMetrics.model_validate_json(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            log.warning("%s of an earlier version could not be read (%s); skipped", path, exc)
-            continue
-        store.put_metrics(metrics)
+    notes: list[str] = []
+    manifest, metrics = read_version_1_exports(rundir, notes)
+    for note in notes:
+        log.warning("a run of an earlier version: %s", note)
+    if manifest is not None:
+        store.save_manifest(manifest)
+    for m in metrics.values():
+        store.put_metrics(m)
     for iteration, stages in store.all_stage_counts().items():
         for name, counts in stages.items():
             usage = store.get_state(f"stage_usage/{iteration}/{name}")

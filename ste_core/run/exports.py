@@ -1,13 +1,18 @@
 """The run directory's exports: manifest.json, iter_N/metrics.json and summary.md.
 
 They are written from the run store's records, for people and other tools; the run itself never
-reads them back (the store is its only state).
+reads them back (the store is its only state). The one exception is a run directory of ste 0.1,
+whose manifest.json and metrics.json *were* its state: `read_version_1_exports` reads them, so
+such a run can be resumed (its store adopts them) and reported on.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
+
+from pydantic import ValidationError
 
 from ste_core.records import IterationMetrics, RunManifest
 from ste_core.records.run import now
@@ -17,7 +22,7 @@ from ste_core.run.rundir import RunDir
 if TYPE_CHECKING:
     from ste_core.config import Config
 
-__all__ = ["export_manifest", "export_metrics", "write_summary"]
+__all__ = ["export_manifest", "export_metrics", "read_version_1_exports", "write_summary"]
 
 
 def export_manifest(rundir: RunDir, manifest: RunManifest) -> None:
@@ -63,3 +68,35 @@ def write_summary(config: Config, rundir: RunDir, metrics: Mapping[int, Iteratio
         lines.append("| – | – | – | – | – | – | – | – |")
     rundir.create()
     rundir.summary_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def read_version_1_exports(
+    rundir: RunDir, notes: list[str]
+) -> tuple[RunManifest | None, dict[int, IterationMetrics]]:
+    """The manifest and metrics a run of ste 0.1 kept in its exports; what cannot be read is
+    left out, with a note saying so."""
+    manifest = None
+    if rundir.manifest_path.exists():
+        try:
+            raw = json.loads(rundir.manifest_path.read_text(encoding="utf-8"))
+            manifest = RunManifest.model_validate(raw)
+        except (OSError, ValueError) as exc:
+            notes.append(f"manifest.json could not be read ({_short_reason(exc)}); ignored")
+    metrics: dict[int, IterationMetrics] = {}
+    for path in sorted(rundir.root.glob("iter_*/metrics.json")):
+        try:
+            m = IterationMetrics.model_validate_json(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            where = f"{path.parent.name}/metrics.json"
+            notes.append(f"{where} is not valid metrics ({_short_reason(exc)}); ignored")
+            continue
+        metrics[m.iteration] = m
+    return manifest, metrics
+
+
+def _short_reason(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        first = exc.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in first["loc"])
+        return f"{exc.error_count()} error(s), first at {where}: {first['msg']}"
+    return str(exc)

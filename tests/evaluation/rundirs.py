@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
 
@@ -10,7 +9,19 @@ from ste_core.engine.store import RunStore
 from ste_core.evaluation import score_pairs
 from ste_core.evaluation.pairs_io import write_judgements, write_pairs
 from ste_core.evaluation.rewardbench import EXAMPLE_COUNTS
-from ste_core.records import Judgement, Order, ResponsePair
+from ste_core.records import (
+    EndpointRecord,
+    EvalScore,
+    FineTuneInfo,
+    FineTuneJobRecord,
+    Funnel,
+    IterationMetrics,
+    Judgement,
+    Order,
+    ResponsePair,
+    RunManifest,
+    StageUsage,
+)
 
 
 def eval_pairs(n: int) -> list[ResponsePair]:
@@ -67,33 +78,30 @@ def rewardbench_score(n_per_subset: int, p_correct: float, seed: int) -> dict:
 
 
 def make_run(root: Path, name: str, accuracies: list[float], *, crash_last: bool = True) -> Path:
-    """A run with iterations 0..len(accuracies)-1; the last one 'crashed' (eval.jsonl only)."""
+    """A run with iterations 0..len(accuracies)-1, its state in the run store as the pipeline
+    keeps it; the last one 'crashed' (eval.jsonl and stage counts, no metrics)."""
     run = root / name
     run.mkdir(parents=True)
     (run / "config.toml").write_text("[run]\nname = 'x'\n")
-    (run / "manifest.json").write_text(
-        json.dumps(
-            {
-                "name": name,
-                "seed": 0,
-                "versions": {"ste": "0.1.0", "python": "3.11"},
-                "models": {"generator": "gen-model", "judge": "seed-judge"},
-                "finetune_jobs": [
-                    {
-                        "iteration": 1,
-                        "job_id": "ft-111",
-                        "status": "succeeded",
-                        "model": "judge-it1",
-                        "endpoint": "ep-1",
-                    }
-                ],
-                "endpoints": [{"model": "judge-it1", "endpoint": "ep-1", "seconds": 612.5}],
-            }
-        )
-    )
     pairs = eval_pairs(60)
     write_pairs(run / "eval_pairs.jsonl", pairs)
     store = RunStore(run / "store.sqlite")
+    store.save_manifest(
+        RunManifest(
+            name=name,
+            seed=0,
+            versions={"ste": "0.1.0", "python": "3.11"},
+            models={"generator": "gen-model", "judge": "seed-judge"},
+            finetune_jobs=[
+                FineTuneJobRecord(
+                    iteration=1, job_id="ft-111", status="succeeded", model="judge-it1"
+                )
+            ],
+            endpoints=[
+                EndpointRecord(iteration=1, model="judge-it1", served_as="ep-1", seconds=612.5)
+            ],
+        )
+    )
     for it, acc in enumerate(accuracies):
         d = run / f"iter_{it}"
         d.mkdir()
@@ -103,46 +111,46 @@ def make_run(root: Path, name: str, accuracies: list[float], *, crash_last: bool
         last = it == len(accuracies) - 1
         if crash_last and last and it > 0:
             store.mark_stage(it, "judge", {"pairs": 90, "judged": 88, "correct": 70})
-            continue  # no metrics.json: the iteration crashed
-        metrics: dict = {
-            "iteration": it,
-            "judge_model": model,
-            "eval": score_pairs(pairs, judged, mode="both").model_dump(mode="json"),
-            "benchmarks": {"rewardbench": rewardbench_score(6, 0.6 + 0.05 * it, seed=it)},
-        }
+            continue  # no metrics: the iteration crashed while evaluating
+        metrics = IterationMetrics(
+            iteration=it,
+            judge_model=model,
+            eval=score_pairs(pairs, judged, mode="both"),
+            benchmarks={
+                "rewardbench": EvalScore.model_validate(
+                    rewardbench_score(6, 0.6 + 0.05 * it, seed=it)
+                )
+            },
+        )
         if it > 0:
-            metrics["funnel"] = {
-                "instructions": 200,
-                "pairs": 180 - it,
-                "judged": 176,
-                "correct": 120 + 5 * it,
-                "balanced_kept": 110,
-                "drops": {"parse_failure": 20 + it, "api_error": 1},
+            metrics.funnel = Funnel(
+                instructions=200,
+                pairs=180 - it,
+                judged=176,
+                correct=120 + 5 * it,
+                balanced_kept=110,
+                drops={"parse_failure": 20 + it, "api_error": 1},
+            )
+            metrics.stages = {
+                "baseline": StageUsage(
+                    requests=200,
+                    prompt_tokens=30000,
+                    completion_tokens=90000,
+                    cost_usd=0.11,
+                    seconds=41.5,
+                ),
+                "judge": StageUsage(
+                    requests=360,
+                    cache_hits=4,
+                    prompt_tokens=400000,
+                    completion_tokens=200000,
+                    cost_usd=0.52,
+                    seconds=120.0,
+                ),
             }
-            metrics["stages"] = {
-                "baseline": {
-                    "requests": 200,
-                    "cache_hits": 0,
-                    "prompt_tokens": 30000,
-                    "completion_tokens": 90000,
-                    "cost_usd": 0.11,
-                    "seconds": 41.5,
-                },
-                "judge": {
-                    "requests": 360,
-                    "cache_hits": 4,
-                    "prompt_tokens": 400000,
-                    "completion_tokens": 200000,
-                    "cost_usd": 0.52,
-                    "seconds": 120.0,
-                },
-            }
-            metrics["finetune"] = {
-                "job_id": f"ft-{it}{it}{it}",
-                "model": model,
-                "endpoint": f"ep-{it}",
-                "status": "succeeded",
-            }
-        (d / "metrics.json").write_text(json.dumps(metrics))
+            metrics.finetune = FineTuneInfo(
+                job_id=f"ft-{it}{it}{it}", model=model, endpoint=f"ep-{it}", status="succeeded"
+            )
+        store.put_metrics(metrics)
     store.close()
     return run

@@ -52,18 +52,19 @@ def test_single_run_report(run_a: Path) -> None:
     # overview row of the seed judge and the crashed iteration scored from eval.jsonl
     assert "| runA | 0 (seed) | seed-judge |" in md
     assert "| runA | 3 | judge-it3 |" in md
-    assert "iteration 3: metrics.json missing" in md
+    assert "iteration 3: no metrics recorded (iteration unfinished or crashed?)" in md
     assert "eval accuracy computed from eval.jsonl" in md
     # paired tests: consecutive and against the seed
     assert "| 1 vs 0 (seed) | previous |" in md
     assert "| 3 vs 2 | previous |" in md
     assert "| 3 vs 0 (seed) | seed |" in md
-    # funnel, usage, fine-tunes, RewardBench sections from metrics.json; store fallback
+    # funnel, usage, fine-tunes, RewardBench sections from the stored metrics; counts fallback
     assert "| 1 | 200 | 179 | 176 | 125 | 110 | parse_failure: 21, api_error: 1 |" in md
     assert "judge.correct: 70" in md
     assert "| all | total | 1,120 | 8 | 860,000 | 580,000 | 1.26 | 323 |" in md
     assert "| 2 | ft-222 | succeeded | judge-it2 | ep-2 |" in md
-    assert "| judge-it1 | ep-1 | 612.5 |" in md  # endpoints as a table
+    assert "| 1 | ft-111 | succeeded | judge-it1 | ep-1 |" in md  # manifest job + its endpoint
+    assert "| 1 | judge-it1 | ep-1 | 612.5 |" in md  # endpoints as a table
     assert "| Chat | Chat Hard | Safety | Reasoning | final | weights |" in md
 
     width, height = png_size(files.png.read_bytes())  # type: ignore[union-attr]
@@ -106,6 +107,7 @@ def test_several_runs_side_by_side(tmp_path: Path, run_a: Path) -> None:
 def test_empty_and_broken_runs_still_get_a_report(tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
+    # A run directory of ste 0.1 (state in its exports), with both files broken.
     broken = tmp_path / "broken"
     (broken / "iter_1").mkdir(parents=True)
     (broken / "manifest.json").write_text("{not json")
@@ -115,11 +117,28 @@ def test_empty_and_broken_runs_still_get_a_report(tmp_path: Path) -> None:
     )
     files = write_report([empty, broken], tmp_path / "out")
     md = files.markdown.read_text()
-    assert "manifest.json missing" in md and "no iter_N directories yet" in md
+    assert "store.sqlite missing" in md and "no judge evaluated yet" in md
     assert "manifest.json could not be read" in md
-    assert "not a valid EvalScore" in md
+    assert "iter_1/metrics.json is not valid metrics" in md
     assert "eval_pairs.jsonl missing" in md
     assert files.png is not None
+
+
+def test_a_version_1_run_directory_is_read_from_its_exports(tmp_path: Path, run_a: Path) -> None:
+    # ste 0.1 kept manifest and metrics in its exports only: turn run_a into such a directory.
+    from ste_core.engine.store import RunStore
+
+    with RunStore.open_read_only(run_a / "store.sqlite") as store:
+        manifest, metrics = store.manifest(), store.metrics()
+    assert manifest is not None
+    (run_a / "manifest.json").write_text(manifest.model_dump_json())
+    for j, m in metrics.items():
+        (run_a / f"iter_{j}" / "metrics.json").write_text(m.model_dump_json())
+    (run_a / "store.sqlite").unlink()
+    run = load_run(run_a)
+    assert [it.eval_source for it in run.iterations][:3] == ["run store"] * 3
+    assert run.iterations[2].metrics == metrics[2]
+    assert run.manifest is not None and run.manifest.finetune_jobs[0].job_id == "ft-111"
 
 
 def test_without_matplotlib_the_report_says_so(
@@ -136,5 +155,5 @@ def test_without_matplotlib_the_report_says_so(
 def test_load_run_reads_metrics_eval_without_rescoring(run_a: Path) -> None:
     run = load_run(run_a)
     assert [it.index for it in run.iterations] == [0, 1, 2, 3]
-    assert [it.eval_source for it in run.iterations][:3] == ["metrics.json"] * 3
+    assert [it.eval_source for it in run.iterations][:3] == ["run store"] * 3
     assert run.iterations[1].benchmarks["rewardbench"].rewardbench is not None

@@ -396,3 +396,48 @@ async def test_a_failing_hook_is_a_warning_not_a_failed_run(tmp_path: Path, scri
     with pytest.warns(PluginWarning, match="tracker down"):
         result = await Pipeline(_config(tmp_path)).run(iterations=1)
     assert result.status == "succeeded"
+
+
+async def test_a_run_of_version_1_resumes_with_its_spending_and_metrics(
+    tmp_path: Path, scripted
+) -> None:
+    """ste 0.1 kept the manifest and metrics in manifest.json / metrics.json and each stage's
+    usage in `state`. Resuming such a run adopts them into the store once: the budget counts
+    what the earlier sessions spent, and the next judge is compared with the previous one."""
+    import sqlite3
+
+    from ste_core.engine.store import RunStore
+
+    first = await Pipeline(_config(tmp_path, **{"run.iterations": 1})).run()
+    root = first.run_dir
+    spent = json.loads((root / "manifest.json").read_text())["usage"]["requests"]
+    assert spent > 0
+    # Turn the store into one written by 0.1: no manifest or metrics rows; usage in `state`.
+    with RunStore(root / "store.sqlite") as store:
+        usage = {
+            (it, name): store.stage_usage(it).get(name)
+            for it, stages in store.all_stage_counts().items()
+            for name in stages
+        }
+        for (it, name), u in usage.items():
+            if u is not None:
+                store.set_state(f"stage_usage/{it}/{name}", u.model_dump(exclude={"seconds"}))
+    conn = sqlite3.connect(root / "store.sqlite")
+    with conn:
+        conn.execute("DELETE FROM manifest")
+        conn.execute("DELETE FROM metrics")
+        conn.execute("UPDATE stages SET usage = NULL")
+    conn.close()
+
+    resumed = Pipeline(_config(tmp_path, **{"run.iterations": 2}))
+    resumed.open()
+    assert resumed.budget is not None and resumed.budget.requests == spent
+    result = await resumed.run()
+    assert result.status == "succeeded"
+    assert sorted(result.metrics) == [0, 1, 2]
+    assert result.metrics[2].paired["vs_previous"].against_iteration == 1
+    assert result.metrics[1].stages["judge"].requests > 0  # adopted stage usage, now in the store
+    with RunStore.open_read_only(root / "store.sqlite") as store:
+        assert store.get_state("stage_usage/1/judge") is None
+        manifest = store.manifest()
+    assert manifest is not None and len(manifest.sessions) == 2
