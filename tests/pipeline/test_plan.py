@@ -1,0 +1,147 @@
+"""The plan and the generic runner: the schedule, prerequisites, shared judge sessions, a stage
+added to the plan from outside, and `ste run --plan`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from ste_core import STAGES, Counts, Funnel, Pipeline, Stage, Step
+from ste_core.cli.app import app
+from ste_core.config import load_config
+from ste_core.errors import SteError
+from ste_core.pipeline import prerequisites, schedule
+from ste_core.records import ResponsePair
+from ste_core.run.io import jsonl_writer, read_jsonl
+from ste_core.stages import stage_named
+
+from .helpers import ScriptedFineTune, base_config, write_config
+
+
+def _config(tmp: Path, **changes: Any) -> Any:
+    data = base_config(tmp)
+    for dotted, value in changes.items():
+        node = data
+        *parents, leaf = dotted.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return load_config(write_config(tmp, data))
+
+
+def test_the_schedule_puts_each_judges_steps_side_by_side(tmp_path: Path) -> None:
+    steps = schedule(_config(tmp_path), 2)
+    assert [f"{s.stage.name}@{s.iteration}" for s in steps] == [
+        "load@0",
+        "split@0",
+        "eval_pairs@0",
+        "baseline@1",
+        "worse@1",
+        # M_0's evaluation waits for the next step that calls M_0: one session for both
+        "evaluate@0",
+        "judge@1",
+        "select@1",
+        "training_data@1",
+        "finetune@1",
+        "baseline@2",
+        "worse@2",
+        "evaluate@1",
+        "judge@2",
+        "select@2",
+        "training_data@2",
+        "finetune@2",
+        "evaluate@2",
+    ]
+    assert [s.judge for s in steps if s.judge is not None] == [0, 0, 1, 1, 2]
+
+
+def test_a_disabled_stage_is_not_scheduled_and_not_a_prerequisite(tmp_path: Path) -> None:
+    off = _config(tmp_path / "off")
+    on = _config(tmp_path / "on", **{"filter.enabled": True})
+    split, evaluate = stage_named("split"), stage_named("evaluate")
+    assert "classify" not in [s.stage.name for s in schedule(off, 1)]
+    assert [s.stage.name for s in schedule(on, 1)][:3] == ["load", "classify", "split"]
+    assert prerequisites(split, 0, off) == [("load", 0)]
+    assert prerequisites(split, 0, on) == [("load", 0), ("classify", 0)]
+    # M_0 exists without a fine-tune; M_2 needs iteration 2's
+    assert prerequisites(evaluate, 0, off) == [("eval_pairs", 0)]
+    assert prerequisites(evaluate, 2, off) == [("eval_pairs", 0), ("finetune", 2)]
+
+
+class LengthCounts(Counts):
+    pairs: int = 0
+    longer_rejected: int = 0
+
+    def funnel(self) -> Funnel:
+        return Funnel(drops={"rejected_longer_than_chosen": self.longer_rejected})
+
+
+async def _lengths(step: Step) -> LengthCounts:
+    """A stage a user adds: how often the known-worse response is the longer one."""
+    rundir, i = step.ctx.rundir, step.iteration
+    counts = LengthCounts()
+    with jsonl_writer(rundir.iter_file(i, "lengths.jsonl")) as w:
+        for pair in read_jsonl(rundir.iter_file(i, "pairs.jsonl"), ResponsePair):
+            longer = len(pair.rejected) > len(pair.chosen)
+            w.write({"pair_id": pair.id, "rejected_longer": longer})
+            counts.pairs += 1
+            counts.longer_rejected += longer
+    return counts
+
+
+LENGTHS = Stage(
+    name="lengths",
+    scope="iteration",
+    run=_lengths,
+    counts=LengthCounts,
+    needs=("worse",),
+    summary="how often the worse response is the longer one",
+)
+
+
+async def test_a_stage_added_to_the_plan_runs_in_every_iteration(tmp_path: Path, scripted) -> None:
+    # The whole addition: the module above, and this one line of plan.
+    plan = (*STAGES[:6], LENGTHS, *STAGES[6:])
+    pipe = Pipeline(_config(tmp_path), plan=plan)
+    result = await pipe.run()
+    assert result.status == "succeeded"
+    for i in (1, 2):
+        counts = pipe.funnel(i)["lengths"]
+        assert counts["pairs"] == len(list(pipe.pairs(i)))
+        rows = list(read_jsonl(result.run_dir / f"iter_{i}" / "lengths.jsonl"))
+        assert counts["longer_rejected"] == sum(r["rejected_longer"] for r in rows)
+    # Its counts feed the iteration's funnel, next to the built-in stages'.
+    funnel = result.metrics[1].funnel
+    assert (
+        funnel.drops.get("rejected_longer_than_chosen", 0)
+        == pipe.funnel(1)["lengths"]["longer_rejected"]
+    )
+    assert funnel.judged == pipe.funnel(1)["judge"]["judgements"]
+    # One serving session per fine-tuned judge, as without the extra stage.
+    assert ScriptedFineTune.served == [result.models[1].model, result.models[2].model]
+
+
+async def test_a_step_whose_prerequisites_are_missing_is_refused(tmp_path: Path, scripted) -> None:
+    pipe = Pipeline(_config(tmp_path))
+    with pytest.raises(SteError, match=r"needs stage 'worse' \(iteration 1\) first"):
+        await pipe.stage("judge", 1)
+    await pipe.aclose()
+
+
+async def test_ste_run_plan_prints_the_schedule_and_what_is_done(tmp_path: Path, scripted) -> None:
+    config_path = write_config(tmp_path, base_config(tmp_path))
+    pipe = Pipeline(load_config(config_path))
+    await pipe.stage("load")
+    await pipe.aclose()
+    out = CliRunner().invoke(app, ["run", str(config_path), "--plan"])
+    assert out.exit_code == 0, out.output
+    lines = out.output.splitlines()
+    assert lines[0].startswith("plan of run 't'") and "18 steps" in lines[0]
+    load_line = next(line for line in lines if " load " in line)
+    split_line = next(line for line in lines if " split " in line)
+    assert "done" in load_line and "to do" in split_line
+    judge_line = next(line for line in lines if line.split()[:2] == ["1", "judge"])
+    assert "M_0" in judge_line
