@@ -123,21 +123,19 @@ def schedule(
         for stage in plan
         if stage.enabled(config) and i in stage.iterations(iterations)
     ]
-    i = 0
-    while i < len(steps):
+    # From the end backwards, so that a step joins its partner after the partner has joined its
+    # own: M_i's evaluation and benchmarks both end up next to iteration i+1's judging.
+    for i in reversed(range(len(steps))):
         step = steps[i]
-        partner = None
-        if step.judge is not None:
-            later = range(i + 1, len(steps))
-            partner = next((k for k in later if steps[k].judge == step.judge), None)
-        if partner is not None and partner > i + 1:
-            between = steps[i + 1 : partner]
-            if not any(
-                step.key in prerequisites(b.stage, b.iteration, config, plan) for b in between
-            ):
-                steps.insert(partner - 1, steps.pop(i))
-                continue  # another step now stands at position i
-        i += 1
+        if step.judge is None:
+            continue
+        later = range(i + 1, len(steps))
+        partner = next((k for k in later if steps[k].judge == step.judge), None)
+        if partner is None or partner == i + 1:
+            continue
+        between = steps[i + 1 : partner]
+        if not any(step.key in prerequisites(b.stage, b.iteration, config, plan) for b in between):
+            steps.insert(partner - 1, steps.pop(i))
     return steps
 
 
