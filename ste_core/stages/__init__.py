@@ -6,14 +6,16 @@ plan; `ste run --plan CONFIG` prints this one for a config. Adding a stage means
 and one line below.
 
     iteration 0:  load -> classify ([filter]) -> split -> eval_pairs -> evaluate (M_0)
+                  -> benchmark (M_0, [[evaluation.benchmarks]])
     iteration i:  baseline -> worse -> judge (by M_{i-1}) -> select -> training_data
-                  -> finetune (M_i) -> evaluate (M_i)
+                  -> finetune (M_i) -> evaluate (M_i) -> benchmark (M_i)
 """
 
 from typing import Any
 
 from ste_core.stages import (
     baseline,
+    benchmark,
     classify,
     eval_pairs,
     evaluate,
@@ -41,6 +43,7 @@ STAGES: tuple[Stage[Any], ...] = (
     training_data.STAGE,
     finetune.STAGE,
     evaluate.STAGE,
+    benchmark.STAGE,
 )
 
 

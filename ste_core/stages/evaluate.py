@@ -1,13 +1,12 @@
-"""Stage `evaluate` (step 9): score judge M_j on the frozen eval pairs and every benchmark.
+"""Stage `evaluate` (step 9): score judge M_j on the frozen eval pairs.
 
 Runs once per judge: M_0 (the seed judge, at iteration 0) and each fine-tuned M_j (at iteration
 j). Every judge sees the same pairs, so the scores are comparable; consecutive judges (and each
 with the seed) are compared with a paired test on the same items. The judge's `IterationMetrics`
-(scores, paired tests, the iteration's funnel, per-stage usage, fine-tune job) go to the run
-store and are exported to iter_j/metrics.json.
+(score, paired tests, the iteration's funnel, per-stage usage, fine-tune job) go to the run store
+and are exported to iter_j/metrics.json; the `benchmark` stage adds its benchmark scores.
 
-Files: eval_pairs.jsonl -> iter_j/eval.jsonl; bench_<name>.pairs.jsonl (frozen at the first
-evaluation) -> iter_j/bench_<name>.jsonl; iter_j/metrics.json.
+Files: eval_pairs.jsonl -> iter_j/eval.jsonl, iter_j/metrics.json.
 """
 
 from __future__ import annotations
@@ -23,69 +22,48 @@ from ste_core.records import (
     ResponsePair,
 )
 from ste_core.run.context import RunContext
-from ste_core.run.io import jsonl_writer, read_jsonl
+from ste_core.run.io import read_jsonl
 from ste_core.run.serving import Judge
-from ste_core.stages.base import Stage, Step, flat_counts
+from ste_core.stages.base import Stage, Step
 from ste_core.stages.judge import JudgeCounts, JudgingSetup, judge_file, read_judgements
 
-__all__ = ["STAGE", "EvaluateCounts"]
+__all__ = ["STAGE", "EvaluateCounts", "evaluation_setup", "judge_and_score"]
 
 
 class EvaluateCounts(JudgeCounts):
-    """The judging tally on the eval pairs, judgements per benchmark, and the eval pairs."""
+    """The judging tally on the eval pairs, and how many eval pairs there are."""
 
-    benchmarks: dict[str, int] = flat_counts("bench_")
     eval_pairs: int = 0
 
     def funnel(self) -> Funnel:
         return Funnel()  # a judge's evaluation measures the funnel, it is not a step of it
 
 
-async def evaluate(step: Step) -> EvaluateCounts:
-    from ste_core.evaluation import paired_comparison
-
-    ctx, j, by = step.ctx, step.iteration, step.judge
-    cfg = ctx.config
-    ev = cfg.evaluation
-    rundir = ctx.rundir
-    setup = JudgingSetup(
-        template=ctx.template(cfg.eval_template),
+def evaluation_setup(ctx: RunContext) -> JudgingSetup:
+    """How every judge is asked when it is measured ([evaluation]: greedy by default)."""
+    ev = ctx.config.evaluation
+    return JudgingSetup(
+        template=ctx.template(ctx.config.eval_template),
         params=ev.params.to_params(),
         samples=ev.samples_per_order,
         orders=ev.orders,
     )
+
+
+async def evaluate(step: Step) -> EvaluateCounts:
+    from ste_core.evaluation import paired_comparison
+
+    ctx, j, by = step.ctx, step.iteration, step.judge
+    rundir = ctx.rundir
     pairs = list(read_jsonl(rundir.eval_pairs_path, ResponsePair))
-    tally, score = await _judge_and_score(
+    tally, score = await judge_and_score(
         ctx,
         by,
         pairs,
         rundir.eval_pairs_path,
         rundir.iter_file(j, "eval.jsonl"),
-        setup,
         what=f"evaluation of judge {j}",
     )
-    counts = EvaluateCounts(**tally.model_dump(), eval_pairs=len(pairs))
-    benchmarks: dict[str, EvalScore] = {}
-    for bench in ev.benchmarks:
-        # Frozen at the first evaluation, like the eval pairs: every judge of the run is scored
-        # on the same benchmark pairs even if the user's file changes between sessions.
-        bpath = rundir.root / f"bench_{bench.name}.pairs.jsonl"
-        if not bpath.exists():
-            key = f"evaluation.benchmarks[{bench.name}].path"
-            with jsonl_writer(bpath) as w:
-                for p in ctx.read_pairs_file(bench.path, key)[: bench.limit]:
-                    w.write(p)
-        bpairs = list(read_jsonl(bpath, ResponsePair))
-        btally, benchmarks[bench.name] = await _judge_and_score(
-            ctx,
-            by,
-            bpairs,
-            bpath,
-            rundir.iter_file(j, f"bench_{bench.name}.jsonl"),
-            setup,
-            what=f"benchmark {bench.name} of judge {j}",
-        )
-        counts.benchmarks[bench.name] = btally.judgements
     paired: dict[str, PairedResult] = {}
     earlier = ctx.store.metrics()
     for label, other in (("vs_previous", j - 1), ("vs_seed", 0)):
@@ -93,30 +71,28 @@ async def evaluate(step: Step) -> EvaluateCounts:
         if other < 0 or other == j or (label == "vs_seed" and other == j - 1):
             continue
         if other in earlier:
-            test = paired_comparison(earlier[other].eval, score, seed=cfg.run.seed)
+            test = paired_comparison(earlier[other].eval, score, seed=ctx.config.run.seed)
             paired[label] = PairedResult(against_iteration=other, **test.model_dump())
     ctx.save_metrics(
         IterationMetrics(
             iteration=j,
             judge_model=by.model,
             eval=score,
-            benchmarks=benchmarks,
             paired=paired,
             funnel=ctx.funnel(j),
             stages=ctx.store.stage_usage(j),
             finetune=_finetune_info(ctx, j),
         )
     )
-    return counts
+    return EvaluateCounts(**tally.model_dump(), eval_pairs=len(pairs))
 
 
-async def _judge_and_score(
+async def judge_and_score(
     ctx: RunContext,
     by: Judge,
     pairs: list[ResponsePair],
     pairs_path: Path,
     out: Path,
-    setup: JudgingSetup,
     *,
     what: str,
 ) -> tuple[JudgeCounts, EvalScore]:
@@ -124,6 +100,7 @@ async def _judge_and_score(
     (the same pairs, already read: scoring needs them all at once)."""
     from ste_core.evaluation import score_pairs
 
+    setup = evaluation_setup(ctx)
     tally = await judge_file(ctx, by, pairs_path, out, setup, what=what, stage="evaluate")
     ev = ctx.config.evaluation
     score = score_pairs(
@@ -159,5 +136,5 @@ STAGE = Stage(
     # M_j exists once iteration j's fine-tune is done (M_0, the seed judge, always does)
     needs=("eval_pairs", "finetune"),
     judge="current",
-    summary="score the judge on the frozen eval pairs and benchmarks; paired tests",
+    summary="score the judge on the frozen eval pairs; paired tests with earlier judges",
 )

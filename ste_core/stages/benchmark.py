@@ -1,0 +1,73 @@
+"""Stage `benchmark`: score judge M_j on every labelled benchmark of `[evaluation] benchmarks`.
+
+Runs once per judge, right after its evaluation and in the same serving session. A benchmark's
+pairs are frozen at the first judge's run (copied into the run directory), so every judge of the
+run is scored on the same pairs even if the user's file changes between sessions. The scores join
+the judge's metrics (`IterationMetrics.benchmarks`).
+
+Files: the user's file -> bench_<name>.pairs.jsonl (once) -> iter_j/bench_<name>.jsonl.
+"""
+
+from __future__ import annotations
+
+from ste_core.config import Config
+from ste_core.records import EvalScore, ResponsePair
+from ste_core.run.io import jsonl_writer, read_jsonl
+from ste_core.stages.base import Counts, Stage, Step, flat_counts
+from ste_core.stages.evaluate import judge_and_score
+
+__all__ = ["STAGE", "BenchmarkCounts"]
+
+
+class BenchmarkCounts(Counts):
+    """Per benchmark: its pairs, and the judgements and failed samples of this judge on them."""
+
+    pairs: dict[str, int] = flat_counts("pairs_")
+    judgements: dict[str, int] = flat_counts("judgements_")
+    failures: dict[str, int] = flat_counts("failures_")
+
+
+async def benchmark(step: Step) -> BenchmarkCounts:
+    ctx, j = step.ctx, step.iteration
+    rundir = ctx.rundir
+    counts = BenchmarkCounts()
+    scores: dict[str, EvalScore] = {}
+    for bench in ctx.config.evaluation.benchmarks:
+        frozen = rundir.root / f"bench_{bench.name}.pairs.jsonl"
+        if not frozen.exists():
+            key = f"evaluation.benchmarks[{bench.name}].path"
+            with jsonl_writer(frozen) as w:
+                for p in ctx.read_pairs_file(bench.path, key)[: bench.limit]:
+                    w.write(p)
+        pairs = list(read_jsonl(frozen, ResponsePair))
+        tally, scores[bench.name] = await judge_and_score(
+            ctx,
+            step.judge,
+            pairs,
+            frozen,
+            rundir.iter_file(j, f"bench_{bench.name}.jsonl"),
+            what=f"benchmark {bench.name} of judge {j}",
+        )
+        counts.pairs[bench.name] = len(pairs)
+        counts.judgements[bench.name] = tally.judgements
+        counts.failures[bench.name] = tally.failures
+    metrics = ctx.store.metrics()[j]
+    ctx.save_metrics(metrics.model_copy(update={"benchmarks": scores}))
+    return counts
+
+
+def _has_benchmarks(config: Config) -> bool:
+    return bool(config.evaluation.benchmarks)
+
+
+STAGE = Stage(
+    name="benchmark",
+    scope="judge",
+    run=benchmark,
+    counts=BenchmarkCounts,
+    needs=("evaluate",),
+    judge="current",
+    enabled=_has_benchmarks,
+    enabled_when="[[evaluation.benchmarks]] lists a benchmark",
+    summary="score the judge on each labelled benchmark of [evaluation] (RewardBench, ...)",
+)
