@@ -24,7 +24,15 @@ from ste_core.errors import (
     TransientProviderError,
     UnknownBackendError,
 )
-from ste_core.hookspecs import IterationEvent, RunEvent, StageEvent, hookimpl, hookspec
+from ste_core.hookspecs import (
+    IterationEvent,
+    RegisterBackends,
+    RegisterTemplates,
+    RunEvent,
+    StageEvent,
+    hookimpl,
+    hookspec,
+)
 from ste_core.plugins import (
     get_finetune_backend,
     get_host,
@@ -82,6 +90,8 @@ __all__ = [
     "PermanentProviderError",
     "ProviderError",
     "RateLimitError",
+    "RegisterBackends",
+    "RegisterTemplates",
     "ResponsePair",
     "RunEvent",
     "SFTExample",
