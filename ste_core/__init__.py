@@ -5,11 +5,14 @@ backends that need them are plugins, loaded through the `ste` entry-point group 
 """
 
 from ste_core.backends import (
+    BackendOptions,
     BatchItem,
     FineTuneBackend,
     FineTuneCapabilities,
     InferenceBackend,
     InferenceCapabilities,
+    option,
+    secret,
 )
 from ste_core.errors import (
     AuthenticationError,
@@ -64,6 +67,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AuthenticationError",
+    "BackendOptions",
     "BatchItem",
     "BudgetExceeded",
     "ChatRequest",
@@ -107,5 +111,7 @@ __all__ = [
     "hookimpl",
     "hookspec",
     "list_backends",
+    "option",
     "reset_host",
+    "secret",
 ]

@@ -6,6 +6,10 @@ the name of a built-in backend. Loading is lazy (the first call that needs the r
 isolated: a plugin that fails to import, registers a name that is taken, or fails in an event
 hook gives a warning naming its distribution and the rest keep working.
 
+Backend options are validated here, against the backend class's `Options`, without constructing
+the backend or importing its SDK: `inference_options()` / `finetune_options()` are what the
+config loader calls before a run starts.
+
 `STE_PLUGINS=together,myplugin` restricts loading to those entry-point names (empty string: load
 none, useful for tests).
 """
@@ -16,21 +20,23 @@ import importlib.util
 import os
 import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
-from typing import Any
+from typing import Any, Literal
 
 import pluggy
 from pydantic import BaseModel
 
-from ste_core.backends import FineTuneBackend, InferenceBackend
+from ste_core.backends import BackendOptions, FineTuneBackend, InferenceBackend
 from ste_core.errors import ConfigurationError, MissingDependencyError, UnknownBackendError
 from ste_core.hookspecs import Hookspecs, RegisterBackends, RegisterTemplates
 
 ENTRY_POINT_GROUP = "ste"
 OWN_DISTRIBUTION = "self-taught-evaluators"
 EVENT_HOOKS = ("stage_finished", "iteration_finished", "run_finished")
+
+Kind = Literal["inference", "finetune"]
 
 
 class PluginWarning(UserWarning):
@@ -49,8 +55,9 @@ class BackendInfo:
     version: str | None = None
 
     @property
-    def kinds(self) -> list[str]:
-        return [k for k in ("inference", "finetune") if getattr(self, k) is not None]
+    def kinds(self) -> list[Kind]:
+        kinds: tuple[Kind, ...] = ("inference", "finetune")
+        return [k for k in kinds if getattr(self, k) is not None]
 
     @property
     def missing(self) -> list[str]:
@@ -67,6 +74,32 @@ class BackendInfo:
             if cls is not None and cls.extra:
                 return cls.extra
         return None
+
+    def cls(self, kind: Kind) -> type[InferenceBackend] | type[FineTuneBackend]:
+        """The backend class of `kind`, or a ConfigurationError naming the kinds it offers."""
+        found = self.inference if kind == "inference" else self.finetune
+        if found is None:
+            does = "do inference" if kind == "inference" else "fine-tune"
+            raise ConfigurationError(
+                f"Backend '{self.name}' does not {does} (it offers: {', '.join(self.kinds)})."
+            )
+        return found
+
+    def options(self, kind: Kind, values: Mapping[str, Any], *, where: str = "") -> BackendOptions:
+        """`values` validated against the `kind` class's Options (see `inference_options`).
+        Nothing is constructed and no SDK is imported."""
+        return self.cls(kind).Options.parse(values, backend=self.name, where=where)
+
+    def build(
+        self, kind: Kind, options: BackendOptions | None, values: Mapping[str, Any]
+    ) -> InferenceBackend | FineTuneBackend:
+        """The `kind` backend, from an Options instance or raw option values (validated first,
+        so that a bad option is reported even when the SDK is not installed)."""
+        cls = self.cls(kind)
+        if options is None:
+            options, values = self.options(kind, values), {}
+        _check_installed(self)
+        return cls(options, **values)
 
 
 @dataclass
@@ -232,23 +265,21 @@ class PluginHost:
                 "see them, or install the plugin that provides it."
             ) from None
 
-    def inference_backend(self, name: str, **options: Any) -> InferenceBackend:
-        info = self.backend(name)
-        if info.inference is None:
-            raise ConfigurationError(
-                f"Backend '{name}' does not do inference (it offers: {', '.join(info.kinds)})."
-            )
-        _check_installed(info)
-        return info.inference(**options)
+    def inference_backend(
+        self, name: str, options: BackendOptions | None = None, /, **values: Any
+    ) -> InferenceBackend:
+        """Construct inference backend `name` from an Options instance or option values."""
+        backend = self.backend(name).build("inference", options, values)
+        assert isinstance(backend, InferenceBackend)
+        return backend
 
-    def finetune_backend(self, name: str, **options: Any) -> FineTuneBackend:
-        info = self.backend(name)
-        if info.finetune is None:
-            raise ConfigurationError(
-                f"Backend '{name}' does not fine-tune (it offers: {', '.join(info.kinds)})."
-            )
-        _check_installed(info)
-        return info.finetune(**options)
+    def finetune_backend(
+        self, name: str, options: BackendOptions | None = None, /, **values: Any
+    ) -> FineTuneBackend:
+        """Construct fine-tune backend `name` from an Options instance or option values."""
+        backend = self.backend(name).build("finetune", options, values)
+        assert isinstance(backend, FineTuneBackend)
+        return backend
 
     def template(self, name_or_path: str) -> Any:
         import ste_prompts
@@ -305,14 +336,44 @@ def reset_host() -> None:
         _host = None
 
 
-def get_inference_backend(name: str, **options: Any) -> InferenceBackend:
-    """Construct the inference backend registered as `name` with its options."""
-    return get_host().inference_backend(name, **options)
+def get_inference_backend(
+    name: str, options: BackendOptions | None = None, /, **values: Any
+) -> InferenceBackend:
+    """Construct the inference backend registered as `name`, from its Options or option values."""
+    return get_host().inference_backend(name, options, **values)
 
 
-def get_finetune_backend(name: str, **options: Any) -> FineTuneBackend:
-    """Construct the fine-tune backend registered as `name` with its options."""
-    return get_host().finetune_backend(name, **options)
+def get_finetune_backend(
+    name: str, options: BackendOptions | None = None, /, **values: Any
+) -> FineTuneBackend:
+    """Construct the fine-tune backend registered as `name`, from its Options or option values."""
+    return get_host().finetune_backend(name, options, **values)
+
+
+def inference_options(name: str, values: Mapping[str, Any], *, where: str = "") -> BackendOptions:
+    """Validate the options table `values` of inference backend `name` (for the config loader,
+    before any stage runs). Constructs nothing and imports no SDK.
+
+    Raises ConfigurationError with one line per problem, each naming the key under `where`
+    (e.g. "judge.options"), the value given and what is allowed (for an unknown key: the allowed
+    keys); UnknownBackendError for an unknown backend.
+    """
+    return get_host().backend(name).options("inference", values, where=where)
+
+
+def finetune_options(name: str, values: Mapping[str, Any], *, where: str = "") -> BackendOptions:
+    """Validate the options table `values` of fine-tune backend `name`; see inference_options."""
+    return get_host().backend(name).options("finetune", values, where=where)
+
+
+def secret_options(
+    name: str, kind: Kind, values: Mapping[str, Any] | None = None
+) -> dict[str, str | None]:
+    """The secret options of backend `name` (`kind`), each with the environment variable it is
+    read from given the options table `values` (which may rename it, e.g. `api_key_env`); None
+    where the backend names no variable. A config file must not set any of them."""
+    options_cls = get_host().backend(name).cls(kind).Options
+    return {secret: options_cls.secret_env(secret, values) for secret in options_cls.secret_names()}
 
 
 def fire_event(hook_name: str, event: BaseModel) -> None:

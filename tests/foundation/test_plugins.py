@@ -15,6 +15,7 @@ from typing import ClassVar
 import pytest
 
 from ste_core import (
+    BackendOptions,
     ChatRequest,
     Completion,
     ConfigurationError,
@@ -25,6 +26,7 @@ from ste_core import (
     UnknownBackendError,
     get_host,
     hookimpl,
+    option,
     reset_host,
 )
 from ste_core.plugins import PluginHost, PluginWarning, fire_event
@@ -153,13 +155,14 @@ class NeedsMissingSdk(InferenceBackend):
 
 
 class Fixed(InferenceBackend):
+    class Options(BackendOptions):
+        text: str = option("fixed", changes_results=True, help="the answer to everything")
+
+    options: Options
     capabilities: ClassVar[InferenceCapabilities] = InferenceCapabilities(max_n=1)
 
-    def __init__(self, text: str = "fixed") -> None:
-        self.text = text
-
     async def complete(self, request: ChatRequest) -> Completion:
-        return Completion(texts=(self.text,))
+        return Completion(texts=(self.options.text,))
 
 
 class DirectPlugin:
