@@ -18,11 +18,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ste_core.backends import (
+    BackendOptions,
     BatchItem,
     FineTuneBackend,
     FineTuneCapabilities,
     InferenceBackend,
     InferenceCapabilities,
+    option,
+    secret,
 )
 from ste_core.errors import (
     AuthenticationError,
@@ -37,7 +40,15 @@ from ste_core.errors import (
     TransientProviderError,
     UnknownBackendError,
 )
-from ste_core.hookspecs import IterationEvent, RunEvent, StageEvent, hookimpl, hookspec
+from ste_core.hookspecs import (
+    IterationEvent,
+    RegisterBackends,
+    RegisterTemplates,
+    RunEvent,
+    StageEvent,
+    hookimpl,
+    hookspec,
+)
 from ste_core.plugins import (
     get_finetune_backend,
     get_host,
@@ -111,6 +122,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "STAGES",
     "AuthenticationError",
+    "BackendOptions",
     "Baseline",
     "BatchItem",
     "BudgetExceeded",
@@ -148,6 +160,8 @@ __all__ = [
     "Pipeline",
     "ProviderError",
     "RateLimitError",
+    "RegisterBackends",
+    "RegisterTemplates",
     "ResponsePair",
     "RunEvent",
     "RunManifest",
@@ -169,6 +183,8 @@ __all__ = [
     "hookspec",
     "list_backends",
     "load_config",
+    "option",
     "reset_host",
     "run",
+    "secret",
 ]

@@ -1,10 +1,25 @@
-"""The two interfaces the core talks to: InferenceBackend and FineTuneBackend.
+"""The two interfaces the core talks to: InferenceBackend and FineTuneBackend, and their options.
 
-A backend is a class registered by a plugin (see `ste_core.plugins`). Its constructor takes the
-options from the config's backend section as keyword arguments. Backends must import their
-provider SDK lazily (inside `__init__` or methods, never at module import), so listing backends
-or showing `ste --help` never pays for torch or litellm; the host checks `requires` before
-constructing one and names the pip extra when something is missing.
+A backend is a class registered by a plugin (see `ste_core.plugins`). Its options (the `options`
+table of the config section that selects it) are declared as a `BackendOptions` model on the
+class, `Options`, so that a config can be checked before a run starts, `ste backends --options`
+can list them, and `describe()` (what enters request cache keys) is derived from the options
+that change results instead of being written by hand:
+
+    class MyOptions(BackendOptions):
+        base_url: str = option("https://api.example.com", changes_results=True, help="...")
+        timeout_s: float = option(60.0, gt=0, changes_results=False, help="...")
+        api_key: SecretStr | None = secret(env="EXAMPLE_API_KEY", help="...")
+
+    class MyInference(InferenceBackend):
+        Options = MyOptions
+
+    MyInference(timeout_s=5).options.timeout_s  # validated; a bad value is a ConfigurationError
+
+Backends must import their provider SDK lazily (inside `__init__` or methods, never at module
+import), so listing backends, validating options or showing `ste --help` never pays for torch or
+litellm; the host checks `requires` before constructing one and names the pip extra when
+something is missing.
 
 Capabilities are declared, not guessed: the core reads them to decide how to call a backend
 (e.g. it repeats a request n times when `max_n` is 1).
@@ -14,15 +29,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import os
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, ClassVar
+from types import UnionType
+from typing import Annotated, Any, ClassVar, Literal, Self, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic_core import ErrorDetails, PydanticUndefined, to_jsonable_python
 
-from ste_core.errors import SteError
+from ste_core.errors import ConfigurationError, SteError
 from ste_core.records import (
     ChatRequest,
     Completion,
@@ -33,6 +53,213 @@ from ste_core.records import (
     ModelRef,
     SFTExample,
 )
+from ste_core.validation import problems
+
+# Keys of a field's `json_schema_extra` set by `option()` / `secret()`.
+_CHANGES_RESULTS = "changes_results"
+_SECRET_ENV = "secret_env"
+_SECRET_ENV_OPTION = "secret_env_option"
+
+
+def option(
+    default: Any = PydanticUndefined, *, changes_results: bool, help: str, **field: Any
+) -> Any:
+    """Declare one backend option (a pydantic field; `field` takes `Field`'s keywords: `gt`,
+    `ge`, `le`, `default_factory`, ...).
+
+    `changes_results`: whether two runs that differ only in this option can get different answers.
+    True for what decides the answer (the model, the server, request fields that reach the model
+    such as extra body fields, anything sampling depends on); those options enter `describe()`
+    and so the request cache key. False for how an answer is obtained (timeouts, poll intervals,
+    concurrency hints, serving mode, deployment settings, a Batch API that returns the same
+    outputs, price tables). Getting it wrong either serves cached answers from another setup
+    (True forgotten) or throws away a valid cache (True where it is not needed).
+    """
+    return Field(
+        default, description=help, json_schema_extra={_CHANGES_RESULTS: changes_results}, **field
+    )
+
+
+def secret(*, env: str | None = None, env_option: str | None = None, help: str) -> Any:
+    """Declare a secret option (type `SecretStr | None`): a key or token.
+
+    Filled from the environment variable `env`, or from the one named by the option
+    `env_option` (e.g. `api_key_env`), when not given. Config files may not set it (the config
+    loader refuses it, naming the variable); code may pass it. Never result-changing, never in
+    `describe()`, never in a repr, a dump or an error message.
+    """
+    extra: dict[str, Any] = {_CHANGES_RESULTS: False}
+    if env is not None:
+        extra[_SECRET_ENV] = env
+    if env_option is not None:
+        extra[_SECRET_ENV_OPTION] = env_option
+    return Field(None, description=help, repr=False, exclude=True, json_schema_extra=extra)
+
+
+@dataclass(frozen=True)
+class OptionInfo:
+    """One option as `ste backends --options` shows it."""
+
+    name: str
+    type: str
+    default: Any
+    changes_results: bool
+    secret: bool
+    #: the environment variable a secret is read from by default (None: not a secret, or none)
+    secret_env: str | None
+    help: str
+
+
+class BackendOptions(BaseModel):
+    """Base of a backend's options: frozen, unknown keys refused, every field declared with
+    `option()` or `secret()` (checked when a subclass is created)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        for name, field in cls.model_fields.items():
+            extra = field.json_schema_extra
+            if not isinstance(extra, dict) or not isinstance(extra.get(_CHANGES_RESULTS), bool):
+                raise TypeError(
+                    f"{cls.__qualname__}.{name} is declared without option() or secret(): every "
+                    "backend option must say whether it changes results, e.g. "
+                    f"{name}: float = option(30.0, changes_results=False, help='...')"
+                )
+            if cls._is_secret(name) and field.annotation != SecretStr | None:
+                raise TypeError(
+                    f"{cls.__qualname__}.{name} is a secret() and must be typed "
+                    "`SecretStr | None`, so that its value is never printed"
+                )
+            option_name = extra.get(_SECRET_ENV_OPTION)
+            if option_name is not None and option_name not in cls.model_fields:
+                raise TypeError(
+                    f"{cls.__qualname__}.{name}: env_option names {option_name!r}, which is not "
+                    "an option of this class"
+                )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secrets_from_environment(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            return data
+        filled = dict(data)
+        for name in cls.secret_names():
+            env = cls.secret_env(name, data)
+            if filled.get(name) is None and env and os.environ.get(env):
+                filled[name] = os.environ[env]
+        return filled
+
+    # -- what the options are ----------------------------------------------------------------
+
+    @classmethod
+    def _extra(cls, name: str) -> dict[str, Any]:
+        extra = cls.model_fields[name].json_schema_extra
+        return extra if isinstance(extra, dict) else {}
+
+    @classmethod
+    def _is_secret(cls, name: str) -> bool:
+        extra = cls._extra(name)
+        return _SECRET_ENV in extra or _SECRET_ENV_OPTION in extra
+
+    @classmethod
+    def secret_names(cls) -> list[str]:
+        """The options that are secrets (environment only; config files may not set them)."""
+        return [name for name in cls.model_fields if cls._is_secret(name)]
+
+    @classmethod
+    def secret_env(cls, name: str, values: Mapping[str, Any] | None = None) -> str | None:
+        """The environment variable the secret `name` is read from, given the raw option
+        `values` (they may rename it through the secret's `env_option`); None when it has none."""
+        extra = cls._extra(name)
+        option_name = extra.get(_SECRET_ENV_OPTION)
+        if option_name is not None:
+            given = (values or {}).get(option_name)
+            return given if given is not None else cls.model_fields[option_name].default
+        return extra.get(_SECRET_ENV)
+
+    @classmethod
+    def result_option_names(cls) -> list[str]:
+        """The options declared with `changes_results=True`."""
+        return [name for name in cls.model_fields if cls._extra(name)[_CHANGES_RESULTS]]
+
+    @classmethod
+    def option_infos(cls) -> list[OptionInfo]:
+        """Every option with its type, default, result relevance, secret variable and help."""
+        infos = []
+        for name, field in cls.model_fields.items():
+            secret = cls._is_secret(name)
+            infos.append(
+                OptionInfo(
+                    name=name,
+                    type=_type_name(field.annotation),
+                    default=to_jsonable_python(field.get_default(call_default_factory=True)),
+                    changes_results=cls._extra(name)[_CHANGES_RESULTS],
+                    secret=secret,
+                    secret_env=cls.secret_env(name) if secret else None,
+                    help=field.description or "",
+                )
+            )
+        return infos
+
+    # -- validation ----------------------------------------------------------------------------
+
+    @classmethod
+    def parse(cls, values: Mapping[str, Any], *, backend: str, where: str = "") -> Self:
+        """Validate raw option values (a config's options table, constructor keywords).
+
+        Raises ConfigurationError with one line per problem, naming the backend, the key (under
+        `where`, e.g. "judge.options") and the value given (never a secret's), and for an
+        unknown key the allowed ones.
+        """
+        try:
+            return cls.model_validate(dict(values))
+        except ValidationError as exc:
+            secrets = set(cls.secret_names())
+
+            def conceal(err: ErrorDetails) -> bool:
+                # A secret's own error, or one about the whole table (whose input holds it).
+                return not err["loc"] or err["loc"][0] in secrets
+
+            prefix = f"{where}." if where else ""
+            lines = [
+                f"{key} ({backend} option): {problem}"
+                for key, problem in problems(exc, cls, prefix=prefix, conceal=conceal)
+            ]
+            raise ConfigurationError("\n".join(lines)) from None
+
+    # -- identity ------------------------------------------------------------------------------
+
+    def effective(self) -> dict[str, Any]:
+        """Every option except secrets, as JSON, with the value the backend really uses.
+
+        Override it where an option is resolved later than validation (a provider default the
+        SDK picks, say), so that `describe()` shows the server that is actually called: two
+        setups that reach different servers must never share cache entries.
+        """
+        return self.model_dump(mode="json")
+
+    def result_options(self) -> dict[str, Any]:
+        """The result-changing options with their effective values (the body of `describe()`)."""
+        effective = self.effective()
+        return {name: effective[name] for name in self.result_option_names()}
+
+
+def _type_name(annotation: Any) -> str:
+    """`str | None`, `"auto" | "dedicated"`, `dict[str, float]`: a type as a user reads it."""
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin in (Union, UnionType):
+        return " | ".join(_type_name(a) for a in args)
+    if origin is Literal:
+        return " | ".join(json.dumps(a) for a in args)
+    if origin is Annotated:  # e.g. FilePath: a Path with a check
+        return _type_name(args[0])
+    if origin is not None:
+        return f"{origin.__name__}[{', '.join(_type_name(a) for a in args)}]"
+    if annotation is type(None):
+        return "None"
+    return str(getattr(annotation, "__name__", annotation))
 
 
 class InferenceCapabilities(BaseModel):
@@ -45,7 +272,6 @@ class InferenceCapabilities(BaseModel):
         False,
         description="complete_many does real batching (a local GPU batch or a provider Batch API)",
     )
-    supports_seed: bool = True
     suggested_concurrency: int = Field(16, ge=1)
 
 
@@ -71,7 +297,8 @@ class BatchItem(BaseModel):
 
 
 class _Backend:
-    """What both kinds share: a name, the extra that installs their dependencies, and `requires`."""
+    """What both kinds share: a name, options, the extra that installs their dependencies, and
+    `requires`."""
 
     #: Name the backend is registered under (set by the plugin host on registration).
     name: ClassVar[str] = ""
@@ -79,10 +306,31 @@ class _Backend:
     requires: ClassVar[tuple[str, ...]] = ()
     #: The pip extra that installs `requires`, named in the error when something is missing.
     extra: ClassVar[str | None] = None
+    #: The options this backend takes (the base: none).
+    Options: ClassVar[type[BackendOptions]] = BackendOptions
+
+    options: BackendOptions
+
+    def __init__(self, options: BackendOptions | None = None, /, **values: Any) -> None:
+        """Take validated `options` (an instance of `Options`) or raw option `values`."""
+        if options is None:
+            options = self.Options.parse(values, backend=self.name or type(self).__name__)
+        elif values:
+            raise TypeError(
+                f"{type(self).__name__} takes either a {self.Options.__qualname__} instance or "
+                "option keywords, not both"
+            )
+        elif not isinstance(options, self.Options):
+            raise TypeError(
+                f"{type(self).__name__} takes {self.Options.__qualname__}, "
+                f"not {type(options).__qualname__}"
+            )
+        self.options = options
 
     def describe(self) -> dict[str, Any]:
-        """Provider-identifying facts that enter cache keys and the manifest (never secrets)."""
-        return {"backend": self.name}
+        """What identifies this backend's answers: its name and every result-changing option
+        with its effective value. Enters request cache keys and the manifest; never a secret."""
+        return {"backend": self.name, **self.options.result_options()}
 
     async def aclose(self) -> None:
         """Release clients, connections or GPU memory."""
@@ -149,9 +397,7 @@ class FineTuneBackend(_Backend, ABC):
         return None
 
     @abstractmethod
-    async def submit(
-        self, spec: FineTuneSpec, training_file: Path, validation_file: Path | None = None
-    ) -> FineTuneJobState:
+    async def submit(self, spec: FineTuneSpec, training_file: Path) -> FineTuneJobState:
         """Upload what is needed and start the job; return its first state (with the job id)."""
 
     @abstractmethod

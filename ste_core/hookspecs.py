@@ -3,27 +3,53 @@
 A plugin is a module (or object) exposed under the `ste` entry-point group, with functions
 decorated by `ste_core.hookimpl`:
 
-    from ste_core import hookimpl
+    from ste_core import RegisterBackends, hookimpl
 
     @hookimpl
-    def register_backends(register):
+    def register_backends(register: RegisterBackends) -> None:
         register("mybackend", inference=MyInference, finetune=MyFineTune)
 
 Registration hooks take a `register` callback (the shape simonw/llm uses) so a plugin can register
-any number of things and the host can attach the plugin's distribution to each. Event hooks are
-called after the fact, with plain records; their return values are ignored and an exception in
-one is reported as a warning, never allowed to stop a run.
+any number of things and the host can attach the plugin's distribution to each; its signature is
+the `RegisterBackends` / `RegisterTemplates` protocol, for editors and mypy. Event hooks are
+called after the fact, with plain records, one implementation at a time
+(`ste_core.plugins.fire_event`); their return values are ignored and an exception in one is
+reported as a warning naming the plugin, never allowed to stop a run or the other plugins.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pluggy
 from pydantic import BaseModel, ConfigDict, Field
 
+if TYPE_CHECKING:
+    from ste_core.backends import FineTuneBackend, InferenceBackend
+    from ste_prompts import Template
+
 hookspec = pluggy.HookspecMarker("ste")
 hookimpl = pluggy.HookimplMarker("ste")
+
+
+class RegisterBackends(Protocol):
+    """The `register` callback of `register_backends`."""
+
+    def __call__(
+        self,
+        name: str,
+        inference: type[InferenceBackend] | None = None,
+        finetune: type[FineTuneBackend] | None = None,
+    ) -> None:
+        """Register backend `name` with an inference class and/or a fine-tune class."""
+
+
+class RegisterTemplates(Protocol):
+    """The `register` callback of `register_templates`."""
+
+    def __call__(self, template: Template | str | Path) -> None:
+        """Register a prompt template object, or the path of a template file."""
 
 
 class StageEvent(BaseModel):
@@ -57,11 +83,11 @@ class RunEvent(BaseModel):
 
 class Hookspecs:
     @hookspec
-    def register_backends(self, register: Any) -> None:
+    def register_backends(self, register: RegisterBackends) -> None:
         """Register backends: `register(name, inference=Cls, finetune=Cls)`, either optional."""
 
     @hookspec
-    def register_templates(self, register: Any) -> None:
+    def register_templates(self, register: RegisterTemplates) -> None:
         """Register prompt templates: `register(template)` with an `ste_prompts.Template`,
         or `register(path)` with the path of a template file."""
 

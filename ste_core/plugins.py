@@ -1,8 +1,14 @@
 """The plugin host: discovers plugins through the `ste` entry-point group and keeps a registry.
 
-Built-in backends are found exactly like third-party ones: through entry-point metadata. Loading
-is lazy (the first call that needs the registry) and isolated: a plugin that fails to import, or
-registers a name that is taken, gives a warning naming its distribution and the rest keep working.
+Built-in backends are found exactly like third-party ones: through entry-point metadata, ours
+(distribution `self-taught-evaluators`) loaded first, so that a third-party plugin can never take
+the name of a built-in backend. Loading is lazy (the first call that needs the registry) and
+isolated: a plugin that fails to import, registers a name that is taken, or fails in an event
+hook gives a warning naming its distribution and the rest keep working.
+
+Backend options are validated here, against the backend class's `Options`, without constructing
+the backend or importing its SDK: `inference_options()` / `finetune_options()` are what the
+config loader calls before a run starts.
 
 `STE_PLUGINS=together,myplugin` restricts loading to those entry-point names (empty string: load
 none, useful for tests).
@@ -14,18 +20,23 @@ import importlib.util
 import os
 import threading
 import warnings
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
-from typing import Any
+from typing import Any, Literal
 
 import pluggy
+from pydantic import BaseModel
 
-from ste_core.backends import FineTuneBackend, InferenceBackend
+from ste_core.backends import BackendOptions, FineTuneBackend, InferenceBackend
 from ste_core.errors import ConfigurationError, MissingDependencyError, UnknownBackendError
-from ste_core.hookspecs import Hookspecs
+from ste_core.hookspecs import Hookspecs, RegisterBackends, RegisterTemplates
 
 ENTRY_POINT_GROUP = "ste"
 OWN_DISTRIBUTION = "self-taught-evaluators"
+EVENT_HOOKS = ("stage_finished", "iteration_finished", "run_finished")
+
+Kind = Literal["inference", "finetune"]
 
 
 class PluginWarning(UserWarning):
@@ -44,8 +55,9 @@ class BackendInfo:
     version: str | None = None
 
     @property
-    def kinds(self) -> list[str]:
-        return [k for k in ("inference", "finetune") if getattr(self, k) is not None]
+    def kinds(self) -> list[Kind]:
+        kinds: tuple[Kind, ...] = ("inference", "finetune")
+        return [k for k in kinds if getattr(self, k) is not None]
 
     @property
     def missing(self) -> list[str]:
@@ -63,6 +75,32 @@ class BackendInfo:
                 return cls.extra
         return None
 
+    def cls(self, kind: Kind) -> type[InferenceBackend] | type[FineTuneBackend]:
+        """The backend class of `kind`, or a ConfigurationError naming the kinds it offers."""
+        found = self.inference if kind == "inference" else self.finetune
+        if found is None:
+            does = "do inference" if kind == "inference" else "fine-tune"
+            raise ConfigurationError(
+                f"Backend '{self.name}' does not {does} (it offers: {', '.join(self.kinds)})."
+            )
+        return found
+
+    def options(self, kind: Kind, values: Mapping[str, Any], *, where: str = "") -> BackendOptions:
+        """`values` validated against the `kind` class's Options (see `inference_options`).
+        Nothing is constructed and no SDK is imported."""
+        return self.cls(kind).Options.parse(values, backend=self.name, where=where)
+
+    def build(
+        self, kind: Kind, options: BackendOptions | None, values: Mapping[str, Any]
+    ) -> InferenceBackend | FineTuneBackend:
+        """The `kind` backend, from an Options instance or raw option values (validated first,
+        so that a bad option is reported even when the SDK is not installed)."""
+        cls = self.cls(kind)
+        if options is None:
+            options, values = self.options(kind, values), {}
+        _check_installed(self)
+        return cls(options, **values)
+
 
 @dataclass
 class PluginHost:
@@ -74,32 +112,44 @@ class PluginHost:
     template_owner: dict[str, str] = field(default_factory=dict)
     load_errors: list[str] = field(default_factory=list)
     _order: list[str] = field(default_factory=list)
+    #: plugin name -> (distribution, version), for entry-point plugins
+    _origins: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
 
     # -- loading ---------------------------------------------------------------------------
 
     def load_entry_points(self, only: set[str] | None = None) -> None:
-        """Load every `ste` entry point (or only the named ones), each in isolation."""
-        # Deterministic order, our own built-ins first: when two plugins claim a name, the first
-        # registration wins, and that should not depend on the order of sys.path.
+        """Load every `ste` entry point (or only the named ones), each in isolation.
+
+        Ours first, then the others by name and distribution: when two plugins claim a backend
+        name the first registration wins, and that must be ours, whatever the order of sys.path
+        (pluggy's own loader takes entry points in sys.path order, and skips an entry point
+        whose name is taken without a word). Each plugin is registered under a unique name and
+        its distribution recorded, for the warnings and `ste backends`.
+        """
         eps = sorted(
             entry_points(group=ENTRY_POINT_GROUP),
-            key=lambda ep: (ep.dist is None or ep.dist.name != OWN_DISTRIBUTION, ep.name),
+            key=lambda ep: (
+                ep.dist is None or ep.dist.name != OWN_DISTRIBUTION,
+                ep.name,
+                ep.dist.name if ep.dist else "",
+            ),
         )
         for ep in eps:
             if only is not None and ep.name not in only:
                 continue
-            if self.pm.get_plugin(ep.name) is not None or self.pm.is_blocked(ep.name):
-                continue
-            dist = ep.dist.name if ep.dist else "unknown distribution"
+            dist = ep.dist.name if ep.dist else None
+            version = ep.dist.version if ep.dist else None
+            pname = ep.name if self.pm.get_plugin(ep.name) is None else f"{dist}:{ep.name}"
             try:
-                # pluggy's own loader, one entry point at a time, so that one broken plugin
-                # cannot stop the others from loading.
-                self.pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP, name=ep.name)
-                self._order.append(ep.name)
+                self.pm.register(ep.load(), name=pname)
             except Exception as exc:  # a plugin can fail in any way at import
                 self._warn(
-                    f"plugin '{ep.name}' from {dist} failed to load and was skipped: {exc!r}"
+                    f"plugin '{ep.name}' from {dist or 'an unknown distribution'} failed to load "
+                    f"and was skipped: {exc!r}"
                 )
+                continue
+            self._order.append(pname)
+            self._origins[pname] = (dist, version)
 
     def register_plugin(self, plugin: object, name: str | None = None) -> None:
         """Register a plugin object directly (tests, notebooks) and collect its registrations."""
@@ -110,29 +160,51 @@ class PluginHost:
     def _collect(self, only: object | None = None) -> None:
         """Call the registration hooks, one implementation at a time, so that each registration is
         attributed to its plugin's distribution and one failing plugin cannot stop the others."""
-        for hookname, make in (
-            ("register_backends", self._backend_registrar),
-            ("register_templates", self._template_registrar),
-        ):
-            impls = getattr(self.pm.hook, hookname).get_hookimpls()
-            rank = {name: i for i, name in enumerate(self._order)}
-            for impl in sorted(impls, key=lambda i: rank.get(i.plugin_name, len(rank))):
+        makers: dict[str, Callable[[str, str | None, str | None], Any]] = {
+            "register_backends": self._backend_registrar,
+            "register_templates": self._template_registrar,
+        }
+        for hookname, make in makers.items():
+            for impl in self._impls(hookname):
                 if only is not None and impl.plugin is not only:
                     continue
-                dist, version = self._distribution_of(impl.plugin)
-                self._call(
-                    impl.plugin_name, dist, impl.function, make(impl.plugin_name, dist, version)
-                )
+                dist, version = self._origins.get(impl.plugin_name, (None, None))
+                failure = self._call(impl, hookname, register=make(impl.plugin_name, dist, version))
+                if failure:
+                    self._warn(failure)
 
-    def _call(self, pname: str, dist: str | None, fn: Any, register: Any) -> None:
+    def fire_event(self, hook_name: str, event: BaseModel) -> None:
+        """Call every implementation of the event hook `hook_name` with `event`; one that
+        raises gives a PluginWarning naming its plugin and the others are still called."""
+        if hook_name not in EVENT_HOOKS:
+            raise ValueError(f"{hook_name!r} is not an event hook ({', '.join(EVENT_HOOKS)})")
+        for impl in self._impls(hook_name):
+            failure = self._call(impl, hook_name, event=event)
+            if failure:
+                warnings.warn(failure, PluginWarning, stacklevel=3)
+
+    def _impls(self, hookname: str) -> list[pluggy.HookImpl]:
+        """The implementations of `hookname`, in the order their plugins were loaded."""
+        rank = {name: i for i, name in enumerate(self._order)}
+        impls = getattr(self.pm.hook, hookname).get_hookimpls()
+        return sorted(impls, key=lambda i: rank.get(i.plugin_name, len(rank)))
+
+    def _call(self, impl: pluggy.HookImpl, hookname: str, **kwargs: Any) -> str | None:
+        """Call one implementation; return what went wrong, naming the plugin, or None."""
         try:
-            fn(register=register)
+            # pluggy lets an implementation take only some of the hook's arguments.
+            impl.function(**{k: v for k, v in kwargs.items() if k in impl.argnames})
         except Exception as exc:
-            self._warn(
-                f"plugin '{pname}' ({dist or 'no distribution'}) failed to register: {exc!r}"
+            dist, _ = self._origins.get(impl.plugin_name, (None, None))
+            return (
+                f"plugin '{impl.plugin_name}' ({dist or 'no distribution'}) failed in "
+                f"{hookname}: {exc!r}"
             )
+        return None
 
-    def _backend_registrar(self, pname: str, dist: str | None, version: str | None) -> Any:
+    def _backend_registrar(
+        self, pname: str, dist: str | None, version: str | None
+    ) -> RegisterBackends:
         def register(
             name: str,
             inference: type[InferenceBackend] | None = None,
@@ -158,7 +230,9 @@ class PluginHost:
 
         return register
 
-    def _template_registrar(self, pname: str, dist: str | None, version: str | None) -> Any:
+    def _template_registrar(
+        self, pname: str, dist: str | None, version: str | None
+    ) -> RegisterTemplates:
         def register(template: Any) -> None:
             import ste_prompts  # standard library only; cheap
 
@@ -174,12 +248,6 @@ class PluginHost:
             self.template_owner[template.name] = dist or pname
 
         return register
-
-    def _distribution_of(self, plugin: object) -> tuple[str | None, str | None]:
-        for p, dist in self.pm.list_plugin_distinfo():
-            if p is plugin:
-                return dist.project_name, dist.version
-        return None, None
 
     def _warn(self, message: str) -> None:
         self.load_errors.append(message)
@@ -197,23 +265,21 @@ class PluginHost:
                 "see them, or install the plugin that provides it."
             ) from None
 
-    def inference_backend(self, name: str, **options: Any) -> InferenceBackend:
-        info = self.backend(name)
-        if info.inference is None:
-            raise ConfigurationError(
-                f"Backend '{name}' does not do inference (it offers: {', '.join(info.kinds)})."
-            )
-        _check_installed(info)
-        return info.inference(**options)
+    def inference_backend(
+        self, name: str, options: BackendOptions | None = None, /, **values: Any
+    ) -> InferenceBackend:
+        """Construct inference backend `name` from an Options instance or option values."""
+        backend = self.backend(name).build("inference", options, values)
+        assert isinstance(backend, InferenceBackend)
+        return backend
 
-    def finetune_backend(self, name: str, **options: Any) -> FineTuneBackend:
-        info = self.backend(name)
-        if info.finetune is None:
-            raise ConfigurationError(
-                f"Backend '{name}' does not fine-tune (it offers: {', '.join(info.kinds)})."
-            )
-        _check_installed(info)
-        return info.finetune(**options)
+    def finetune_backend(
+        self, name: str, options: BackendOptions | None = None, /, **values: Any
+    ) -> FineTuneBackend:
+        """Construct fine-tune backend `name` from an Options instance or option values."""
+        backend = self.backend(name).build("finetune", options, values)
+        assert isinstance(backend, FineTuneBackend)
+        return backend
 
     def template(self, name_or_path: str) -> Any:
         import ste_prompts
@@ -270,14 +336,51 @@ def reset_host() -> None:
         _host = None
 
 
-def get_inference_backend(name: str, **options: Any) -> InferenceBackend:
-    """Construct the inference backend registered as `name` with its options."""
-    return get_host().inference_backend(name, **options)
+def get_inference_backend(
+    name: str, options: BackendOptions | None = None, /, **values: Any
+) -> InferenceBackend:
+    """Construct the inference backend registered as `name`, from its Options or option values."""
+    return get_host().inference_backend(name, options, **values)
 
 
-def get_finetune_backend(name: str, **options: Any) -> FineTuneBackend:
-    """Construct the fine-tune backend registered as `name` with its options."""
-    return get_host().finetune_backend(name, **options)
+def get_finetune_backend(
+    name: str, options: BackendOptions | None = None, /, **values: Any
+) -> FineTuneBackend:
+    """Construct the fine-tune backend registered as `name`, from its Options or option values."""
+    return get_host().finetune_backend(name, options, **values)
+
+
+def inference_options(name: str, values: Mapping[str, Any], *, where: str = "") -> BackendOptions:
+    """Validate the options table `values` of inference backend `name` (for the config loader,
+    before any stage runs). Constructs nothing and imports no SDK.
+
+    Raises ConfigurationError with one line per problem, each naming the key under `where`
+    (e.g. "judge.options"), the value given and what is allowed (for an unknown key: the allowed
+    keys); UnknownBackendError for an unknown backend.
+    """
+    return get_host().backend(name).options("inference", values, where=where)
+
+
+def finetune_options(name: str, values: Mapping[str, Any], *, where: str = "") -> BackendOptions:
+    """Validate the options table `values` of fine-tune backend `name`; see inference_options."""
+    return get_host().backend(name).options("finetune", values, where=where)
+
+
+def secret_options(
+    name: str, kind: Kind, values: Mapping[str, Any] | None = None
+) -> dict[str, str | None]:
+    """The secret options of backend `name` (`kind`), each with the environment variable it is
+    read from given the options table `values` (which may rename it, e.g. `api_key_env`); None
+    where the backend names no variable. A config file must not set any of them."""
+    options_cls = get_host().backend(name).cls(kind).Options
+    return {secret: options_cls.secret_env(secret, values) for secret in options_cls.secret_names()}
+
+
+def fire_event(hook_name: str, event: BaseModel) -> None:
+    """Call every plugin's `hook_name` event hook (stage_finished, iteration_finished,
+    run_finished) with `event`, each in isolation: a failing one gives a PluginWarning naming
+    the plugin, and the others still get the event."""
+    get_host().fire_event(hook_name, event)
 
 
 def list_backends() -> list[BackendInfo]:
@@ -285,5 +388,6 @@ def list_backends() -> list[BackendInfo]:
 
 
 def hook() -> Any:
-    """The hook relay, for firing event hooks: `hook().stage_finished(event=...)`."""
+    """The pluggy hook relay. Firing an event through it stops at the first failing plugin: use
+    `fire_event` instead. Kept only until `ste_core/pipeline.py`'s `_fire` calls `fire_event`."""
     return get_host().pm.hook

@@ -1,4 +1,5 @@
-"""Pick the torch device and dtype from the `device` / `dtype` options.
+"""Pick the torch device and dtype from the `device` / `dtype` options (the dtype names are
+checked by the options, `ste_backends.local.options.Dtype`).
 
 `device="auto"` prefers CUDA, then Apple MPS, then CPU. `dtype="auto"` is bfloat16 on a GPU that
 supports it (else float16), float16 on MPS, and float32 on CPU: CPU matmuls in half precision
@@ -10,8 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 from ste_core.errors import ConfigurationError
-
-DTYPES = ("auto", "float32", "float16", "bfloat16")
 
 
 def resolve_device(option: str) -> str:
@@ -46,8 +45,6 @@ def resolve_dtype(option: str, device: str) -> Any:
     """The torch dtype for `option` on `device` (see the module docstring for 'auto')."""
     import torch
 
-    if option not in DTYPES:
-        raise ConfigurationError(f"Unknown dtype '{option}'. Allowed: {', '.join(DTYPES)}.")
     if option != "auto":
         return getattr(torch, option)
     if device.startswith("cuda"):
@@ -55,15 +52,6 @@ def resolve_dtype(option: str, device: str) -> Any:
     if device.startswith("mps"):
         return torch.float16
     return torch.float32
-
-
-def check_choice(name: str, value: str, allowed: tuple[str, ...]) -> str:
-    """Validate a string option early (at construction), before torch is imported."""
-    if value not in allowed:
-        raise ConfigurationError(
-            f"{name} = {value!r} is not allowed. Allowed: {', '.join(allowed)}."
-        )
-    return value
 
 
 def training_precision(device: str, option: str) -> tuple[Any, bool, bool]:
@@ -74,7 +62,6 @@ def training_precision(device: str, option: str) -> tuple[Any, bool, bool]:
     """
     import torch
 
-    check_choice("dtype", option, DTYPES)
     cuda = device.startswith("cuda")
     if option == "auto":
         if cuda and torch.cuda.is_bf16_supported():

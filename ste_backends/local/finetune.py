@@ -22,8 +22,8 @@ from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ste_backends.local.devices import DTYPES, check_choice
 from ste_backends.local.jobs import JobFiles, pid_alive
+from ste_backends.local.options import LocalFineTuneOptions
 from ste_backends.local.requirements import ensure_installed
 from ste_backends.local.training_data import read_jsonl, write_jsonl
 from ste_core.backends import FineTuneBackend, FineTuneCapabilities
@@ -45,22 +45,14 @@ SPEC_OPTIONS = ("lr_scheduler_type", "warmup_steps", "weight_decay", "max_grad_n
 
 
 class LocalFineTune(FineTuneBackend):
-    """LoRA SFT/DPO with TRL on the local CPU/GPU. Options (`[finetune.options]`):
+    """LoRA SFT/DPO with TRL on the local CPU/GPU.
 
-    - `output_dir`: where job directories go; default: next to the training file.
-    - `device`: "auto" (CUDA, MPS, CPU), "cpu", "cuda", "cuda:N" or "mps".
-    - `dtype`: "auto" (bfloat16 on capable GPUs, float32 otherwise), "float32", "float16",
-      "bfloat16".
-    - `max_steps`: stop after this many optimizer steps (None: train `epochs` fully).
-    - `logging_steps`: log loss every N steps (default 1).
-    - `gradient_checkpointing`: None (default) = on for CUDA, off for CPU/MPS.
-    - `max_batch_size`: the batch size used when the spec says batch_size = "max" (default 8).
-    - `free_inference_memory`: free the in-process inference model cache before training starts
-      (default True: the trainer loads its own copy of the model).
-    - `cancel_grace_seconds`: how long `cancel` waits after SIGTERM before SIGKILL (default 10).
-    - `trust_remote_code`: allow models that ship Python code (default False).
+    Options: `LocalFineTuneOptions` (`ste backends --options local` lists them).
     """
 
+    name: ClassVar[str] = "local"
+    Options = LocalFineTuneOptions
+    options: LocalFineTuneOptions
     requires: ClassVar[tuple[str, ...]] = (
         "torch",
         "transformers",
@@ -77,44 +69,9 @@ class LocalFineTune(FineTuneBackend):
         full=False,
     )
 
-    def __init__(
-        self,
-        *,
-        output_dir: str | Path | None = None,
-        device: str = "auto",
-        dtype: str = "auto",
-        max_steps: int | None = None,
-        logging_steps: int = 1,
-        gradient_checkpointing: bool | None = None,
-        max_batch_size: int = 8,
-        free_inference_memory: bool = True,
-        cancel_grace_seconds: float = 10.0,
-        trust_remote_code: bool = False,
-        **unknown: Any,
-    ) -> None:
-        if unknown:
-            raise ConfigurationError(
-                f"Unknown option(s) for the local fine-tune backend: {', '.join(sorted(unknown))}. "
-                "Allowed: output_dir, device, dtype, max_steps, logging_steps, "
-                "gradient_checkpointing, max_batch_size, free_inference_memory, "
-                "cancel_grace_seconds, trust_remote_code."
-            )
-        ensure_installed(self.name or "local", EXTRA, self.requires)
-        for key, value in (("logging_steps", logging_steps), ("max_batch_size", max_batch_size)):
-            if not isinstance(value, int) or value < 1:
-                raise ConfigurationError(f"{key} must be a positive integer, got {value!r}.")
-        if max_steps is not None and (not isinstance(max_steps, int) or max_steps < 1):
-            raise ConfigurationError(f"max_steps must be a positive integer, got {max_steps!r}.")
-        self.output_dir = Path(output_dir) if output_dir is not None else None
-        self.device = str(device)
-        self.dtype = check_choice("dtype", str(dtype), DTYPES)
-        self.max_steps = max_steps
-        self.logging_steps = logging_steps
-        self.gradient_checkpointing = gradient_checkpointing
-        self.max_batch_size = max_batch_size
-        self.free_inference_memory = free_inference_memory
-        self.cancel_grace_seconds = float(cancel_grace_seconds)
-        self.trust_remote_code = bool(trust_remote_code)
+    def __init__(self, options: LocalFineTuneOptions | None = None, /, **values: Any) -> None:
+        super().__init__(options, **values)
+        ensure_installed(self.name, EXTRA, self.requires)
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
 
     # -- files -----------------------------------------------------------------------------
@@ -134,14 +91,12 @@ class LocalFineTune(FineTuneBackend):
 
     # -- jobs ------------------------------------------------------------------------------
 
-    async def submit(
-        self, spec: FineTuneSpec, training_file: Path, validation_file: Path | None = None
-    ) -> FineTuneJobState:
+    async def submit(self, spec: FineTuneSpec, training_file: Path) -> FineTuneJobState:
         """Write the job directory and start the training worker process."""
-        job = self._job_config(spec, Path(training_file), validation_file)
+        job = self._job_config(spec, Path(training_file))
         files = JobFiles(self._new_job_dir(spec, Path(training_file)))
         files.write_job(job)
-        if self.free_inference_memory:
+        if self.options.free_inference_memory:
             from ste_backends.local.models import release_models
 
             await asyncio.to_thread(release_models)
@@ -193,7 +148,7 @@ class LocalFineTune(FineTuneBackend):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
             # Waiting on another process's exit: there is no event to await, so poll briefly.
-            deadline = time.monotonic() + self.cancel_grace_seconds
+            deadline = time.monotonic() + self.options.cancel_grace_seconds
             while self._alive(job_id, status) and time.monotonic() < deadline:  # noqa: ASYNC110
                 await asyncio.sleep(0.1)
             if self._alive(job_id, status):
@@ -221,9 +176,7 @@ class LocalFineTune(FineTuneBackend):
 
     # -- internals ---------------------------------------------------------------------------
 
-    def _job_config(
-        self, spec: FineTuneSpec, training_file: Path, validation_file: Path | None
-    ) -> dict[str, Any]:
+    def _job_config(self, spec: FineTuneSpec, training_file: Path) -> dict[str, Any]:
         method = FineTuneMethod(spec.method)
         if method not in self.capabilities.methods:
             raise ConfigurationError(f"The local backend cannot train method '{method}'.")
@@ -243,17 +196,16 @@ class LocalFineTune(FineTuneBackend):
         examples = len(read_jsonl(training_file))
         if examples == 0:
             raise ConfigurationError(f"Training file {training_file} holds no examples.")
-        if validation_file is not None and not Path(validation_file).is_file():
-            raise ConfigurationError(f"Validation file {validation_file} does not exist.")
         if spec.from_model is not None and not _exists_or_hub_id(spec.from_model):
             raise ConfigurationError(
                 f"from_model {spec.from_model!r} (init_from = 'previous') is neither an existing "
                 "adapter directory nor a model id."
             )
-        gradient_checkpointing = self.gradient_checkpointing
+        opts = self.options
+        gradient_checkpointing = opts.gradient_checkpointing
         if gradient_checkpointing is None:
-            gradient_checkpointing = self.device.startswith("cuda") or (
-                self.device == "auto" and _cuda_available()
+            gradient_checkpointing = opts.device.startswith("cuda") or (
+                opts.device == "auto" and _cuda_available()
             )
         return {
             "method": method.value,
@@ -262,25 +214,24 @@ class LocalFineTune(FineTuneBackend):
             "lora": spec.lora.model_dump(mode="json"),
             "epochs": spec.epochs,
             "learning_rate": spec.learning_rate,
-            "batch_size": self.max_batch_size if spec.batch_size == "max" else spec.batch_size,
+            "batch_size": opts.max_batch_size if spec.batch_size == "max" else spec.batch_size,
             "gradient_accumulation_steps": spec.gradient_accumulation_steps,
             "max_length": spec.max_length,
             "dpo_beta": spec.dpo_beta,
             "seed": spec.seed if spec.seed is not None else 0,
             "training_file": str(training_file.resolve()),
-            "validation_file": str(Path(validation_file).resolve()) if validation_file else None,
             "examples": examples,
-            "device": self.device,
-            "dtype": self.dtype,
-            "max_steps": self.max_steps,
-            "logging_steps": self.logging_steps,
+            "device": opts.device,
+            "dtype": opts.dtype,
+            "max_steps": opts.max_steps,
+            "logging_steps": opts.logging_steps,
             "gradient_checkpointing": bool(gradient_checkpointing),
-            "trust_remote_code": self.trust_remote_code,
+            "trust_remote_code": opts.trust_remote_code,
             "extra_args": dict(spec.options),
         }
 
     def _new_job_dir(self, spec: FineTuneSpec, training_file: Path) -> Path:
-        parent = self.output_dir if self.output_dir is not None else training_file.parent
+        parent = self.options.output_dir or training_file.parent
         suffix = f"-{spec.suffix}" if spec.suffix else ""
         stamp = time.strftime("%Y%m%d-%H%M%S")
         name = f"local-{FineTuneMethod(spec.method).value}{suffix}-{stamp}-{uuid.uuid4().hex[:6]}"

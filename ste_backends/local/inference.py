@@ -17,12 +17,12 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from ste_backends.local.devices import DTYPES, check_choice
 from ste_backends.local.generation import RowResult, build_rows, plan_batches, run_batch
 from ste_backends.local.models import DEVICE_LOCK, MODEL_CACHE, ModelCache
+from ste_backends.local.options import LocalInferenceOptions
 from ste_backends.local.requirements import ensure_installed
 from ste_core.backends import BatchItem, InferenceBackend, InferenceCapabilities
-from ste_core.errors import ConfigurationError, PermanentProviderError, SteError
+from ste_core.errors import PermanentProviderError, SteError
 from ste_core.records import ChatRequest, Completion, Usage
 
 log = logging.getLogger("ste_backends.local")
@@ -54,72 +54,30 @@ class LocalStats:
 class LocalInference(InferenceBackend):
     """Chat completion with transformers on the local CPU/GPU; models load by hub id or path.
 
-    Options (the `[generator.options]` / `[judge.options]` tables of a config):
-
-    - `device`: "auto" (CUDA, then MPS, then CPU), "cpu", "cuda", "cuda:N" or "mps".
-    - `dtype`: "auto" (bfloat16/float16 on GPU, float32 on CPU), "float32", "float16", "bfloat16".
-    - `batch_size`: rows (choices) generated together in one batch; default 8.
-    - `repetition_penalty`: None (default) keeps the model's own generation_config value,
-      1.0 turns it off.
-    - `trust_remote_code`: allow models that ship Python code (default False).
-    - `local_files_only`: never contact the Hugging Face Hub (like HF_HUB_OFFLINE=1).
+    Options: `LocalInferenceOptions` (`ste backends --options local` lists them).
 
     `request.model` is a hub id, a model directory, or a LoRA adapter directory (one holding
     `adapter_config.json`, as LocalFineTune writes): its base model loads with the adapter on top.
     """
 
+    name: ClassVar[str] = "local"
+    Options = LocalInferenceOptions
+    options: LocalInferenceOptions
     requires: ClassVar[tuple[str, ...]] = ("torch", "transformers", "peft")
     extra: ClassVar[str | None] = EXTRA
     capabilities: ClassVar[InferenceCapabilities] = InferenceCapabilities(
-        max_n=None, batch=True, supports_seed=True, suggested_concurrency=64
+        max_n=None, batch=True, suggested_concurrency=64
     )
 
-    def __init__(
-        self,
-        *,
-        device: str = "auto",
-        dtype: str = "auto",
-        batch_size: int = 8,
-        repetition_penalty: float | None = None,
-        trust_remote_code: bool = False,
-        local_files_only: bool = False,
-        **unknown: Any,
-    ) -> None:
-        if unknown:
-            raise ConfigurationError(
-                f"Unknown option(s) for the local inference backend: {', '.join(sorted(unknown))}. "
-                "Allowed: device, dtype, batch_size, repetition_penalty, trust_remote_code, "
-                "local_files_only."
-            )
-        ensure_installed(self.name or "local", EXTRA, self.requires)
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ConfigurationError(f"batch_size must be a positive integer, got {batch_size!r}.")
-        if repetition_penalty is not None and not repetition_penalty > 0:
-            raise ConfigurationError(
-                f"repetition_penalty must be > 0 (1.0 = off), got {repetition_penalty!r}."
-            )
-        self.device_option = str(device)
-        self.dtype_option = check_choice("dtype", str(dtype), DTYPES)
-        self.batch_size = batch_size
-        self.repetition_penalty = repetition_penalty
-        self.load_options = {
-            "trust_remote_code": bool(trust_remote_code),
-            "local_files_only": bool(local_files_only),
-        }
+    def __init__(self, options: LocalInferenceOptions | None = None, /, **values: Any) -> None:
+        super().__init__(options, **values)
+        ensure_installed(self.name, EXTRA, self.requires)
         self.stats = LocalStats()
         self._cache: ModelCache = MODEL_CACHE
         self._device: str | None = None
         self._dtype: Any = None
 
     # -- InferenceBackend --------------------------------------------------------------------
-
-    def describe(self) -> dict[str, Any]:
-        """Facts that change outputs (they enter cache keys): dtype and repetition penalty."""
-        return {
-            "backend": self.name or "local",
-            "dtype": self.dtype_option,
-            "repetition_penalty": self.repetition_penalty,
-        }
 
     async def complete(self, request: ChatRequest) -> Completion:
         """One request (a batch of one)."""
@@ -173,7 +131,7 @@ class LocalInference(InferenceBackend):
         done: dict[int, dict[int, RowResult]] = {i: {} for i in prompt_tokens}
         latency: dict[int, float] = dict.fromkeys(prompt_tokens, 0.0)
         failed: set[int] = set()
-        for batch in plan_batches(rows, self.batch_size):
+        for batch in plan_batches(rows, self.options.batch_size):
             batch = [r for r in batch if r.request_index not in failed]
             if not batch:
                 continue
@@ -208,13 +166,19 @@ class LocalInference(InferenceBackend):
         if self._device is None:
             from ste_backends.local.devices import resolve_device, resolve_dtype
 
-            self._device = resolve_device(self.device_option)
-            self._dtype = resolve_dtype(self.dtype_option, self._device)
+            self._device = resolve_device(self.options.device)
+            self._dtype = resolve_dtype(self.options.dtype, self._device)
         return self._device, self._dtype
 
     def _load(self, model_name: str) -> Any:
         device, dtype = self._resolve()
-        return self._cache.get(model_name, device=device, dtype=dtype, **self.load_options)
+        return self._cache.get(
+            model_name,
+            device=device,
+            dtype=dtype,
+            trust_remote_code=self.options.trust_remote_code,
+            local_files_only=self.options.local_files_only,
+        )
 
     def _prepare(
         self, model_name: str, group: list[tuple[int, ChatRequest]]
@@ -230,7 +194,7 @@ class LocalInference(InferenceBackend):
             return run_batch(
                 self._load(model_name),
                 batch,
-                repetition_penalty=self.repetition_penalty,
+                repetition_penalty=self.options.repetition_penalty,
                 cancel=cancel,
             )
 

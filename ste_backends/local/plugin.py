@@ -5,14 +5,12 @@ Imports nothing heavy: the backend classes import torch/transformers/trl/peft la
 
 from __future__ import annotations
 
-from typing import Any
-
 from ste_backends.local.finetune import LocalFineTune
 from ste_backends.local.inference import LocalInference
-from ste_core import hookimpl
+from ste_core import RegisterBackends, hookimpl
 
 
 @hookimpl
-def register_backends(register: Any) -> None:
+def register_backends(register: RegisterBackends) -> None:
     """Register `local` for both inference and fine-tuning."""
     register("local", inference=LocalInference, finetune=LocalFineTune)

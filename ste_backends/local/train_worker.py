@@ -149,11 +149,6 @@ def train(job: dict[str, Any], files: JobFiles) -> dict[str, Any]:
     if not train_rows:
         raise ValueError(f"the training file {job['training_file']} has no examples")
     train_dataset = Dataset.from_list(train_rows)
-    eval_dataset = (
-        Dataset.from_list(read_jsonl(Path(job["validation_file"])))
-        if job.get("validation_file")
-        else None
-    )
 
     _report_long_examples(files, tokenizer, train_rows, job["max_length"])
     common: dict[str, Any] = {
@@ -174,7 +169,6 @@ def train(job: dict[str, Any], files: JobFiles) -> dict[str, Any]:
         "fp16": fp16,
         "use_cpu": device == "cpu",
         "dataloader_pin_memory": device.startswith("cuda"),
-        "eval_strategy": "epoch" if eval_dataset is not None else "no",
         **job.get("extra_args", {}),
     }
     # transformers 5 renamed gradient_checkpointing to activation_checkpointing (the old name
@@ -204,7 +198,6 @@ def train(job: dict[str, Any], files: JobFiles) -> dict[str, Any]:
         model=model,
         args=config,
         train_dataset=train_dataset,
-        eval_dataset=eval_dataset,
         processing_class=tokenizer,
         peft_config=peft_config,
         callbacks=[callback],
@@ -289,7 +282,6 @@ def _progress_callback(files: JobFiles) -> Any:
                 if k
                 in (
                     "loss",
-                    "eval_loss",
                     "learning_rate",
                     "grad_norm",
                     "rewards/accuracies",

@@ -10,154 +10,65 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import time
 import weakref
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
 from ste_backends.openai.batch import BatchSettings, run_batches
 from ste_backends.openai.errors import map_sdk_error
 from ste_backends.openai.fanout import complete_n
-from ste_backends.openai.wire import (
-    MAX_TOKENS_FIELDS,
-    OWNED_FIELDS,
-    chat_body,
-    completion_from_body,
-)
+from ste_backends.openai.options import OpenAIOptions
+from ste_backends.openai.wire import OWNED_FIELDS, chat_body, completion_from_body
 from ste_core.backends import BatchItem, InferenceBackend, InferenceCapabilities
 from ste_core.errors import ConfigurationError
 from ste_core.records import ChatRequest, Completion
 
-OPENAI_BASE_URL = "https://api.openai.com/v1"
 #: Sent as the key to servers that need none (vLLM without --api-key, Ollama, llama.cpp, LM
 #: Studio): the SDK refuses to start without some key, and a placeholder can never leak a real one.
 PLACEHOLDER_KEY = "ste-no-key"
-
-OPTIONS = (
-    "base_url",
-    "api_key",
-    "api_key_env",
-    "headers",
-    "timeout",
-    "concurrency",
-    "max_n",
-    "supports_seed",
-    "max_tokens_field",
-    "extra_body",
-    "batch",
-    "batch_poll_interval",
-    "batch_max_requests",
-    "batch_metadata",
-)
 
 
 class OpenAIInference(InferenceBackend):
     """Inference through the `openai` SDK against OpenAI or any OpenAI-compatible server.
 
-    Options (the `[judge.options]` / `[generator.options]` table):
-
-    - `base_url`: server URL ending in `/v1`. Default: `OPENAI_BASE_URL`, else OpenAI's.
-    - `api_key`: the key itself (prefer `api_key_env`, so no key is written into a config).
-    - `api_key_env`: env var holding the key (default `OPENAI_API_KEY`). Servers other than
-      api.openai.com get a placeholder key when the variable is unset.
-    - `headers`: extra HTTP headers sent with every request.
-    - `timeout`: seconds per HTTP request (default 600).
-    - `concurrency`: suggested number of requests in flight (default 16).
-    - `max_n`: most choices per request; None = no limit (OpenAI, vLLM), 1 = server has no `n`.
-    - `supports_seed`: whether to send `seed` (default True).
-    - `max_tokens_field`: `max_tokens` (default; every compatible server) or
-      `max_completion_tokens` (OpenAI's reasoning models require it).
-    - `extra_body`: extra JSON fields for every request (e.g. vLLM's `top_k`).
-    - `batch`: use the Batch API for `complete_many` (OpenAI; about half price, up to 24 h).
-    - `batch_poll_interval`: seconds between batch status polls (default 30).
-    - `batch_max_requests`: most lines per batch input file (default 50000, OpenAI's limit).
-    - `batch_metadata`: string key/values attached to each batch.
+    Options: `OpenAIOptions` (`ste backends --options openai` lists them).
     """
 
+    name = "openai"
+    Options = OpenAIOptions
+    options: OpenAIOptions
     requires = ("openai",)
     extra = None  # openai is a core dependency of ste, never missing
-    capabilities = InferenceCapabilities(max_n=None, batch=False, supports_seed=True)
+    capabilities = InferenceCapabilities(max_n=None, batch=False)
 
-    def __init__(
-        self,
-        *,
-        base_url: str | None = None,
-        api_key: str | None = None,
-        api_key_env: str = "OPENAI_API_KEY",
-        headers: Mapping[str, str] | None = None,
-        timeout: float = 600.0,
-        concurrency: int = 16,
-        max_n: int | None = None,
-        supports_seed: bool = True,
-        max_tokens_field: str = "max_tokens",
-        extra_body: Mapping[str, Any] | None = None,
-        batch: bool = False,
-        batch_poll_interval: float = 30.0,
-        batch_max_requests: int = 50_000,
-        batch_metadata: Mapping[str, str] | None = None,
-        **unknown: Any,
-    ) -> None:
-        if unknown:
-            raise ConfigurationError(
-                f"Unknown option(s) for the openai backend: {', '.join(sorted(unknown))}. "
-                f"Allowed: {', '.join(OPTIONS)}."
-            )
-        if max_n is not None and max_n < 1:
-            raise ConfigurationError(f"openai option max_n must be >= 1 or unset, got {max_n}")
-        if max_tokens_field not in MAX_TOKENS_FIELDS:
-            raise ConfigurationError(
-                f"openai option max_tokens_field must be one of {MAX_TOKENS_FIELDS}, "
-                f"got {max_tokens_field!r}"
-            )
-        clash = OWNED_FIELDS & set(extra_body or {})
-        if clash:
-            raise ConfigurationError(
-                f"openai option extra_body may not set {', '.join(sorted(clash))}: these come "
-                "from the request's sampling parameters."
-            )
-        if timeout <= 0 or concurrency < 1 or batch_poll_interval < 0 or batch_max_requests < 1:
-            raise ConfigurationError(
-                "openai options timeout must be > 0, concurrency >= 1, batch_poll_interval >= 0 "
-                "and batch_max_requests >= 1"
-            )
+    def __init__(self, options: OpenAIOptions | None = None, /, **values: Any) -> None:
+        super().__init__(options, **values)
         import openai  # noqa: F401 - fail here, at construction, if the extra is missing
 
-        self.base_url = (base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_BASE_URL).rstrip(
-            "/"
-        )
-        key = api_key or os.environ.get(api_key_env) or None
-        if key is None:
-            if _is_openai(self.base_url):
-                raise ConfigurationError(
-                    f"No API key for {self.base_url}: set {api_key_env} (or the backend option "
-                    "api_key_env to the variable that holds it). For a local OpenAI-compatible "
-                    "server, set base_url to it, e.g. http://127.0.0.1:8000/v1."
-                )
+        opts = self.options
+        if opts.api_key is not None:
+            key = opts.api_key.get_secret_value()
+        elif _is_openai(opts.base_url):
+            raise ConfigurationError(
+                f"No API key for {opts.base_url}: set {opts.api_key_env} (or the backend option "
+                "api_key_env to the variable that holds it). For a local OpenAI-compatible "
+                "server, set base_url to it, e.g. http://127.0.0.1:8000/v1."
+            )
+        else:
             key = PLACEHOLDER_KEY
         self._api_key = key
-        self._api_key_env = api_key_env
-        self._headers = dict(headers or {})
-        self._timeout = float(timeout)
-        self._max_n = max_n
-        self._supports_seed = supports_seed
-        self._max_tokens_field = max_tokens_field
-        self._extra_body = dict(extra_body or {})
-        self._batch = batch
         self._batch_settings = BatchSettings(
-            poll_interval=float(batch_poll_interval),
-            max_requests=int(batch_max_requests),
-            metadata={str(k): str(v) for k, v in (batch_metadata or {}).items()},
-            max_n=max_n,
+            poll_interval=opts.batch_poll_interval,
+            max_requests=opts.batch_max_requests,
+            metadata=dict(opts.batch_metadata),
+            max_n=opts.max_n,
         )
         # Per instance: the options decide what this server can do; the core reads
         # `backend.capabilities`. The class attribute above is what `ste backends` shows.
         self.capabilities = InferenceCapabilities(  # type: ignore[misc]
-            max_n=max_n,
-            batch=batch,
-            supports_seed=supports_seed,
-            suggested_concurrency=concurrency,
+            max_n=opts.max_n, batch=opts.batch, suggested_concurrency=opts.concurrency
         )
         # Keyed weakly by event loop: a finished loop's client goes with it.
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
@@ -167,17 +78,14 @@ class OpenAIInference(InferenceBackend):
 
     # -- identity --------------------------------------------------------------------------
 
-    def describe(self) -> dict[str, Any]:
-        """Backend name and base URL (enter cache keys and the manifest). Never the key."""
-        return {"backend": self.name or "openai", "base_url": self.base_url}
-
     @property
     def auth_hint(self) -> str:
-        if _is_openai(self.base_url):
-            return f"Check {self._api_key_env} (the key) and base_url ({self.base_url})."
+        base_url, key_env = self.options.base_url, self.options.api_key_env
+        if _is_openai(base_url):
+            return f"Check {key_env} (the key) and base_url ({base_url})."
         return (
-            f"Check base_url ({self.base_url}) and the key the server expects "
-            f"({self._api_key_env}, or the api_key_env option; vLLM checks --api-key)."
+            f"Check base_url ({base_url}) and the key the server expects "
+            f"({key_env}, or the api_key_env option; vLLM checks --api-key)."
         )
 
     # -- client ----------------------------------------------------------------------------
@@ -192,10 +100,10 @@ class OpenAIInference(InferenceBackend):
 
             client = openai.AsyncOpenAI(
                 api_key=self._api_key,
-                base_url=self.base_url,
-                timeout=self._timeout,
+                base_url=self.options.base_url,
+                timeout=self.options.timeout,
                 max_retries=0,  # one retry policy: the core's scheduler
-                default_headers=self._headers or None,
+                default_headers=self.options.headers or None,
             )
             self._clients[loop] = client
         return client
@@ -210,10 +118,12 @@ class OpenAIInference(InferenceBackend):
     # -- inference -------------------------------------------------------------------------
 
     def _body(self, request: ChatRequest) -> dict[str, Any]:
-        if not self._supports_seed and request.params.seed is not None:
+        if not self.options.supports_seed and request.params.seed is not None:
             request = request.with_params(seed=None)
         return chat_body(
-            request, max_tokens_field=self._max_tokens_field, extra_body=self._extra_body
+            request,
+            max_tokens_field=self.options.max_tokens_field,
+            extra_body=self.options.extra_body,
         )
 
     async def complete(self, request: ChatRequest) -> Completion:
@@ -221,15 +131,15 @@ class OpenAIInference(InferenceBackend):
         return await complete_n(
             request,
             self._call,
-            max_n=self._max_n,
-            provider=self.name or "openai",
+            max_n=self.options.max_n,
+            provider=self.name,
             warned=self._warned,
         )
 
     async def _call(self, request: ChatRequest) -> Completion:
         body = self._body(request)
         known = {k: body.pop(k) for k in list(body) if k in OWNED_FIELDS}
-        provider = self.name or "openai"
+        provider = self.name
         started = time.monotonic()
         try:
             raw = await self._client().chat.completions.with_raw_response.create(
@@ -254,7 +164,7 @@ class OpenAIInference(InferenceBackend):
         self, requests: Sequence[ChatRequest], *, concurrency: int | None = None
     ) -> AsyncIterator[BatchItem]:
         """Live calls (bounded concurrency) by default; the Batch API with `batch = true`."""
-        if not self._batch:
+        if not self.options.batch:
             async for item in super().complete_many(requests, concurrency=concurrency):
                 yield item
             return
@@ -262,7 +172,7 @@ class OpenAIInference(InferenceBackend):
             self._client,
             requests,
             body_for=self._body,
-            provider=self.name or "openai",
+            provider=self.name,
             auth_hint=self.auth_hint,
             settings=self._batch_settings,
         ):

@@ -33,8 +33,6 @@ OWNED_FIELDS = frozenset(
     }
 )
 
-MAX_TOKENS_FIELDS = ("max_tokens", "max_completion_tokens")
-
 
 def chat_body(
     request: ChatRequest,

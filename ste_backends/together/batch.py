@@ -94,7 +94,7 @@ async def run_batches(
     backend: TogetherInference, requests: list[ChatRequest]
 ) -> AsyncIterator[BatchItem]:
     """Run all requests as one or more batch jobs, yielding items as each job finishes."""
-    size = backend.batch_max_requests
+    size = backend.options.batch_max_requests
     chunks = [(start, requests[start : start + size]) for start in range(0, len(requests), size)]
     queue: asyncio.Queue[list[BatchItem]] = asyncio.Queue()
 
@@ -137,14 +137,14 @@ async def _run_one_batch(
     started = time.monotonic()
     try:
         while (job.status or "") not in TERMINAL:
-            if time.monotonic() - started > backend.batch_timeout_s:
+            if time.monotonic() - started > backend.options.batch_timeout_s:
                 await _cancel_quietly(client, job.id)
                 raise TransientProviderError(
-                    f"batch {job.id} did not finish within {backend.batch_timeout_s:.0f}s; "
+                    f"batch {job.id} did not finish within {backend.options.batch_timeout_s:.0f}s; "
                     "it was cancelled",
                     provider=PROVIDER,
                 )
-            await asyncio.sleep(backend.batch_poll_interval_s)
+            await asyncio.sleep(backend.options.batch_poll_interval_s)
             job = await client.batches.retrieve(job.id)
     except asyncio.CancelledError:
         # The run was interrupted: stop paying for a batch nobody will read.
@@ -220,7 +220,7 @@ async def _item_for_line(
     except SteError as exc:
         return BatchItem(index=index, error=exc)
     price = await backend._price(request.model)
-    cost = cost_of(usage, price, backend.batch_discount)
+    cost = cost_of(usage, price, backend.options.batch_discount)
     return BatchItem(index=index, completion=completion.model_copy(update={"cost_usd": cost}))
 
 

@@ -23,7 +23,8 @@ from ste_core.errors import (
     TransientProviderError,
 )
 
-from .client import API_KEY_ENV, PROVIDER
+from .client import PROVIDER
+from .options import API_KEY_ENV
 
 AUTH_HINT = (
     f"Check the {API_KEY_ENV} environment variable: it must hold a valid Together API key "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
@@ -22,10 +22,11 @@ from ste_core.records import (
     SFTExample,
 )
 
-from .client import PROVIDER, Connection, make_client
+from .client import PROVIDER, make_client
 from .errors import map_error
 from .formats import validate_training_file, write_training_file
-from .serving import ServeSettings, serve_model
+from .options import TogetherFineTuneOptions
+from .serving import ProgressCallback, serve_model
 from .states import job_status
 
 #: FineTuneSpec.options keys this backend reads (anything else is rejected, naming the key).
@@ -52,34 +53,19 @@ TRAINING_OPTIONS: dict[str, str] = {
 }
 SECRET_OPTIONS = {"wandb_api_key", "wandb_key", "hf_api_token", "api_key"}
 
-ProgressCallback = Callable[[dict[str, Any]], None]
-
 
 class TogetherFineTune(FineTuneBackend):
     """Fine-tune a judge on Together and make the result callable (serverless or dedicated).
 
-    Options (config backend section; all optional):
-      api_key / base_url / project_id / timeout_s: as for TogetherInference (the key is never
-        stored on this object; project_id or env TOGETHER_PROJECT_ID is needed for dedicated
-        endpoints, else it is looked up with whoami).
-      max_cost_usd: refuse to submit a job whose price estimate exceeds this (a second guard
-        after the core's budget check).
-      serving: "auto" (default), "serverless" or "dedicated".
-      hardware: hardware id for a dedicated endpoint, e.g. "1x_nvidia_h100_80gb_sxm"; default:
-        the cheapest certified config for the model.
-      deployment_config: explicit config revision (cr_... or projects/<p>/configs/<id>).
-      min_replicas / max_replicas: endpoint autoscaling bounds (default 1 / 1).
-      auto_shutdown_minutes: stop the endpoint after this many idle minutes (default 60;
-        0 disables; otherwise 30..1440) - a safety net if teardown is ever skipped.
-      endpoint_name: name of the endpoint to create (default ste-<model>-<random>).
-      endpoint_ready_timeout_s: give up waiting for READY after this (default 1800).
-      endpoint_poll_interval_s: seconds between readiness polls (default 10).
-      keep_endpoint: leave the endpoint running after serve() (default False).
-      probe_serverless: in "auto" mode, check with a 1-token call that the model really is
-        served serverless before choosing it (default True).
-      progress: callable receiving a dict per serving progress step (not from config files).
+    Options: `TogetherFineTuneOptions` (`ste backends --options together` lists them): the
+    connection as for TogetherInference, a cost guard, a held-out validation file, and how a
+    fine-tuned model is served. `progress`, a callable receiving a dict per serving step, is
+    for code, not config files.
     """
 
+    name: ClassVar[str] = PROVIDER
+    Options = TogetherFineTuneOptions
+    options: TogetherFineTuneOptions
     capabilities: ClassVar[FineTuneCapabilities] = FineTuneCapabilities(
         methods=frozenset({FineTuneMethod.SFT, FineTuneMethod.DPO}),
         continue_from_previous=True,
@@ -90,59 +76,21 @@ class TogetherFineTune(FineTuneBackend):
 
     def __init__(
         self,
+        options: TogetherFineTuneOptions | None = None,
+        /,
         *,
-        api_key: str | None = None,
-        base_url: str | None = None,
-        project_id: str | None = None,
-        timeout_s: float | None = None,
-        max_cost_usd: float | None = None,
-        serving: str = "auto",
-        hardware: str | None = None,
-        deployment_config: str | None = None,
-        min_replicas: int = 1,
-        max_replicas: int = 1,
-        auto_shutdown_minutes: int = 60,
-        endpoint_name: str | None = None,
-        endpoint_ready_timeout_s: float = 1800.0,
-        endpoint_poll_interval_s: float = 10.0,
-        keep_endpoint: bool = False,
-        probe_serverless: bool = True,
         progress: ProgressCallback | None = None,
+        **values: Any,
     ) -> None:
-        self.connection = Connection.from_options(base_url, project_id, timeout_s)
-        if max_cost_usd is not None and max_cost_usd < 0:
-            raise ConfigurationError("together: max_cost_usd must be >= 0")
-        self.max_cost_usd = max_cost_usd
-        self.serve_settings = ServeSettings.checked(
-            serving=serving,
-            hardware=hardware,
-            deployment_config=deployment_config,
-            min_replicas=min_replicas,
-            max_replicas=max_replicas,
-            auto_shutdown_minutes=auto_shutdown_minutes,
-            endpoint_name=endpoint_name,
-            ready_timeout_s=endpoint_ready_timeout_s,
-            poll_interval_s=endpoint_poll_interval_s,
-            keep_endpoint=keep_endpoint,
-            probe_serverless=probe_serverless,
-            progress=progress,
-        )
-        self._client = make_client(self.connection, api_key)
+        super().__init__(options, **values)
+        self.progress = progress
+        self._client = make_client(self.options)
         self._uploaded: dict[tuple[str, str], str] = {}
         self._limits: dict[str, Any] = {}
         self._seen_events: dict[str, set[tuple[str, str, str]]] = {}
         self._estimates: dict[str, float] = {}
         #: Usage of the last dedicated endpoint serve() ran (for the run manifest).
         self.last_endpoint_usage: dict[str, Any] | None = None
-
-    # -- description -------------------------------------------------------------------------
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            "backend": self.name or PROVIDER,
-            **self.connection.describe(),
-            "serving": self.serve_settings.serving,
-        }
 
     async def aclose(self) -> None:
         await self._client.close()
@@ -383,17 +331,18 @@ class TogetherFineTune(FineTuneBackend):
     async def estimate_cost(self, spec: FineTuneSpec, training_file: Path) -> float | None:
         """USD from Together's price-estimate route (uploads the file if needed); None if
         Together gives no estimate for this job."""
-        estimate, _ = await self._estimate(spec, training_file, None)
+        estimate, _ = await self._estimate(spec, training_file)
         return estimate
 
-    async def _estimate(
-        self, spec: FineTuneSpec, training_file: Path, validation_file: Path | None
-    ) -> tuple[float | None, Any]:
+    async def _validation_id(self, method: FineTuneMethod) -> str | None:
+        """The uploaded id of the `validation_file` option, if it is set."""
+        path = self.options.validation_file
+        return await self._upload(path, method) if path is not None else None
+
+    async def _estimate(self, spec: FineTuneSpec, training_file: Path) -> tuple[float | None, Any]:
         options = self._check_options(spec)
         training_id = await self._upload(training_file, spec.method)
-        validation_id = (
-            await self._upload(validation_file, spec.method) if validation_file else None
-        )
+        validation_id = await self._validation_id(spec.method)
         limits = await self._model_limits(spec.base_model)
         checkpoint = await self._checkpoint_for(spec)
         kw = self._create_kwargs(spec, options, training_id, validation_id, limits, checkpoint)
@@ -424,28 +373,27 @@ class TogetherFineTune(FineTuneBackend):
 
     # -- jobs --------------------------------------------------------------------------------
 
-    async def submit(
-        self, spec: FineTuneSpec, training_file: Path, validation_file: Path | None = None
-    ) -> FineTuneJobState:
+    async def submit(self, spec: FineTuneSpec, training_file: Path) -> FineTuneJobState:
         """Validate, upload, check the price, create the job; return its first state."""
         options = self._check_options(spec)
         secrets = self._secret_kwargs(options)
         limits = await self._model_limits(spec.base_model)
         self._check_limits(spec, limits)
         estimate: float | None = None
-        if self.max_cost_usd is not None:
-            estimate, raw = await self._estimate(spec, training_file, validation_file)
+        max_cost = self.options.max_cost_usd
+        if max_cost is not None:
+            estimate, raw = await self._estimate(spec, training_file)
             if estimate is None:
                 reason = getattr(raw, "unavailable_reason", "no estimate")
                 raise BudgetExceeded(
                     f"Together gave no price estimate for this fine-tune ({reason}), so "
-                    f"max_cost_usd={self.max_cost_usd} cannot be checked. Remove max_cost_usd "
+                    f"max_cost_usd={max_cost} cannot be checked. Remove max_cost_usd "
                     "to submit without this guard."
                 )
-            if estimate > self.max_cost_usd:
+            if estimate > max_cost:
                 raise BudgetExceeded(
                     f"The fine-tune is estimated at ${estimate:.2f} by Together, over "
-                    f"max_cost_usd=${self.max_cost_usd:.2f}. Lower epochs or data, or raise "
+                    f"max_cost_usd=${max_cost:.2f}. Lower epochs or data, or raise "
                     "the limit."
                 )
             if getattr(raw, "allowed_to_proceed", True) is False:
@@ -454,9 +402,7 @@ class TogetherFineTune(FineTuneBackend):
                     f"${estimate:.2f}, credit limit ${getattr(raw, 'user_limit', '?')})."
                 )
         training_id = await self._upload(training_file, spec.method)
-        validation_id = (
-            await self._upload(validation_file, spec.method) if validation_file else None
-        )
+        validation_id = await self._validation_id(spec.method)
         checkpoint = await self._checkpoint_for(spec)
         kw = self._create_kwargs(spec, options, training_id, validation_id, limits, checkpoint)
         try:
@@ -542,7 +488,7 @@ class TogetherFineTune(FineTuneBackend):
                 )
             model = ModelRef(
                 model=output,
-                inference_backend=self.name or PROVIDER,
+                inference_backend=self.name,
                 base_model=getattr(job, "model", None),
                 metadata=_model_metadata(job),
             )
@@ -569,7 +515,9 @@ class TogetherFineTune(FineTuneBackend):
         def record(usage: dict[str, Any]) -> None:
             self.last_endpoint_usage = usage
 
-        async with serve_model(self._client, model, self.serve_settings, record) as served:
+        async with serve_model(
+            self._client, model, self.options, record, progress=self.progress
+        ) as served:
             yield served
 
 

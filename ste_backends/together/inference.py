@@ -7,12 +7,13 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, ClassVar
 
 from ste_core.backends import BatchItem, InferenceBackend, InferenceCapabilities
-from ste_core.errors import ConfigurationError, TransientProviderError
+from ste_core.errors import TransientProviderError
 from ste_core.records import ChatRequest, Completion, Usage
 
-from .client import PROVIDER, Connection, make_client
+from .client import PROVIDER, make_client
 from .errors import map_error
-from .pricing import PriceBook, cost_of, parse_prices
+from .options import TogetherInferenceOptions
+from .pricing import PriceBook, cost_of
 
 
 def chat_body(request: ChatRequest) -> dict[str, Any]:
@@ -86,65 +87,27 @@ def completion_from_body(
 class TogetherInference(InferenceBackend):
     """Chat completions on Together (serverless models, fine-tuned LoRA models, endpoints).
 
-    Options (from the config's backend section, all optional):
-      api_key: the key; default from env TOGETHER_API_KEY. Never stored on this object, never
-        logged, never in describe().
-      base_url: API base URL without /v1 (a trailing /v1 is accepted and removed); default from
-        env TOGETHER_BASE_URL, else Together's own hosts (chat then goes to the inference host).
-      project_id: Together project (default env TOGETHER_PROJECT_ID); only dedicated endpoints
-        need it.
-      timeout_s: per-request timeout (default 120).
-      batch: use the Batch API for complete_many (about half price, hours of latency).
-      batch_poll_interval_s: seconds between batch status polls (default 30).
-      batch_timeout_s: give up on a batch after this long, cancelling it (default 86400).
-      batch_max_requests: requests per batch job (default 50000; larger inputs are split).
-      batch_discount: price factor for Batch API usage (default 0.5).
-      prices: {model: [usd_per_M_input, usd_per_M_output]} known prices.
-      price_lookup: look prices up in Together's catalog once per model (default True).
-      concurrency: suggested concurrency for the scheduler (default 16).
+    Options: `TogetherInferenceOptions` (`ste backends --options together` lists them). The API
+    key comes from env TOGETHER_API_KEY (or the `api_key` keyword in code) and goes into the SDK
+    client only.
     """
 
+    name: ClassVar[str] = PROVIDER
+    Options = TogetherInferenceOptions
+    options: TogetherInferenceOptions
     capabilities: ClassVar[InferenceCapabilities] = InferenceCapabilities(
-        max_n=None, batch=False, supports_seed=True, suggested_concurrency=16
+        max_n=None, batch=False, suggested_concurrency=16
     )
     requires: ClassVar[tuple[str, ...]] = ("together",)
 
-    def __init__(
-        self,
-        *,
-        api_key: str | None = None,
-        base_url: str | None = None,
-        project_id: str | None = None,
-        timeout_s: float | None = None,
-        batch: bool = False,
-        batch_poll_interval_s: float = 30.0,
-        batch_timeout_s: float = 86400.0,
-        batch_max_requests: int = 50000,
-        batch_discount: float = 0.5,
-        prices: Mapping[str, Any] | None = None,
-        price_lookup: bool = True,
-        concurrency: int = 16,
-    ) -> None:
-        if batch_poll_interval_s <= 0 or batch_timeout_s <= 0:
-            raise ConfigurationError("together: batch_poll_interval_s/batch_timeout_s must be > 0")
-        if not 1 <= batch_max_requests <= 50000:
-            raise ConfigurationError("together: batch_max_requests must be between 1 and 50000")
-        self.connection = Connection.from_options(base_url, project_id, timeout_s)
-        self.batch = bool(batch)
-        self.batch_poll_interval_s = float(batch_poll_interval_s)
-        self.batch_timeout_s = float(batch_timeout_s)
-        self.batch_max_requests = int(batch_max_requests)
-        self.batch_discount = float(batch_discount)
+    def __init__(self, options: TogetherInferenceOptions | None = None, /, **values: Any) -> None:
+        super().__init__(options, **values)
         # Instance-level capabilities: batch support depends on the option.
         self.capabilities = InferenceCapabilities(  # type: ignore[misc]
-            max_n=None, batch=self.batch, supports_seed=True, suggested_concurrency=concurrency
+            max_n=None, batch=self.options.batch, suggested_concurrency=self.options.concurrency
         )
-        self._prices = PriceBook(parse_prices(prices), lookup=price_lookup)
-        # The key goes into the SDK client and nowhere else.
-        self._client = make_client(self.connection, api_key)
-
-    def describe(self) -> dict[str, Any]:
-        return {"backend": self.name or PROVIDER, **self.connection.describe(), "batch": self.batch}
+        self._prices = PriceBook(self.options.prices, lookup=self.options.price_lookup)
+        self._client = make_client(self.options)
 
     async def aclose(self) -> None:
         await self._client.close()
@@ -174,7 +137,7 @@ class TogetherInference(InferenceBackend):
         self, requests: Sequence[ChatRequest], *, concurrency: int | None = None
     ) -> AsyncIterator[BatchItem]:
         """With batch=True, run the requests through Together's Batch API; else concurrent calls."""
-        if not self.batch:
+        if not self.options.batch:
             async for item in super().complete_many(requests, concurrency=concurrency):
                 yield item
             return

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from ste_core import hookimpl
+from ste_core import RegisterBackends, hookimpl
 
 
 @hookimpl
-def register_backends(register: Any) -> None:
+def register_backends(register: RegisterBackends) -> None:
     """Register `together` for inference and fine-tuning."""
     from ste_backends.together.finetune import TogetherFineTune
     from ste_backends.together.inference import TogetherInference

@@ -12,28 +12,9 @@ import asyncio
 from collections.abc import Mapping
 from typing import Any
 
-from ste_core.errors import ConfigurationError
 from ste_core.records import Usage
 
 Price = tuple[float, float]  # USD per 1M (input, output) tokens
-
-
-def parse_prices(raw: Mapping[str, Any] | None) -> dict[str, Price]:
-    """Accept {"model": [in, out]} or {"model": {"input": x, "output": y}} from a config file."""
-    prices: dict[str, Price] = {}
-    for model, value in (raw or {}).items():
-        try:
-            if isinstance(value, Mapping):
-                prices[model] = (float(value["input"]), float(value["output"]))
-            else:
-                inp, out = value
-                prices[model] = (float(inp), float(out))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ConfigurationError(
-                f"together option prices['{model}'] must be [input, output] USD per million tokens "
-                f"or {{input = ..., output = ...}}; got {value!r}"
-            ) from exc
-    return prices
 
 
 def cost_of(usage: Usage, price: Price | None, factor: float = 1.0) -> float | None:

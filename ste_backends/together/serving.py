@@ -21,7 +21,6 @@ import re
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,73 +32,35 @@ from ste_core.errors import (
 )
 from ste_core.records import ModelRef
 
-from .client import PROJECT_ENV, PROVIDER
+from .client import PROVIDER
 from .errors import map_error
+from .options import PROJECT_ENV, TogetherFineTuneOptions
 
 log = logging.getLogger(__name__)
 
-SERVING_MODES = ("auto", "serverless", "dedicated")
 MODEL_PATH = re.compile(r"^projects/([^/]+)/models/([^/]+)")
 CONFIG_PATH = re.compile(r"^projects/([^/]+)/configs/([^/]+)$")
 READY = "DEPLOYMENT_STATE_READY"
 FAILED_STATES = ("DEPLOYMENT_STATE_FAILED", "DEPLOYMENT_STATE_STOPPED")
 
-
-@dataclass(frozen=True)
-class ServeSettings:
-    serving: str = "auto"
-    hardware: str | None = None
-    deployment_config: str | None = None
-    min_replicas: int = 1
-    max_replicas: int = 1
-    auto_shutdown_minutes: int = 60
-    endpoint_name: str | None = None
-    ready_timeout_s: float = 1800.0
-    poll_interval_s: float = 10.0
-    keep_endpoint: bool = False
-    probe_serverless: bool = True
-    progress: Callable[[dict[str, Any]], None] | None = None
-
-    @classmethod
-    def checked(cls, **kw: Any) -> ServeSettings:
-        s = cls(**kw)
-        if s.serving not in SERVING_MODES:
-            raise ConfigurationError(
-                f"together: serving must be one of {', '.join(SERVING_MODES)}; got {s.serving!r}"
-            )
-        if s.min_replicas < 1 or s.max_replicas < s.min_replicas:
-            raise ConfigurationError(
-                "together: need 1 <= min_replicas <= max_replicas for a dedicated endpoint"
-            )
-        if s.auto_shutdown_minutes and not 30 <= s.auto_shutdown_minutes <= 1440:
-            raise ConfigurationError(
-                "together: auto_shutdown_minutes must be 0 (off) or between 30 and 1440"
-            )
-        if s.ready_timeout_s <= 0 or s.poll_interval_s <= 0:
-            raise ConfigurationError(
-                "together: endpoint_ready_timeout_s and endpoint_poll_interval_s must be > 0"
-            )
-        if s.endpoint_name is not None and not re.fullmatch(
-            r"[a-z0-9][a-z0-9-]{0,62}", s.endpoint_name
-        ):
-            raise ConfigurationError(
-                "together: endpoint_name must be lowercase letters, digits and '-' (max 63)"
-            )
-        return s
+#: Receives one dict per serving step (decided, endpoint_created, ready, kept, deleted).
+ProgressCallback = Callable[[dict[str, Any]], None]
 
 
 @contextlib.asynccontextmanager
 async def serve_model(
     client: Any,
     model: ModelRef,
-    settings: ServeSettings,
+    options: TogetherFineTuneOptions,
     record_usage: Callable[[dict[str, Any]], None],
+    *,
+    progress: ProgressCallback | None = None,
 ) -> AsyncIterator[ModelRef]:
     """Yield the ModelRef to call; tear down whatever was created on the way out."""
-    mode = settings.serving
+    mode: str = options.serving
     if mode == "auto":
-        mode = await decide_mode(client, model, settings)
-    _emit(settings, phase="decided", mode=mode, model=model.model)
+        mode = await decide_mode(client, model, options)
+    _emit(progress, phase="decided", mode=mode, model=model.model)
     if mode == "serverless":
         yield model.model_copy(
             update={
@@ -108,7 +69,7 @@ async def serve_model(
             }
         )
         return
-    endpoint = DedicatedEndpoint(client, model, settings)
+    endpoint = DedicatedEndpoint(client, model, options, progress)
     try:
         served = await endpoint.start()
         yield served
@@ -118,7 +79,7 @@ async def serve_model(
             record_usage(endpoint.usage())
 
 
-async def decide_mode(client: Any, model: ModelRef, settings: ServeSettings) -> str:
+async def decide_mode(client: Any, model: ModelRef, options: TogetherFineTuneOptions) -> str:
     """'serverless' when Together serves this model serverless, else 'dedicated'.
 
     Full fine-tunes are never served serverless. A LoRA adapter is, when its base model is in
@@ -129,7 +90,7 @@ async def decide_mode(client: Any, model: ModelRef, settings: ServeSettings) -> 
         return "dedicated"
     if model.base_model and not await _base_serves_adapters(client, model.base_model):
         return "dedicated"
-    if not settings.probe_serverless:
+    if not options.probe_serverless:
         return "serverless" if model.base_model else "dedicated"
     try:
         await client.chat.completions.create(
@@ -167,8 +128,14 @@ async def _base_serves_adapters(client: Any, base_model: str) -> bool:
 class DedicatedEndpoint:
     """One endpoint + deployment for one model; `start()` creates, `stop()` deletes."""
 
-    def __init__(self, client: Any, model: ModelRef, settings: ServeSettings) -> None:
-        self.client, self.model, self.s = client, model, settings
+    def __init__(
+        self,
+        client: Any,
+        model: ModelRef,
+        options: TogetherFineTuneOptions,
+        progress: ProgressCallback | None,
+    ) -> None:
+        self.client, self.model, self.options, self.progress = client, model, options, progress
         self.project_id: str | None = None
         self.endpoint: Any = None
         self.deployment: Any = None
@@ -188,17 +155,20 @@ class DedicatedEndpoint:
             self.project_id = await self._project_id()
             model_path = await self._model_path()
             config_path = await self._config_path(model_path)
-            name = self.s.endpoint_name or _endpoint_name(self.model.model)
+            name = self.options.endpoint_name or _endpoint_name(self.model.model)
             self.endpoint = await self.client.endpoints.create(
                 name=name, visibility="VISIBILITY_PRIVATE", project_id=self.project_id
             )
             self.created_at = time.monotonic()
             self.created_wall = datetime.now(UTC).isoformat(timespec="seconds")
-            _emit(self.s, phase="endpoint_created", endpoint=self.endpoint.name)
-            autoscaling = {"min_replicas": self.s.min_replicas, "max_replicas": self.s.max_replicas}
+            _emit(self.progress, phase="endpoint_created", endpoint=self.endpoint.name)
+            autoscaling = {
+                "min_replicas": self.options.min_replicas,
+                "max_replicas": self.options.max_replicas,
+            }
             extra = (
-                {"inactive_timeout": self.s.auto_shutdown_minutes}
-                if self.s.auto_shutdown_minutes
+                {"inactive_timeout": self.options.auto_shutdown_minutes}
+                if self.options.auto_shutdown_minutes
                 else {}
             )
             self.deployment = await self.client.endpoints.deployments.create(
@@ -237,8 +207,8 @@ class DedicatedEndpoint:
                 "deployment_id": self.deployment.id,
                 "hardware": self.hardware,
                 "price_usd_per_hour_per_replica": price,
-                "min_replicas": self.s.min_replicas,
-                "max_replicas": self.s.max_replicas,
+                "min_replicas": self.options.min_replicas,
+                "max_replicas": self.options.max_replicas,
                 "created_at": self.created_wall,
                 "ready_after_s": round((self.ready_at or 0) - (self.created_at or 0), 3),
             },
@@ -279,7 +249,7 @@ class DedicatedEndpoint:
         return f"projects/{self.project_id}/models/{object_id}"
 
     async def _config_path(self, model_path: str) -> str:
-        explicit = self.s.deployment_config
+        explicit = self.options.deployment_config
         if explicit:
             if CONFIG_PATH.match(explicit):
                 return explicit
@@ -300,13 +270,13 @@ class DedicatedEndpoint:
         candidates = []
         for cfg in configs:
             hw = _hardware_of(cfg)
-            if self.s.hardware and not _same_hardware(hw, self.s.hardware):
+            if self.options.hardware and not _same_hardware(hw, self.options.hardware):
                 continue
             cents = _price_of(catalog, hw)
             candidates.append((cents if cents is not None else 10**9, cfg.id, cfg, hw))
         if not candidates:
             have = ", ".join(sorted({str(_hardware_of(c)) for c in configs})) or "none"
-            want = f" on hardware {self.s.hardware}" if self.s.hardware else ""
+            want = f" on hardware {self.options.hardware}" if self.options.hardware else ""
             raise ConfigurationError(
                 f"No certified Together deployment config for {self.model.model}{want}. "
                 f"Available hardware: {have}. Set `hardware` to one of them or "
@@ -342,7 +312,11 @@ class DedicatedEndpoint:
             state = dep.status.state
             elapsed = time.monotonic() - self.created_at
             _emit(
-                self.s, phase="waiting", state=state, message=dep.status.message, elapsed_s=elapsed
+                self.progress,
+                phase="waiting",
+                state=state,
+                message=dep.status.message,
+                elapsed_s=elapsed,
             )
             if state == READY:
                 self.ready_at = time.monotonic()
@@ -356,14 +330,15 @@ class DedicatedEndpoint:
                     f"{dep.status.message or 'no message'}",
                     provider=PROVIDER,
                 )
-            if elapsed > self.s.ready_timeout_s:
+            if elapsed > self.options.endpoint_ready_timeout_s:
                 raise TransientProviderError(
                     f"dedicated endpoint {self.endpoint.name} was not READY after "
-                    f"{self.s.ready_timeout_s:.0f}s (last state {state}: {dep.status.message}); "
+                    f"{self.options.endpoint_ready_timeout_s:.0f}s "
+                    f"(last state {state}: {dep.status.message}); "
                     "it is being deleted. Raise endpoint_ready_timeout_s or try other hardware.",
                     provider=PROVIDER,
                 )
-            await asyncio.sleep(self.s.poll_interval_s)
+            await asyncio.sleep(self.options.endpoint_poll_interval_s)
 
     # -- stop ----------------------------------------------------------------------------
 
@@ -372,8 +347,8 @@ class DedicatedEndpoint:
         if self.endpoint is None:
             return
         self.stopped_at = time.monotonic()
-        if self.s.keep_endpoint:
-            _emit(self.s, phase="kept", endpoint=self.endpoint.name)
+        if self.options.keep_endpoint:
+            _emit(self.progress, phase="kept", endpoint=self.endpoint.name)
             return
         errors: list[str] = []
         if self.deployment is not None:
@@ -401,7 +376,7 @@ class DedicatedEndpoint:
                     break
                 if status in (400, 409, 412) and attempt < 4:
                     # The deployment may still be stopping; the endpoint can go once it is gone.
-                    await asyncio.sleep(self.s.poll_interval_s)
+                    await asyncio.sleep(self.options.endpoint_poll_interval_s)
                     continue
                 errors.append(f"endpoint delete: {map_error(exc)}")
                 break
@@ -413,9 +388,9 @@ class DedicatedEndpoint:
                 self.endpoint.name,
                 self.teardown_error,
                 self.endpoint.id,
-                self.s.auto_shutdown_minutes or "no",
+                self.options.auto_shutdown_minutes or "no",
             )
-        _emit(self.s, phase="deleted", endpoint=self.endpoint.name, errors=errors)
+        _emit(self.progress, phase="deleted", endpoint=self.endpoint.name, errors=errors)
 
     def usage(self) -> dict[str, Any]:
         """Uptime and cost of the endpoint, for the run manifest."""
@@ -436,15 +411,15 @@ class DedicatedEndpoint:
             "model": self.model.model,
             "hardware": self.hardware,
             "price_usd_per_hour_per_replica": price,
-            "min_replicas": self.s.min_replicas,
-            "max_replicas": self.s.max_replicas,
+            "min_replicas": self.options.min_replicas,
+            "max_replicas": self.options.max_replicas,
             "created_at": self.created_wall,
             "uptime_s": round(uptime, 3) if uptime is not None else None,
-            "cost_usd_min": cost(self.s.min_replicas),
-            "cost_usd_max": cost(self.s.max_replicas),
-            "kept": self.s.keep_endpoint,
+            "cost_usd_min": cost(self.options.min_replicas),
+            "cost_usd_max": cost(self.options.max_replicas),
+            "kept": self.options.keep_endpoint,
             "deleted": self.endpoint is not None
-            and not self.s.keep_endpoint
+            and not self.options.keep_endpoint
             and self.teardown_error is None,
             "teardown_error": self.teardown_error,
         }
@@ -467,11 +442,11 @@ async def _uncancellable(coro: Any) -> None:
         raise asyncio.CancelledError
 
 
-def _emit(settings: ServeSettings, **event: Any) -> None:
+def _emit(progress: ProgressCallback | None, **event: Any) -> None:
     log.info("together serve: %s", event)
-    if settings.progress is not None:
+    if progress is not None:
         with contextlib.suppress(Exception):
-            settings.progress(event)
+            progress(event)
 
 
 def _endpoint_name(model: str) -> str:

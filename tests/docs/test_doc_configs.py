@@ -94,3 +94,20 @@ def test_a_documented_snippet_validates_and_builds_its_backends(
         if ft.inference_options:
             built.append(get_inference_backend(ft.backend, **dict(ft.inference_options)))
     assert built or not ({"generator", "judge", "finetune"} & fragment.keys())
+
+
+@pytest.mark.parametrize("backend", ["together", "openai", "litellm", "local"])
+def test_every_backend_option_has_a_row_in_its_page(backend: str) -> None:
+    """The option tables of docs/<backend>.md name every option of the backend's Options."""
+    from ste_core.plugins import get_host
+
+    text = (ROOT / "docs" / f"{backend}.md").read_text(encoding="utf-8")
+    documented = {
+        name
+        for line in text.splitlines()
+        if line.startswith("| `")
+        for name in re.findall(r"`([^`]+)`", line.split("|")[1])
+    }
+    info = get_host().backend(backend)
+    declared = {o.name for kind in info.kinds for o in info.cls(kind).Options.option_infos()}
+    assert sorted(declared - documented) == []

@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 import pytest
 
 from ste_core import hookimpl
-from ste_core.backends import InferenceBackend, InferenceCapabilities
+from ste_core.backends import BackendOptions, InferenceBackend, InferenceCapabilities, option
 from ste_core.errors import PermanentProviderError
 from ste_core.plugins import get_host, reset_host
 from ste_core.records import ChatRequest, Completion, Usage
@@ -23,22 +23,19 @@ class RuleJudge(InferenceBackend):
     `always_a=true` makes every answer [[A]] (tests `--option`).
     """
 
+    class Options(BackendOptions):
+        always_a: bool = option(False, changes_results=True, help="answer [[A]] to everything")
+
+    options: Options
     capabilities: ClassVar[InferenceCapabilities] = InferenceCapabilities(max_n=None)
     calls: ClassVar[list[ChatRequest]] = []
-
-    def __init__(self, always_a: bool = False, **options: Any) -> None:
-        self.always_a = always_a
-        self.options = options
-
-    def describe(self) -> dict[str, Any]:
-        return {"backend": "rulejudge", "always_a": self.always_a}
 
     async def complete(self, request: ChatRequest) -> Completion:
         RuleJudge.calls.append(request)
         prompt = "\n".join(m.content for m in request.messages)
         if "FAILME" in prompt:
             raise PermanentProviderError("refused", provider="rulejudge", status=400)
-        if self.always_a or "ALWAYS_A" in prompt:
+        if self.options.always_a or "ALWAYS_A" in prompt:
             text = "Both fine. [[A]]"
         elif "NOVERDICT" in prompt:
             text = "I cannot decide."

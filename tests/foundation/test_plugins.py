@@ -7,22 +7,29 @@ import os
 import subprocess
 import sys
 import textwrap
+from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import ClassVar
 
 import pytest
 
 from ste_core import (
+    BackendOptions,
     ChatRequest,
     Completion,
     ConfigurationError,
     InferenceBackend,
     InferenceCapabilities,
     MissingDependencyError,
+    StageEvent,
     UnknownBackendError,
+    get_host,
     hookimpl,
+    option,
+    reset_host,
 )
-from ste_core.plugins import PluginHost, PluginWarning
+from ste_core.plugins import PluginHost, PluginWarning, fire_event
 
 BUILTINS = {"together", "openai", "litellm", "local"}
 
@@ -148,13 +155,14 @@ class NeedsMissingSdk(InferenceBackend):
 
 
 class Fixed(InferenceBackend):
+    class Options(BackendOptions):
+        text: str = option("fixed", changes_results=True, help="the answer to everything")
+
+    options: Options
     capabilities: ClassVar[InferenceCapabilities] = InferenceCapabilities(max_n=1)
 
-    def __init__(self, text: str = "fixed") -> None:
-        self.text = text
-
     async def complete(self, request: ChatRequest) -> Completion:
-        return Completion(texts=(self.text,))
+        return Completion(texts=(self.options.text,))
 
 
 class DirectPlugin:
@@ -216,3 +224,115 @@ async def test_default_complete_many_yields_every_item_and_errors_per_item() -> 
     assert sorted(i.index for i in items) == list(range(7))
     assert {i.index for i in items if i.error} == {1, 3, 5}
     assert all(i.completion.texts == (str(i.index),) for i in items if i.completion)
+
+
+# -- entry points loaded by the host itself ------------------------------------------------------
+
+
+@dataclass
+class FakeDist:
+    name: str
+    version: str
+
+
+@dataclass
+class FakeEntryPoint:
+    """What the host reads of an importlib.metadata entry point."""
+
+    name: str
+    dist: FakeDist
+    module: object
+
+    def load(self) -> object:
+        return self.module
+
+
+def plugin_module(name: str, **backends: type[InferenceBackend]) -> ModuleType:
+    module = ModuleType(name)
+
+    @hookimpl
+    def register_backends(register) -> None:  # type: ignore[no-untyped-def]
+        for backend_name, cls in backends.items():
+            register(backend_name.replace("_", "-"), inference=cls)
+
+    module.register_backends = register_backends  # type: ignore[attr-defined]
+    return module
+
+
+class Ours(Fixed):
+    pass
+
+
+class Impostor(Fixed):
+    pass
+
+
+def test_a_third_party_entry_point_named_like_a_builtin_never_replaces_it(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    own = FakeDist("self-taught-evaluators", "0.1.0")
+    evil = FakeDist("aaa-ste-impostor", "9.9")
+    eps = [  # the impostor comes first, as it might on sys.path
+        FakeEntryPoint("together", evil, plugin_module("impostor", together=Impostor, extra=Fixed)),
+        FakeEntryPoint("together", own, plugin_module("ours", together=Ours)),
+    ]
+    monkeypatch.setattr(
+        "ste_core.plugins.entry_points", lambda group: eps if group == "ste" else []
+    )
+    host = PluginHost()
+    with pytest.warns(PluginWarning) as caught:
+        host.load_entry_points()
+        host._collect()
+    together = host.backend("together")
+    assert together.inference is Ours
+    assert (together.distribution, together.version, together.plugin) == (
+        "self-taught-evaluators",
+        "0.1.0",
+        "together",
+    )
+    # The impostor's other backend still registers, under its own plugin name and distribution.
+    extra = host.backend("extra")
+    assert (extra.distribution, extra.version, extra.plugin) == (
+        "aaa-ste-impostor",
+        "9.9",
+        "aaa-ste-impostor:together",
+    )
+    [warning] = [str(w.message) for w in caught]
+    assert "aaa-ste-impostor" in warning and "registers backend 'together'" in warning
+
+
+# -- event hooks -----------------------------------------------------------------------------
+
+
+class Recorder:
+    def __init__(self, fail: bool = False) -> None:
+        self.fail = fail
+        self.events: list[object] = []
+
+    @hookimpl
+    def stage_finished(self, event: StageEvent) -> None:
+        if self.fail:
+            raise RuntimeError("this plugin's dashboard is down")
+        self.events.append(event)
+
+
+def test_a_failing_event_hook_does_not_stop_the_other_plugins(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("STE_PLUGINS", "")
+    reset_host()
+    try:
+        broken, first, second = Recorder(fail=True), Recorder(), Recorder()
+        host = get_host()
+        host.register_plugin(first, name="first")
+        host.register_plugin(broken, name="broken")
+        host.register_plugin(second, name="second")
+        event = StageEvent(run_name="r", iteration=1, stage="judge")
+        with pytest.warns(PluginWarning, match="plugin 'broken' .* failed in stage_finished"):
+            fire_event("stage_finished", event)
+    finally:
+        reset_host()
+    assert first.events == [event] and second.events == [event]
+
+
+def test_fire_event_takes_only_event_hooks() -> None:
+    with pytest.raises(ValueError, match="not an event hook"):
+        PluginHost().fire_event(
+            "register_backends", StageEvent(run_name="r", iteration=1, stage="s")
+        )

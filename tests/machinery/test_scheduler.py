@@ -6,10 +6,17 @@ import asyncio
 import itertools
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from ste_core.backends import BatchItem, InferenceBackend, InferenceCapabilities
+from ste_core.backends import (
+    BackendOptions,
+    BatchItem,
+    InferenceBackend,
+    InferenceCapabilities,
+    option,
+)
 from ste_core.engine.budget import Budget
 from ste_core.engine.limits import Limits, TokenBucket
 from ste_core.engine.scheduler import Scheduler, SchedulerEvent
@@ -32,14 +39,19 @@ def req(i: int = 0, **params) -> ChatRequest:
 class EchoBackend(InferenceBackend):
     """Answers `echo:<content>#<sample_index>/<choice>`; counts calls and concurrency."""
 
-    name = "echo"
+    class Options(BackendOptions):
+        delay: float = option(0.0, changes_results=False, help="seconds each call takes")
+        max_n: int | None = option(None, changes_results=False, help="most choices per call")
 
-    def __init__(self, delay: float = 0.0, max_n: int | None = None) -> None:
-        self.delay = delay
+    name = "echo"
+    options: Options
+
+    def __init__(self, options: Options | None = None, /, **values: Any) -> None:
+        super().__init__(options, **values)
         self.calls: list[ChatRequest] = []
         self.in_flight = 0
         self.max_in_flight = 0
-        self.capabilities = InferenceCapabilities(max_n=max_n)  # type: ignore[misc]
+        self.capabilities = InferenceCapabilities(max_n=self.options.max_n)  # type: ignore[misc]
 
     async def complete(self, request: ChatRequest) -> Completion:
         self.calls.append(request)
@@ -47,7 +59,7 @@ class EchoBackend(InferenceBackend):
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
-            await asyncio.sleep(self.delay)
+            await asyncio.sleep(self.options.delay)
             await self.fail(request, call)
             text = request.messages[-1].content
             return Completion(

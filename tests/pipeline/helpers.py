@@ -16,10 +16,12 @@ from typing import Any, ClassVar
 
 from ste_core import hookimpl
 from ste_core.backends import (
+    BackendOptions,
     FineTuneBackend,
     FineTuneCapabilities,
     InferenceBackend,
     InferenceCapabilities,
+    option,
 )
 from ste_core.errors import TransientProviderError
 from ste_core.records import (
@@ -35,19 +37,27 @@ from ste_core.records import (
 from ste_core.testing.fake_provider import ScriptedModel
 
 
+class ScriptedInferenceOptions(BackendOptions):
+    unparsable_rate: float = option(
+        0.1, ge=0, le=1, changes_results=True, help="share of answers with no verdict"
+    )
+    endpoint: str | None = option(
+        None, changes_results=True, help="the serving session a fine-tuned model is called through"
+    )
+
+
 class ScriptedInference(InferenceBackend):
     """The fake provider's scripted model, called in-process. Counts calls per model."""
 
+    Options = ScriptedInferenceOptions
+    options: ScriptedInferenceOptions
     capabilities: ClassVar[InferenceCapabilities] = InferenceCapabilities(max_n=None)
     calls: ClassVar[list[str]] = []
     fail_every: ClassVar[int | None] = None  # every k-th call raises a transient error
 
-    def __init__(self, unparsable_rate: float = 0.1, endpoint: str | None = None) -> None:
-        self.model = ScriptedModel(unparsable_rate=unparsable_rate)
-        self.endpoint = endpoint
-
-    def describe(self) -> dict[str, Any]:
-        return {"backend": "scripted", "endpoint": self.endpoint}
+    def __init__(self, options: ScriptedInferenceOptions | None = None, /, **values: Any) -> None:
+        super().__init__(options, **values)
+        self.model = ScriptedModel(unparsable_rate=self.options.unparsable_rate)
 
     async def complete(self, request: ChatRequest) -> Completion:
         type(self).calls.append(request.model)
@@ -77,9 +87,15 @@ class ScriptedInference(InferenceBackend):
         )
 
 
+class ScriptedFineTuneOptions(BackendOptions):
+    polls_to_finish: int = option(2, ge=1, changes_results=False, help="polls until a job succeeds")
+
+
 class ScriptedFineTune(FineTuneBackend):
     """Jobs finish after `polls_to_finish` polls; the model is `<base>-ft<iteration>`."""
 
+    Options = ScriptedFineTuneOptions
+    options: ScriptedFineTuneOptions
     capabilities: ClassVar[FineTuneCapabilities] = FineTuneCapabilities(
         methods=frozenset({FineTuneMethod.SFT, FineTuneMethod.DPO}),
         continue_from_previous=True,
@@ -89,9 +105,6 @@ class ScriptedFineTune(FineTuneBackend):
     served: ClassVar[list[str]] = []
     torn_down: ClassVar[list[str]] = []
     fail_jobs: ClassVar[bool] = False
-
-    def __init__(self, polls_to_finish: int = 2) -> None:
-        self.polls_to_finish = polls_to_finish
 
     def write_training_file(
         self, examples: Iterable[Any], method: FineTuneMethod, path: Path
@@ -106,9 +119,7 @@ class ScriptedFineTune(FineTuneBackend):
     async def estimate_cost(self, spec: FineTuneSpec, training_file: Path) -> float | None:
         return 0.5
 
-    async def submit(
-        self, spec: FineTuneSpec, training_file: Path, validation_file: Path | None = None
-    ) -> FineTuneJobState:
+    async def submit(self, spec: FineTuneSpec, training_file: Path) -> FineTuneJobState:
         type(self).submits += 1
         job_id = f"job-{len(self.jobs) + 1}"
         iteration = int((spec.suffix or "it1").rsplit("it", 1)[-1])
@@ -140,7 +151,7 @@ class ScriptedFineTune(FineTuneBackend):
             return FineTuneJobState(
                 job_id=job_id, status=JobStatus.FAILED, message="out of GPUs (injected)"
             )
-        if job["polls"] < self.polls_to_finish:
+        if job["polls"] < self.options.polls_to_finish:
             return FineTuneJobState(job_id=job_id, status=JobStatus.RUNNING, progress=0.5)
         return FineTuneJobState(
             job_id=job_id,

@@ -99,8 +99,8 @@ class DiesInsideSubmit(ScriptedFineTune):
         type(self).submits = 0  # counted per class (see ScriptedFineTune.submit)
         self.dying = True
 
-    async def submit(self, spec, training_file, validation_file=None):  # type: ignore[no-untyped-def]
-        state = await super().submit(spec, training_file, validation_file)
+    async def submit(self, spec, training_file):  # type: ignore[no-untyped-def]
+        state = await super().submit(spec, training_file)
         if self.dying:
             self.dying = False
             raise KeyboardInterrupt

@@ -44,6 +44,7 @@ class Scripted(InferenceBackend):
     capabilities: ClassVar[InferenceCapabilities] = InferenceCapabilities(max_n=None)
 
     def __init__(self, answer: Callable[[ChatRequest], Any], finish: str = "stop") -> None:
+        super().__init__()
         self.answer, self.finish, self.seen = answer, finish, []
 
     async def complete(self, request: ChatRequest) -> Completion:

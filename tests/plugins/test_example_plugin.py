@@ -77,3 +77,22 @@ async def test_a_pipeline_stage_runs_on_the_plugin_backend(example_installed: No
     assert {r.verdict for r in results} == {"A"}
     correct = [r for r in results if r.verdict == r.order.correct_verdict]
     assert {r.order for r in correct} == {Order.AB} and len(correct) == 10
+
+
+def test_its_options_are_typed_and_decide_the_cache_identity(example_installed: None) -> None:
+    from ste_core import ConfigurationError
+    from ste_core.plugins import inference_options
+
+    cls = get_host().backend("example-rules").inference
+    assert cls is not None
+    assert cls.Options.result_option_names() == ["rule"]
+    assert get_host().inference_backend("example-rules", rule="always-b").describe() == {
+        "backend": "example-rules",
+        "rule": "always-b",
+    }
+    with pytest.raises(ConfigurationError) as info:
+        inference_options("example-rules", {"rule": "dice"}, where="judge.options")
+    assert str(info.value) == (
+        "judge.options.rule (example-rules option): got \"dice\"; must be one of 'coin', "
+        "'always-a' or 'always-b'"
+    )

@@ -12,38 +12,45 @@ from __future__ import annotations
 
 import hashlib
 import time
-from typing import Any, ClassVar
+from typing import ClassVar, Literal
 
 from ste_core import (
+    BackendOptions,
     ChatRequest,
     Completion,
-    ConfigurationError,
     InferenceBackend,
     InferenceCapabilities,
     Usage,
+    option,
 )
 
-RULES = ("coin", "always-a", "always-b")
+
+class RuleJudgeOptions(BackendOptions):
+    """The `[judge.options]` table. Validated before a run starts; a wrong key or value is a
+    one-line error naming it. An option that changes the answers (`changes_results=True`)
+    enters `describe()`, and so the request cache key; one that only changes how an answer is
+    obtained (a timeout, a concurrency hint) does not, so changing it keeps the cache."""
+
+    rule: Literal["coin", "always-a", "always-b"] = option(
+        "coin",
+        changes_results=True,
+        help="'coin': a coin flip seeded by the prompt, seed and sample index; 'always-a' / "
+        "'always-b': always the same side",
+    )
+    # A real backend declares its key like this (read from the environment only, never from a
+    # config file, never printed):
+    #     api_key: SecretStr | None = secret(env="MYPROVIDER_API_KEY", help="the API key")
 
 
 class RuleJudgeInference(InferenceBackend):
+    Options = RuleJudgeOptions
+    options: RuleJudgeOptions
     # max_n=1: the core repeats a request instead of asking for n>1 choices.
     capabilities: ClassVar[InferenceCapabilities] = InferenceCapabilities(
-        max_n=1, batch=False, supports_seed=True, suggested_concurrency=64
+        max_n=1, batch=False, suggested_concurrency=64
     )
     # Nothing to install. A real backend lists its SDK, e.g. ("mysdk",), and its pip extra.
     requires: ClassVar[tuple[str, ...]] = ()
-
-    def __init__(self, rule: str = "coin", **options: Any) -> None:
-        if rule not in RULES:
-            raise ConfigurationError(f"example-rules: rule must be one of {RULES}, got {rule!r}")
-        if options:
-            raise ConfigurationError(f"example-rules: unknown options {sorted(options)}")
-        self.rule = rule
-
-    def describe(self) -> dict[str, Any]:
-        # Enters the request cache key: include whatever changes the answers, never a secret.
-        return {"backend": self.name, "rule": self.rule}
 
     async def complete(self, request: ChatRequest) -> Completion:
         start = time.perf_counter()
@@ -60,9 +67,9 @@ class RuleJudgeInference(InferenceBackend):
     def _answer(self, prompt: str, request: ChatRequest) -> str:
         if "[[A]]" not in prompt or "[[B]]" not in prompt:
             return f"A short answer to: {prompt[:200]}"
-        if self.rule == "always-a":
+        if self.options.rule == "always-a":
             return "I always pick the first answer. [[A]]"
-        if self.rule == "always-b":
+        if self.options.rule == "always-b":
             return "I always pick the second answer. [[B]]"
         key = f"{prompt}|{request.params.seed}|{request.sample_index}".encode()
         pick = "A" if hashlib.sha256(key).digest()[0] % 2 == 0 else "B"

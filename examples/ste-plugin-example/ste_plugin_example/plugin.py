@@ -3,11 +3,11 @@ loads plugins (e.g. for `ste backends`), so any heavy SDK belongs inside the bac
 
 from __future__ import annotations
 
-from ste_core import hookimpl
+from ste_core import RegisterBackends, hookimpl
 
 
 @hookimpl
-def register_backends(register):  # type: ignore[no-untyped-def]
+def register_backends(register: RegisterBackends) -> None:
     from ste_plugin_example.backend import RuleJudgeInference
 
     register("example-rules", inference=RuleJudgeInference)

@@ -272,7 +272,7 @@ async def test_submit_rejects_what_it_cannot_do(tmp_path: Path) -> None:
         await ft.submit(spec_for(tiny_model_dir), empty)
     with pytest.raises(ConfigurationError, match="No local fine-tune job"):
         await ft.poll(str(tmp_path / "nowhere"))
-    with pytest.raises(ConfigurationError, match="Unknown option"):
+    with pytest.raises(ConfigurationError, match=r"epochs \(local option\): unknown key"):
         finetuner(tmp_path, epochs=3)
     assert await ft.estimate_cost(spec_for(tiny_model_dir), path) == 0.0
     assert not (tmp_path / "jobs").exists()  # nothing was started

@@ -203,11 +203,13 @@ async def test_unreachable_hub_model_names_offline_mode() -> None:
 
 
 def test_options_are_validated() -> None:
-    with pytest.raises(ConfigurationError, match="Unknown option"):
+    with pytest.raises(ConfigurationError, match=r"temperature \(local option\): unknown key"):
         backend(temperature=0.5)
-    with pytest.raises(ConfigurationError, match="dtype"):
+    with pytest.raises(ConfigurationError, match=r'dtype \(local option\): got "float8"'):
         backend(dtype="float8")
-    with pytest.raises(ConfigurationError, match="batch_size"):
+    with pytest.raises(
+        ConfigurationError, match=r"batch_size \(local option\): got 0; must be >= 1"
+    ):
         backend(batch_size=0)
 
 

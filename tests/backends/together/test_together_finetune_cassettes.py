@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from tg_support import FT_MODEL, RECORDING_KEY
 
+from ste_backends.together.formats import write_training_file
 from ste_core.errors import BudgetExceeded, ConfigurationError
 from ste_core.records import (
     DPOExample,
@@ -129,11 +130,11 @@ async def test_sft_job_lifecycle(make_backend, tmp_path, interactions, vcr):
 
 @pytest.mark.vcr
 async def test_validation_file_is_uploaded_and_evaluated(make_backend, tmp_path, vcr):
-    backend = make_backend("finetune")
-    train = write(backend, tmp_path, "judge_sft.jsonl", FineTuneMethod.SFT)
     held_out = tmp_path / "judge_sft_val.jsonl"
-    backend.write_training_file(sft_examples(2), FineTuneMethod.SFT, held_out)
-    state = await backend.submit(FineTuneSpec(base_model=FT_MODEL), train, held_out)
+    write_training_file(sft_examples(2), FineTuneMethod.SFT, held_out)
+    backend = make_backend("finetune", validation_file=str(held_out))  # as a config gives it
+    train = write(backend, tmp_path, "judge_sft.jsonl", FineTuneMethod.SFT)
+    state = await backend.submit(FineTuneSpec(base_model=FT_MODEL), train)
     assert state.job_id.startswith("ft-")
     body = create_body(vcr)
     uploads = [r for r in vcr.requests if r.method == "POST" and r.path == "/v1/files"]

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
+from ste_backends.together.options import TogetherFineTuneOptions
 from ste_backends.together.serving import (
-    ServeSettings,
     _hardware_of,
     _same_hardware,
     _uncancellable,
@@ -115,16 +115,18 @@ class StubClient:
         return {}
 
 
-def settings(**kw: Any) -> ServeSettings:
-    base = {"serving": "dedicated", "poll_interval_s": 0.001, "endpoint_name": "judge-x"}
-    return ServeSettings.checked(**{**base, **kw})
+def settings(**kw: Any) -> TogetherFineTuneOptions:
+    base = {"serving": "dedicated", "endpoint_poll_interval_s": 0.001, "endpoint_name": "judge-x"}
+    return TogetherFineTuneOptions(**{**base, **kw})
 
 
 async def test_ready_timeout_deletes_the_endpoint():
     client = StubClient(ready_after=10**9)
     usage: list[dict] = []
     with pytest.raises(TransientProviderError, match="not READY after"):
-        async with serve_model(client, MODEL, settings(ready_timeout_s=0.02), usage.append):
+        async with serve_model(
+            client, MODEL, settings(endpoint_ready_timeout_s=0.02), usage.append
+        ):
             pass
     assert client.calls[-2:] == ["deployment.delete", "endpoint.delete"]
     assert usage and usage[0]["deleted"] is True

@@ -14,11 +14,11 @@ from ste_backends.together.batch import (
     parse_result_lines,
     write_batch_input,
 )
-from ste_backends.together.client import Connection, normalise_base_url
 from ste_backends.together.fake import _inspect
 from ste_backends.together.finetune import TogetherFineTune
 from ste_backends.together.formats import validate_training_file, write_training_file
 from ste_backends.together.inference import TogetherInference, completion_from_body
+from ste_backends.together.options import TogetherInferenceOptions, normalise_base_url
 from ste_backends.together.states import STATE_MAP, job_status
 from ste_core.errors import (
     AuthenticationError,
@@ -73,14 +73,15 @@ def test_state_map_covers_the_sdk_enum_and_unknown_states_keep_polling():
 # -- options, secrets, lazy import ------------------------------------------------------------
 
 
-def test_api_key_is_never_kept_on_the_backend(monkeypatch):
+def test_api_key_is_never_shown_by_the_backend(monkeypatch):
     monkeypatch.delenv("TOGETHER_API_KEY", raising=False)
     inf = TogetherInference(api_key=KEY)
     ft = TogetherFineTune(api_key=KEY)
     for backend in (inf, ft):
         assert KEY not in json.dumps(backend.describe())
-        assert KEY not in repr(vars(backend).get("connection"))
+        assert KEY not in repr(backend.options) and KEY not in str(backend.options.model_dump())
         assert all(KEY not in repr(v) for k, v in vars(backend).items() if k != "_client")
+        assert backend._client.api_key == KEY  # the SDK client is the one place it goes
 
 
 def test_missing_key_is_an_authentication_error_naming_the_env_var(monkeypatch):
@@ -94,20 +95,21 @@ def test_key_project_and_base_url_from_env(monkeypatch):
     monkeypatch.setenv("TOGETHER_PROJECT_ID", "proj_123")
     monkeypatch.setenv("TOGETHER_BASE_URL", "https://proxy.example/v1/")
     inf = TogetherInference()
-    assert inf.describe() == {
-        "backend": "together",
-        "base_url": "https://proxy.example",
-        "project_id": "proj_123",
-        "batch": False,
-    }
+    # describe() is the cache identity: the server really called, nothing that only changes
+    # how an answer is obtained (project, batch, timeouts).
+    assert inf.describe() == {"backend": "together", "base_url": "https://proxy.example"}
+    assert TogetherInference(batch=True, timeout_s=5).describe() == inf.describe()
     assert inf._client.max_retries == 0  # the scheduler owns retries
     assert inf._client.project_id == "proj_123"
 
 
-def test_base_url_normalisation():
+def test_base_url_normalisation_and_the_default_host_in_describe(monkeypatch):
+    monkeypatch.delenv("TOGETHER_BASE_URL", raising=False)
     assert normalise_base_url("https://api.together.xyz/v1") == "https://api.together.xyz"
     assert normalise_base_url("http://127.0.0.1:8000/") == "http://127.0.0.1:8000"
-    assert Connection.from_options().describe()["base_url"] == "https://api.together.ai"
+    default = TogetherInferenceOptions()
+    assert default.base_url is None  # the SDK picks its own hosts...
+    assert default.result_options() == {"base_url": "https://api.together.ai"}  # ...named here
 
 
 def test_batch_option_sets_capability(monkeypatch):
@@ -118,19 +120,75 @@ def test_batch_option_sets_capability(monkeypatch):
 
 
 @pytest.mark.parametrize(
-    "kwargs",
+    ("kwargs", "message"),
     [
-        {"serving": "magic"},
-        {"min_replicas": 2, "max_replicas": 1},
-        {"auto_shutdown_minutes": 10},
-        {"endpoint_name": "Has Spaces"},
-        {"max_cost_usd": -1},
+        ({"serving": "magic"}, 'serving (together option): got "magic"; must be one of'),
+        (
+            {"min_replicas": 2, "max_replicas": 1},
+            "max_replicas (together option): got 1; must be >= min_replicas (2)",
+        ),
+        (
+            {"auto_shutdown_minutes": 10},
+            "auto_shutdown_minutes (together option): got 10; must be 0 (off) or between 30 and",
+        ),
+        (
+            {"endpoint_name": "Has Spaces"},
+            'endpoint_name (together option): got "Has Spaces"; may use lowercase',
+        ),
+        ({"max_cost_usd": -1}, "max_cost_usd (together option): got -1; must be >= 0"),
+        (
+            {"validation_file": "/no/such/file.jsonl"},
+            'validation_file (together option): got "/no/such/file.jsonl"; must be an existing',
+        ),
+        (
+            {"progres": print},
+            "progres (together option): unknown key; allowed keys: api_key, base_url",
+        ),
     ],
 )
-def test_bad_finetune_options_are_configuration_errors(kwargs, monkeypatch):
+def test_bad_finetune_options_are_configuration_errors(kwargs, message, monkeypatch):
     monkeypatch.setenv("TOGETHER_API_KEY", KEY)
-    with pytest.raises(ConfigurationError):
+    with pytest.raises(ConfigurationError) as info:
         TogetherFineTune(**kwargs)
+    assert message in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (
+            {"batch_max_requests": 50001},
+            "batch_max_requests (together option): got 50001; must be <= 50000",
+        ),
+        (
+            {"batch_poll_interval_s": 0},
+            "batch_poll_interval_s (together option): got 0; must be > 0",
+        ),
+        (
+            {"prices": {"m": [1.0]}},
+            "prices (together option): got {\"m\": [1.0]}; the price of 'm' must be [input,",
+        ),
+        (
+            {"prices": {"m": {"input": "x", "output": 1}}},
+            'prices.m.0 (together option): got "x"; must be a number',
+        ),
+        (
+            {"timeout": 5},
+            "timeout (together option): unknown key; allowed keys: api_key, base_url, project_id,",
+        ),
+    ],
+)
+def test_bad_inference_options_are_configuration_errors(kwargs, message, monkeypatch):
+    monkeypatch.setenv("TOGETHER_API_KEY", KEY)
+    with pytest.raises(ConfigurationError) as info:
+        TogetherInference(**kwargs)
+    assert message in str(info.value)
+
+
+def test_prices_as_lists_or_tables(monkeypatch):
+    monkeypatch.setenv("TOGETHER_API_KEY", KEY)
+    opts = TogetherInferenceOptions(prices={"a": [0.1, 0.2], "b": {"input": 1, "output": 2}})
+    assert opts.prices == {"a": (0.1, 0.2), "b": (1.0, 2.0)}
 
 
 @pytest.mark.parametrize(
