@@ -33,7 +33,6 @@ import asyncio
 import contextlib
 import signal
 import time
-import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +43,7 @@ from ste_core.engine.budget import Budget
 from ste_core.engine.store import RunStore
 from ste_core.errors import ConfigurationError, SteError
 from ste_core.hookspecs import IterationEvent, RunEvent, StageEvent
+from ste_core.plugins import fire_event
 from ste_core.records import (
     Drop,
     Instruction,
@@ -311,7 +311,7 @@ class Pipeline:
         # Marked last: a crash before this line re-runs the stage (from the cache) next time.
         store.mark_stage(i, name, counts, usage.model_copy(update={"seconds": round(seconds, 3)}))
         self.reporter.stage_finished(i, name, counts, seconds, skipped=False)
-        _fire(
+        fire_event(
             "stage_finished",
             StageEvent(
                 run_name=self.config.run.name,
@@ -327,7 +327,7 @@ class Pipeline:
 
     def _iteration_finished(self, ctx: RunContext, i: int) -> None:
         metrics = ctx.store.metrics().get(i)
-        _fire(
+        fire_event(
             "iteration_finished",
             IterationEvent(
                 run_name=self.config.run.name,
@@ -342,7 +342,7 @@ class Pipeline:
         ctx.end_session(status)
         self._write_reports(ctx.store)
         metrics = ctx.store.metrics()
-        _fire(
+        fire_event(
             "run_finished",
             RunEvent(
                 run_name=self.config.run.name,
@@ -441,16 +441,6 @@ def _judge_groups(steps: list[PlannedStep]) -> Iterator[list[PlannedStep]]:
         group.append(step)
     if group:
         yield group
-
-
-def _fire(hook_name: str, event: Any) -> None:
-    """Call an event hook; a failing plugin gives a warning, never stops the run."""
-    from ste_core.plugins import PluginWarning, hook
-
-    try:
-        getattr(hook(), hook_name)(event=event)
-    except Exception as exc:
-        warnings.warn(f"a plugin's {hook_name} hook failed: {exc!r}", PluginWarning, stacklevel=2)
 
 
 def run(

@@ -385,9 +385,3 @@ def fire_event(hook_name: str, event: BaseModel) -> None:
 
 def list_backends() -> list[BackendInfo]:
     return sorted(get_host().backends.values(), key=lambda b: b.name)
-
-
-def hook() -> Any:
-    """The pluggy hook relay. Firing an event through it stops at the first failing plugin: use
-    `fire_event` instead. Kept only until `ste_core/pipeline.py`'s `_fire` calls `fire_event`."""
-    return get_host().pm.hook

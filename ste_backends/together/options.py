@@ -139,7 +139,7 @@ class TogetherFineTuneOptions(TogetherOptions):
         changes_results=False,
         help="a held-out file in Together's training format (as write_training_file writes it), "
         "uploaded with every job and evaluated n_evals times (job option, default 1); "
-        "a relative path is read from the working directory",
+        "a relative path in a config file is read from the config file's directory",
     )
     serving: Literal["auto", "serverless", "dedicated"] = option(
         "auto",

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from ste_core.backends import FineTuneBackend, InferenceBackend
-from ste_core.config import Config
+from ste_core.config import Config, pinned_options
 from ste_core.engine.budget import Budget, estimate_request_tokens
 from ste_core.engine.limits import Limits
 from ste_core.engine.scheduler import Scheduler
@@ -316,24 +316,26 @@ class RunContext:
 
 
 def _check_result_settings(config: Config, store: RunStore) -> None:
+    pinned = pinned_options(config)
     previous = store.get_state(_RESULT_SETTINGS)
     if previous is None:
-        store.set_state(_RESULT_SETTINGS, config.result_settings())
+        store.set_state(_RESULT_SETTINGS, config.result_settings(pinned))
         return
-    changed = config.changed_settings(previous)
+    changed = config.changed_settings(previous, pinned)
     if changed:
         raise ConfigurationError(
             f"the config changed since run '{config.run.name}' started, in keys that change "
             f"results: {', '.join(changed[:12])}{' ...' if len(changed) > 12 else ''}. "
             "Re-run with --fresh to start over, or give the run another run.name. "
-            "(run.iterations, budget and limits may change freely.)"
+            "(run.iterations, budget, limits and the backend options that do not change "
+            "results may change freely; `ste backends --options NAME` says which those are.)"
         )
 
 
 def _start_session(config: Config, manifest: RunManifest) -> RunManifest:
     manifest.name = config.run.name
     manifest.seed = config.run.seed
-    manifest.config_fingerprint = config.fingerprint()
+    manifest.config_fingerprint = config.fingerprint(pinned_options(config))
     manifest.models.setdefault("generator", config.generator.model)
     manifest.models.setdefault("judge_seed", config.judge.model)
     manifest.start_session()

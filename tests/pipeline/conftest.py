@@ -26,3 +26,13 @@ def scripted(monkeypatch: pytest.MonkeyPatch) -> Iterator[type[ScriptedInference
     ScriptedFineTune.fail_jobs = False
     yield ScriptedInference
     reset_host()
+
+
+@pytest.fixture
+def scripted_and_builtins(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The scripted backends registered next to the built-in ones (configs of either validate)."""
+    monkeypatch.delenv("STE_PLUGINS", raising=False)
+    reset_host()
+    get_host().register_plugin(_Plugin(), name="scripted-test")
+    yield
+    reset_host()

@@ -13,6 +13,9 @@ from ste_core.errors import ConfigurationError
 
 from .helpers import base_config, write_config
 
+# Configs name backends, whose options are checked when the file is loaded.
+pytestmark = pytest.mark.usefixtures("scripted_and_builtins")
+
 
 def _minimal(tmp: Path) -> dict[str, Any]:
     return {
@@ -153,7 +156,11 @@ def test_relative_input_paths_resolve_against_the_config_dir(
 def test_resolved_toml_round_trips(tmp_path: Path) -> None:
     data = base_config(tmp_path)
     data["evaluation"]["benchmarks"] = [{"name": "rb", "path": "rb.jsonl", "limit": 5}]
-    data["generator"]["options"] = {"extra_body": {"a": [1, 2], "b": 'x\ny "q"'}}
+    data["generator"] = {
+        "backend": "openai",
+        "model": "g",
+        "options": {"extra_body": {"a": [1, 2], "b": 'x\ny "q"'}},
+    }
     cfg = load_config(write_config(tmp_path, data))
     text = cfg.model_dump_toml()
     again = config_from_dict(tomllib.loads(text))
@@ -173,3 +180,81 @@ def test_overrides_and_changed_settings(tmp_path: Path) -> None:
 def test_dumps_toml_handles_odd_keys_and_values() -> None:
     data = {"a": {"weird key": 1.5, "s": 'tab\tquote"', "lst": [1, "x"], "t": {"k": True}}}
     assert tomllib.loads(dumps_toml(data)) == data
+
+
+def _together(tmp: Path, base_url: str, **judge_options: Any) -> Path:
+    data = base_config(tmp)
+    options = {"base_url": base_url, "price_lookup": False}
+    data["generator"] = {"backend": "together", "model": "fake-acc90", "options": options}
+    data["judge"] = {
+        "backend": "together",
+        "model": "fake-acc70",
+        "options": {**options, **judge_options},
+    }
+    data["finetune"] = {"backend": "together", "options": {"base_url": base_url}}
+    return write_config(tmp, data)
+
+
+def test_a_misspelt_backend_option_stops_ste_run_before_any_request(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from ste_backends.together.fake import TogetherFake
+    from ste_core.cli.app import app
+
+    monkeypatch.setenv("TOGETHER_API_KEY", "fake-key")
+    with TogetherFake() as fake:
+        config = _together(tmp_path, fake.url, bacth=True)
+        result = CliRunner().invoke(app, ["run", str(config)])
+        assert fake.requests_total == 0
+    assert result.exit_code == 2, result.output
+    assert "judge.options.bacth (together option): unknown key; allowed keys:" in result.output
+    assert "batch" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "runs").exists()  # refused while loading, before the run started
+
+
+def test_options_that_do_not_change_results_may_change_on_resume(tmp_path: Path) -> None:
+    from ste_core import Pipeline
+
+    def opened(**changes: Any) -> None:
+        data = tomllib.loads(_together(tmp_path, "http://127.0.0.1:9").read_text())
+        for table, values in changes.items():
+            section, key = table.split(".")
+            data[section][key] = {**data[section][key], **values}
+        pipeline = Pipeline(config_from_dict(data, base_dir=tmp_path))
+        pipeline.open()  # pins the result-changing settings, or compares with the pinned ones
+
+    opened()
+    # How a result is obtained: serving mode, timeouts, batching, polling.
+    opened(**{"finetune.options": {"serving": "dedicated", "timeout_s": 5.0}})
+    opened(**{"judge.options": {"batch": True, "timeout_s": 9.0}})
+    # What the answers are: another server.
+    with pytest.raises(ConfigurationError, match=r"judge\.options\.base_url"):
+        opened(**{"judge.options": {"base_url": "http://127.0.0.1:10"}})
+
+
+def test_a_secret_option_is_refused_naming_its_variable(tmp_path: Path) -> None:
+    data = tomllib.loads(_together(tmp_path, "http://127.0.0.1:9").read_text())
+    data["judge"]["options"]["api_key"] = "tgp_v1_abcdefghijklmnopqrstuvwxyz"
+    with pytest.raises(ConfigurationError) as info:
+        config_from_dict(data, base_dir=tmp_path)
+    assert "TOGETHER_API_KEY" in str(info.value)
+    assert "tgp_v1_abc" not in str(info.value)
+
+
+def test_a_path_option_is_resolved_against_the_config_directory(tmp_path: Path) -> None:
+    (tmp_path / "held_out.jsonl").write_text('{"messages": []}\n')
+    data = tomllib.loads(_together(tmp_path, "http://127.0.0.1:9").read_text())
+    data["finetune"]["options"]["validation_file"] = "held_out.jsonl"
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    import os
+
+    cwd = Path.cwd()
+    os.chdir(elsewhere)
+    try:
+        cfg = config_from_dict(data, base_dir=tmp_path)
+    finally:
+        os.chdir(cwd)
+    assert cfg.finetune.options["validation_file"] == str(tmp_path / "held_out.jsonl")

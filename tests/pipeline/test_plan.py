@@ -32,7 +32,7 @@ def _config(tmp: Path, **changes: Any) -> Any:
     return load_config(write_config(tmp, data))
 
 
-def test_the_schedule_puts_each_judges_steps_side_by_side(tmp_path: Path) -> None:
+def test_the_schedule_puts_each_judges_steps_side_by_side(tmp_path: Path, scripted) -> None:
     steps = schedule(_config(tmp_path), 2)
     assert [f"{s.stage.name}@{s.iteration}" for s in steps] == [
         "load@0",
@@ -58,7 +58,7 @@ def test_the_schedule_puts_each_judges_steps_side_by_side(tmp_path: Path) -> Non
     assert [s.judge for s in steps if s.judge is not None] == [0, 0, 1, 1, 2]
 
 
-def test_a_disabled_stage_is_not_scheduled_and_not_a_prerequisite(tmp_path: Path) -> None:
+def test_a_disabled_stage_is_not_scheduled_and_not_a_prerequisite(tmp_path: Path, scripted) -> None:
     off = _config(tmp_path / "off")
     on = _config(tmp_path / "on", **{"filter.enabled": True})
     split, evaluate = stage_named("split"), stage_named("evaluate")

@@ -1,34 +1,29 @@
-"""The run configuration: one TOML file, validated by pydantic.
+"""The run configuration's schema: one pydantic model per TOML table, and `Config`.
 
-`load_config(path)` reads and validates a config file; every problem is reported as one line
-naming the key, the bad value and what is allowed (`judge.samples_per_order: got -1; must be >= 1`)
-inside a single `ConfigurationError`. `Config.model_dump_toml()` writes the resolved config (all
-defaults filled in, input paths made absolute) that goes into the run directory.
+Loading a file, resolving its paths, checking the backends' options and the error messages are
+in `ste_core.config.loading`; the TOML writer in `ste_core.config.toml`.
 
 Secrets never come from the file: a key named like `api_key`, `token`, `secret` or `password`
-anywhere in an `options` table is refused with a message pointing at the environment variable.
-
-Relative paths: input paths (`data.path`, `evaluation.pairs_path`, benchmark paths, template
-files) are resolved against the directory of the config file; `run.output_dir` against the current
-working directory (where `ste run` is started), like any output path on a command line.
+anywhere in an `options` table is refused with a message pointing at the environment variable
+(and the loader refuses every option a backend declares secret).
 """
 
 from __future__ import annotations
 
-import json
-import math
 import re
-import tomllib
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from ste_core.config.toml import dumps_toml
 from ste_core.engine.limits import Limits
-from ste_core.errors import ConfigurationError
 from ste_core.records import FineTuneMethod, FineTuneSpec, LoRAConfig, SamplingParams, content_hash
 
 __all__ = [
+    "OPTION_TABLES",
+    "SECRET_MARK",
     "BenchmarkFile",
     "BudgetConfig",
     "Config",
@@ -41,9 +36,16 @@ __all__ = [
     "RunConfig",
     "SamplingConfig",
     "SelectionConfig",
-    "dumps_toml",
-    "load_config",
 ]
+
+#: The tables whose keys belong to a backend: its `Options` validate them and say which change
+#: results (`ste_core.config.loading.pinned_options`).
+OPTION_TABLES = (
+    "generator.options",
+    "judge.options",
+    "finetune.options",
+    "finetune.inference_options",
+)
 
 
 class _Section(BaseModel):
@@ -374,19 +376,43 @@ class Config(_Section):
         header += "# environment and are never written here.\n\n"
         return header + dumps_toml(data)
 
-    def fingerprint(self) -> str:
-        """A hash of everything that changes results (not iterations, budget or limits)."""
-        return content_hash(self.result_settings())
+    # -- what pins a run ---------------------------------------------------------------------
+    # `pinned` maps an options table (OPTION_TABLES) to the option names that change results, as
+    # the chosen backends' Options declare them; a table it leaves out pins every option.
 
-    def result_settings(self) -> dict[str, Any]:
+    def fingerprint(self, pinned: Mapping[str, Collection[str]] | None = None) -> str:
+        """A hash of everything that changes results (not iterations, budget or limits)."""
+        return content_hash(self.result_settings(pinned))
+
+    def result_settings(
+        self, pinned: Mapping[str, Collection[str]] | None = None
+    ) -> dict[str, Any]:
         """Flattened `key -> value` of the settings that change results."""
         flat = _flatten(self.model_dump(mode="json"))
-        return {k: v for k, v in flat.items() if not k.startswith(_RESUMABLE_KEYS)}
+        return {
+            k: v
+            for k, v in flat.items()
+            if not k.startswith(_RESUMABLE_KEYS) and _changes_results(k, pinned)
+        }
 
-    def changed_settings(self, previous: dict[str, Any]) -> list[str]:
-        """Keys whose value differs from `previous` (a `result_settings()` of an earlier run)."""
-        now = self.result_settings()
-        return sorted(k for k in set(now) | set(previous) if now.get(k) != previous.get(k))
+    def changed_settings(
+        self, previous: Mapping[str, Any], pinned: Mapping[str, Collection[str]] | None = None
+    ) -> list[str]:
+        """Keys whose value differs from `previous` (the `result_settings()` a run started with).
+
+        An option that does not change results is ignored on both sides: a run started before
+        the backends declared which options do pinned them all."""
+        now = self.result_settings(pinned)
+        before = {k: v for k, v in previous.items() if _changes_results(k, pinned)}
+        return sorted(k for k in set(now) | set(before) if now.get(k) != before.get(k))
+
+
+def _changes_results(key: str, pinned: Mapping[str, Collection[str]] | None) -> bool:
+    for table in OPTION_TABLES:
+        if key.startswith(table + "."):
+            option = key[len(table) + 1 :].split(".", 1)[0]
+            return pinned is None or table not in pinned or option in pinned[table]
+    return True
 
 
 def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
@@ -412,7 +438,7 @@ _SECRET_SEGMENT = re.compile(
     re.IGNORECASE,
 )
 _SECRET_WHOLE = {"key", "auth"}
-_SECRET_MARK = "looks like a secret"
+SECRET_MARK = "looks like a secret"
 
 
 def _reject_secrets(options: dict[str, Any], prefix: str = "") -> None:
@@ -423,276 +449,10 @@ def _reject_secrets(options: dict[str, Any], prefix: str = "") -> None:
             lowered in _SECRET_WHOLE or _SECRET_SEGMENT.search(lowered)
         ):
             raise ValueError(
-                f"'{name}' {_SECRET_MARK}; secrets are never read from the config file. "
+                f"'{name}' {SECRET_MARK}; secrets are never read from the config file. "
                 "Set the provider's environment variable instead (e.g. TOGETHER_API_KEY, "
                 "OPENAI_API_KEY), or name the variable with an option ending in _env if the "
                 "backend supports one"
             )
         if isinstance(value, dict):
             _reject_secrets(value, prefix=f"{name}.")
-
-
-# --------------------------------------------------------------------------------------------
-# Loading
-# --------------------------------------------------------------------------------------------
-
-
-def load_config(path: str | Path, *, overrides: dict[str, Any] | None = None) -> Config:
-    """Read, validate and resolve a config file.
-
-    `overrides` maps dotted keys to values (`{"run.iterations": 2}`), applied before validation
-    (the CLI's --iterations uses it). Raises ConfigurationError listing every problem.
-    """
-    path = Path(path)
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigurationError(f"config file not found: {path}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigurationError(f"{path}: invalid TOML: {exc}") from None
-    for dotted, value in (overrides or {}).items():
-        _set_dotted(raw, dotted, value)
-    return config_from_dict(raw, base_dir=path.resolve().parent, source=str(path))
-
-
-def config_from_dict(
-    data: dict[str, Any], *, base_dir: Path | None = None, source: str = "<config>"
-) -> Config:
-    """Validate a config given as a dict (tests, notebooks) and resolve its paths.
-
-    Input paths are resolved against `base_dir` (default: the current directory), the output
-    directory against the current directory.
-    """
-    try:
-        cfg = Config.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigurationError(format_validation_error(exc, source)) from None
-    return _resolve_paths(cfg, base_dir or Path.cwd())
-
-
-def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
-    *parents, leaf = dotted.split(".")
-    node = data
-    for p in parents:
-        node = node.setdefault(p, {})
-    node[leaf] = value
-
-
-def _resolve(base: Path, value: str) -> str:
-    p = Path(value).expanduser()
-    return str(p if p.is_absolute() else (base / p).resolve())
-
-
-def _is_template_path(name: str) -> bool:
-    return "/" in name or name.endswith(".toml")
-
-
-def _resolve_paths(cfg: Config, base: Path) -> Config:
-    data = cfg.data.model_copy(
-        update={"path": _resolve(base, cfg.data.path) if cfg.data.path else None}
-    )
-    ev = cfg.evaluation
-    ev = ev.model_copy(
-        update={
-            "pairs_path": _resolve(base, ev.pairs_path) if ev.pairs_path else None,
-            "benchmarks": [
-                b.model_copy(update={"path": _resolve(base, b.path)}) for b in ev.benchmarks
-            ],
-            "template": (
-                _resolve(base, ev.template)
-                if ev.template and _is_template_path(ev.template)
-                else ev.template
-            ),
-        }
-    )
-
-    def tmpl(name: str) -> str:
-        return _resolve(base, name) if _is_template_path(name) else name
-
-    return cfg.model_copy(
-        update={
-            "run": cfg.run.model_copy(
-                update={"output_dir": _resolve(Path.cwd(), cfg.run.output_dir)}
-            ),
-            "data": data,
-            "evaluation": ev,
-            "judge": cfg.judge.model_copy(update={"template": tmpl(cfg.judge.template)}),
-            "generator": cfg.generator.model_copy(
-                update={"worse_template": tmpl(cfg.generator.worse_template)}
-            ),
-            "filter": cfg.filter.model_copy(update={"template": tmpl(cfg.filter.template)}),
-        }
-    )
-
-
-# --------------------------------------------------------------------------------------------
-# Error messages
-# --------------------------------------------------------------------------------------------
-
-
-def format_validation_error(exc: ValidationError, source: str = "<config>") -> str:
-    """One line per problem: `key: got VALUE; what is allowed`."""
-    errors = [
-        (err, [str(p) for p in err["loc"] if not _is_union_tag(p)])
-        for err in exc.errors(include_url=False)
-    ]
-    # With a union (`lora = {table} | false`) pydantic reports every member; a deeper error
-    # under the same key is the informative one, so drop errors at a strict prefix of another.
-    locs = [tuple(loc) for _, loc in errors]
-    lines = []
-    for err, loc in errors:
-        if any(len(o) > len(loc) and o[: len(loc)] == tuple(loc) for o in locs):
-            continue
-        key = ".".join(loc) if loc else "(top level)"
-        lines.append(f"  {key}: {_describe(err, loc)}")
-    # pydantic reports each union member's failure; keep each line once, in order.
-    unique = list(dict.fromkeys(lines))
-    return f"invalid configuration in {source}:\n" + "\n".join(unique)
-
-
-def _is_union_tag(part: Any) -> bool:
-    # pydantic puts the union member into the location: ("finetune", "lora", "LoRAConfig", "r").
-    return isinstance(part, str) and (
-        part[:1].isupper() or part.startswith(("literal[", "function-", "int", "str", "float"))
-    )
-
-
-def _got(value: Any) -> str:
-    text = json.dumps(value, default=str, ensure_ascii=False)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
-def _describe(err: Any, loc: list[str]) -> str:
-    kind, ctx, value = err["type"], err.get("ctx") or {}, err.get("input")
-    got = f"got {_got(value)}; "
-    if kind == "missing":
-        return "required key is missing"
-    if kind == "extra_forbidden":
-        allowed = _allowed_keys(loc[:-1])
-        hint = f"; allowed keys: {', '.join(allowed)}" if allowed else ""
-        return f"unknown key{hint}"
-    if kind == "greater_than_equal":
-        return got + f"must be >= {ctx['ge']}"
-    if kind == "greater_than":
-        return got + f"must be > {ctx['gt']}"
-    if kind == "less_than_equal":
-        return got + f"must be <= {ctx['le']}"
-    if kind == "less_than":
-        return got + f"must be < {ctx['lt']}"
-    if kind in ("literal_error", "enum"):
-        return got + f"must be one of {ctx.get('expected', '')}"
-    if kind in ("int_parsing", "int_type", "int_from_float"):
-        return got + "must be an integer"
-    if kind in ("float_parsing", "float_type"):
-        return got + "must be a number"
-    if kind in ("bool_parsing", "bool_type"):
-        return got + "must be true or false"
-    if kind in ("string_type",):
-        return got + "must be a string"
-    if kind == "string_pattern_mismatch":
-        return got + "may use only letters, digits, '_', '.', '-' (starting with a letter/digit)"
-    if kind in ("too_short", "string_too_short"):
-        return got + "must not be empty"
-    if kind in ("too_long", "string_too_long"):
-        return got + f"is too long (at most {ctx.get('max_length')})"
-    if kind in ("dict_type", "model_type", "model_attributes_type"):
-        return got + "must be a table"
-    if kind == "list_type":
-        return got + "must be a list"
-    if kind == "value_error":
-        message = str(ctx.get("error", err["msg"]))
-        if _SECRET_MARK in message:  # never echo a secret back
-            return message
-        return (got if loc else "") + message
-    return got + err["msg"]
-
-
-def _allowed_keys(loc: list[str]) -> list[str]:
-    model: Any = Config
-    for part in loc:
-        field = getattr(model, "model_fields", {}).get(part)
-        if field is None:
-            return []
-        model = _model_of(field.annotation)
-        if model is None:
-            return []
-    return list(getattr(model, "model_fields", {}))
-
-
-def _model_of(annotation: Any) -> Any:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in getattr(annotation, "__args__", ()) or ():
-        if isinstance(arg, type) and issubclass(arg, BaseModel):
-            return arg
-    return None
-
-
-# --------------------------------------------------------------------------------------------
-# A tiny TOML writer (enough for configs: tables, arrays of tables, inline arrays, scalars)
-# --------------------------------------------------------------------------------------------
-
-_BARE_KEY = re.compile(r"^[A-Za-z0-9_\-]+$")
-
-
-def _key(k: str) -> str:
-    return k if _BARE_KEY.match(k) else _string(k)
-
-
-def _string(s: str) -> str:
-    # JSON string escapes are a subset of TOML basic-string escapes (\" \\ \n \t \uXXXX ...).
-    return json.dumps(s, ensure_ascii=False)
-
-
-def _scalar(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, float):
-        if math.isnan(v):
-            return "nan"
-        if math.isinf(v):
-            return "inf" if v > 0 else "-inf"
-        return repr(v)
-    if isinstance(v, str):
-        return _string(v)
-    if isinstance(v, list | tuple):
-        return "[" + ", ".join(_scalar(x) for x in v if x is not None) + "]"
-    if isinstance(v, dict):
-        items = ", ".join(f"{_key(k)} = {_scalar(x)}" for k, x in v.items() if x is not None)
-        return "{" + items + "}" if items else "{}"
-    raise TypeError(f"cannot write {type(v).__name__} to TOML")
-
-
-def _is_table_array(v: Any) -> bool:
-    return isinstance(v, list) and bool(v) and all(isinstance(x, dict) for x in v)
-
-
-def dumps_toml(data: dict[str, Any]) -> str:
-    """Serialise a dict (from `model_dump(mode="json")`) to TOML; None values are left out."""
-    out: list[str] = []
-    _write_table(out, data, [])
-    return "\n".join(out).strip() + "\n"
-
-
-def _write_table(out: list[str], table: dict[str, Any], path: list[str]) -> None:
-    scalars = {
-        k: v
-        for k, v in table.items()
-        if v is not None and not isinstance(v, dict) and not _is_table_array(v)
-    }
-    for k, v in scalars.items():
-        out.append(f"{_key(k)} = {_scalar(v)}")
-    for k, v in table.items():
-        if isinstance(v, dict):
-            name = ".".join(_key(p) for p in [*path, k])
-            out.append("")
-            out.append(f"[{name}]")
-            _write_table(out, v, [*path, k])
-        elif _is_table_array(v):
-            name = ".".join(_key(p) for p in [*path, k])
-            for item in v:
-                out.append("")
-                out.append(f"[[{name}]]")
-                _write_table(out, item, [*path, k])
