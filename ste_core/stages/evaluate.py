@@ -23,7 +23,7 @@ from ste_core.records import (
     ResponsePair,
 )
 from ste_core.run.context import RunContext
-from ste_core.run.io import jsonl_writer, read_jsonl
+from ste_core.run.io import read_rows, write_jsonl
 from ste_core.run.serving import Judge
 from ste_core.stages.base import Stage, Step, flat_counts
 from ste_core.stages.judge import JudgeCounts, JudgingSetup, judge_file, read_judgements
@@ -54,7 +54,7 @@ async def evaluate(step: Step) -> EvaluateCounts:
         samples=ev.samples_per_order,
         orders=ev.orders,
     )
-    pairs = list(read_jsonl(rundir.eval_pairs_path, ResponsePair))
+    pairs = list(read_rows(rundir.eval_pairs_path, ResponsePair))
     tally, score = await _judge_and_score(
         ctx,
         by,
@@ -72,10 +72,8 @@ async def evaluate(step: Step) -> EvaluateCounts:
         bpath = rundir.root / f"bench_{bench.name}.pairs.jsonl"
         if not bpath.exists():
             key = f"evaluation.benchmarks[{bench.name}].path"
-            with jsonl_writer(bpath) as w:
-                for p in ctx.read_pairs_file(bench.path, key)[: bench.limit]:
-                    w.write(p)
-        bpairs = list(read_jsonl(bpath, ResponsePair))
+            write_jsonl(bpath, ctx.read_pairs_file(bench.path, key)[: bench.limit])
+        bpairs = list(read_rows(bpath, ResponsePair))
         btally, benchmarks[bench.name] = await _judge_and_score(
             ctx,
             by,

@@ -8,9 +8,10 @@ from pathlib import Path
 
 from ste_core.engine.store import RunStore
 from ste_core.evaluation import score_pairs
-from ste_core.evaluation.pairs_io import write_judgements, write_pairs
+from ste_core.evaluation.pairs_io import write_judgements
 from ste_core.evaluation.rewardbench import EXAMPLE_COUNTS
 from ste_core.records import Judgement, Order, ResponsePair
+from ste_core.run.io import write_jsonl
 
 
 def eval_pairs(n: int) -> list[ResponsePair]:
@@ -92,7 +93,7 @@ def make_run(root: Path, name: str, accuracies: list[float], *, crash_last: bool
         )
     )
     pairs = eval_pairs(60)
-    write_pairs(run / "eval_pairs.jsonl", pairs)
+    write_jsonl(run / "eval_pairs.jsonl", pairs)
     store = RunStore(run / "store.sqlite")
     for it, acc in enumerate(accuracies):
         d = run / f"iter_{it}"
