@@ -98,7 +98,7 @@ def child(workdir: Path) -> None:
     from ste_core.pipeline import Pipeline
     from ste_core.plugins import get_host
     from ste_core.records import Baseline, Instruction, Order, ResponsePair, SamplingParams
-    from ste_core.run.io import read_jsonl
+    from ste_core.run.io import read_rows
     from ste_core.stages.baseline import baseline_request
     from ste_core.stages.judge import judge_request
     from ste_core.stages.worse import worse_request
@@ -134,7 +134,7 @@ def child(workdir: Path) -> None:
     params = SamplingParams(max_tokens=1024)
 
     def requests():
-        for inst in read_jsonl(cfg.run_dir / "data" / "train.jsonl", Instruction):
+        for inst in read_rows(cfg.run_dir / "data" / "train.jsonl", Instruction):
             yield baseline_request(inst, model="g", params=params)
             b = Baseline(instruction_id=inst.id, instruction=inst.text, response=inst.text[::-1])
             yield worse_request(b, model="g", template=worse_t, params=params)

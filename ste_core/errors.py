@@ -19,6 +19,11 @@ class ConfigurationError(SteError):
     """A config file, option or argument is wrong. The message names the key and what is allowed."""
 
 
+class DataFileError(ConfigurationError):
+    """A data file (instructions, pairs, judgements, a run's JSONL) cannot be read. The message
+    names the file and, for a bad row, its line: `path:line: reason`."""
+
+
 class MissingDependencyError(ConfigurationError):
     """A backend's optional dependencies are not installed."""
 

@@ -55,7 +55,7 @@ from ste_core.records import (
 )
 from ste_core.run.context import RunContext
 from ste_core.run.exports import write_summary
-from ste_core.run.io import read_jsonl
+from ste_core.run.io import read_rows
 from ste_core.run.progress import Reporter
 from ste_core.run.rundir import RunDir
 from ste_core.run.serving import Judge, judge_session
@@ -374,11 +374,11 @@ class Pipeline:
             if iteration == 0
             else self.rundir.iter_file(iteration, "pairs.jsonl")
         )
-        return read_jsonl(path, ResponsePair)
+        return read_rows(path, ResponsePair)
 
     def eval_pairs(self) -> Iterator[ResponsePair]:
         """The frozen eval pairs every judge is scored on."""
-        return read_jsonl(self.rundir.eval_pairs_path, ResponsePair)
+        return read_rows(self.rundir.eval_pairs_path, ResponsePair)
 
     def judgements(self, iteration: int) -> Iterator[Judgement | Drop]:
         """The annotating judgements of an iteration (by M_{iteration-1})."""
@@ -391,7 +391,7 @@ class Pipeline:
     def instructions(self, split: str = "train") -> Iterator[Instruction]:
         """Instructions after loading: split = "all", "train" or "eval"."""
         name = {"all": "instructions", "train": "train", "eval": "eval"}[split]
-        return read_jsonl(self.rundir.data(name), Instruction)
+        return read_rows(self.rundir.data(name), Instruction)
 
     def metrics(self) -> dict[int, IterationMetrics]:
         """Evaluation metrics of every evaluated judge, by iteration (0 = the seed judge)."""

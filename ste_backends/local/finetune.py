@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 from ste_backends.local.jobs import JobFiles, pid_alive
 from ste_backends.local.options import LocalFineTuneOptions
 from ste_backends.local.requirements import ensure_installed
-from ste_backends.local.training_data import read_jsonl, write_jsonl
+from ste_backends.local.training_data import write_jsonl
 from ste_core.backends import FineTuneBackend, FineTuneCapabilities
 from ste_core.errors import ConfigurationError
 from ste_core.records import (
@@ -37,6 +37,7 @@ from ste_core.records import (
     ModelRef,
     SFTExample,
 )
+from ste_core.run.io import read_rows
 
 EXTRA = "local"
 
@@ -193,7 +194,7 @@ class LocalFineTune(FineTuneBackend):
             )
         if not training_file.is_file():
             raise ConfigurationError(f"Training file {training_file} does not exist.")
-        examples = len(read_jsonl(training_file))
+        examples = sum(1 for _ in read_rows(training_file))
         if examples == 0:
             raise ConfigurationError(f"Training file {training_file} holds no examples.")
         if spec.from_model is not None and not _exists_or_hub_id(spec.from_model):

@@ -88,7 +88,7 @@ def train(job: dict[str, Any], files: JobFiles) -> dict[str, Any]:
 
     from ste_backends.local.devices import resolve_device, training_precision
     from ste_backends.local.models import adapter_base_model, not_found_message
-    from ste_backends.local.training_data import read_jsonl
+    from ste_core.run.io import read_rows
 
     disable_progress_bars()  # per-example bars would drown worker.log; events carry progress
     hf_logging.disable_progress_bar()
@@ -145,7 +145,7 @@ def train(job: dict[str, Any], files: JobFiles) -> dict[str, Any]:
         )
         files.add_event(f"new LoRA adapter r={lora['r']} alpha={lora['alpha']} on {base_model}")
 
-    train_rows = read_jsonl(Path(job["training_file"]))
+    train_rows = list(read_rows(job["training_file"]))
     if not train_rows:
         raise ValueError(f"the training file {job['training_file']} has no examples")
     train_dataset = Dataset.from_list(train_rows)

@@ -10,13 +10,13 @@ Standard library only, so writing a file never needs torch.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from ste_core.errors import ConfigurationError
 from ste_core.records import DPOExample, FineTuneMethod, Message, SFTExample
+from ste_core.run.io import jsonl_writer
 
 
 def _messages(messages: tuple[Message, ...]) -> list[dict[str, str]]:
@@ -55,27 +55,7 @@ def write_jsonl(
 ) -> int:
     """Write `examples` to `path` (streamed, atomically replaced); return how many were written."""
     method = FineTuneMethod(method)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    count = 0
-    with tmp.open("w", encoding="utf-8") as fh:
+    with jsonl_writer(path) as w:
         for example in examples:
-            fh.write(json.dumps(example_row(example, method), ensure_ascii=False) + "\n")
-            count += 1
-    tmp.replace(path)
-    return count
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """Read a training file back (used by the training worker)."""
-    rows = []
-    with Path(path).open(encoding="utf-8") as fh:
-        for number, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise ConfigurationError(f"{path}:{number} is not valid JSON: {exc}") from exc
-    return rows
+            w.write(example_row(example, method))
+    return w.count

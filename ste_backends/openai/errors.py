@@ -16,12 +16,11 @@ Nothing here imports the SDK at module level; `map_sdk_error` imports it when fi
 
 from __future__ import annotations
 
-import email.utils
 import json
-import time
 from collections.abc import Mapping
 from typing import Any
 
+from ste_core.engine.retry import parse_retry_after
 from ste_core.errors import (
     AuthenticationError,
     PermanentProviderError,
@@ -34,40 +33,6 @@ from ste_core.errors import (
 
 class MalformedResponseError(TransientProviderError):
     """The server answered 2xx but the body is not a usable chat completion. Retried."""
-
-
-def retry_after_seconds(headers: Mapping[str, str] | None) -> float | None:
-    """Seconds to wait from `retry-after-ms` (OpenAI's, preferred) or `Retry-After`.
-
-    Retry-After may be a number of seconds or an HTTP date; anything unparsable gives None so
-    the scheduler falls back to its own backoff.
-    """
-    if not headers:
-        return None
-    lower = {str(k).lower(): str(v) for k, v in headers.items()}
-    raw_ms = lower.get("retry-after-ms")
-    if raw_ms is not None:
-        try:
-            value = float(raw_ms) / 1000.0
-            if value >= 0:
-                return value
-        except ValueError:
-            pass
-    raw = lower.get("retry-after")
-    if raw is None:
-        return None
-    try:
-        value = float(raw)
-        return value if value >= 0 else None
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(raw)
-    except (TypeError, ValueError):
-        return None
-    if when is None:
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 def server_message(body: Any, fallback: str = "") -> str:
@@ -107,7 +72,7 @@ def error_for_status(
     if status in (401, 403):
         return AuthenticationError(f"{message}. {auth_hint}".strip(), **kwargs)
     if status == 429:
-        return RateLimitError(message, retry_after=retry_after_seconds(headers), **kwargs)
+        return RateLimitError(message, retry_after=parse_retry_after(headers), **kwargs)
     if status == 408 or status >= 500:
         return TransientProviderError(message, **kwargs)
     if 400 <= status < 500:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from ste_core.backends import BatchItem
 from ste_core.errors import PermanentProviderError, SteError, TransientProviderError
 from ste_core.records import ChatRequest, content_hash
+from ste_core.run.io import jsonl_writer
 
 from .client import PROVIDER
 from .errors import error_for_status, map_error, provider_message
@@ -48,12 +49,11 @@ def custom_id_for(index: int, request: ChatRequest) -> str:
 def write_batch_input(requests: Iterable[ChatRequest], path: Path, offset: int = 0) -> list[str]:
     """Write the Batch API input file; return the custom_ids in request order."""
     ids: list[str] = []
-    with path.open("w", encoding="utf-8") as fh:
+    with jsonl_writer(path) as w:
         for i, req in enumerate(requests):
             cid = custom_id_for(offset + i, req)
             ids.append(cid)
-            fh.write(json.dumps({"custom_id": cid, "body": chat_body(req)}, ensure_ascii=False))
-            fh.write("\n")
+            w.write({"custom_id": cid, "body": chat_body(req)})
     return ids
 
 

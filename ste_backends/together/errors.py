@@ -8,11 +8,10 @@ carrying the provider's own message.
 
 from __future__ import annotations
 
-import email.utils
 import json
-import time
 from typing import Any
 
+from ste_core.engine.retry import parse_retry_after
 from ste_core.errors import (
     AuthenticationError,
     ConfigurationError,
@@ -91,7 +90,7 @@ def _from_status(
         return AuthenticationError(f"{what} was refused: {message}. {AUTH_HINT}", **kw)
     if status == 429:
         return RateLimitError(
-            f"{what} was rate limited: {message}", retry_after=retry_after(headers), **kw
+            f"{what} was rate limited: {message}", retry_after=parse_retry_after(headers), **kw
         )
     if status >= 500 or status == 408:
         return TransientProviderError(f"{what} failed on Together's side: {message}", **kw)
@@ -115,28 +114,6 @@ def provider_message(body: object) -> str | None:
         if body.get("message"):
             return str(body["message"])
     return None
-
-
-def retry_after(headers: Any) -> float | None:
-    """Seconds to wait from `retry-after-ms` or `retry-after` (seconds or an HTTP date)."""
-    ms = _header(headers, "retry-after-ms")
-    if ms:
-        try:
-            return max(0.0, float(ms) / 1000.0)
-        except ValueError:
-            pass
-    raw = _header(headers, "retry-after")
-    if not raw:
-        return None
-    try:
-        return max(0.0, float(raw))
-    except ValueError:
-        pass
-    try:
-        parsed = email.utils.parsedate_to_datetime(raw)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, parsed.timestamp() - time.time())
 
 
 def _header(headers: Any, name: str) -> str | None:

@@ -13,13 +13,13 @@ here with the line number instead of minutes later in Together's validation queu
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from ste_core.errors import ConfigurationError
+from ste_core.errors import ConfigurationError, DataFileError
 from ste_core.records import DPOExample, FineTuneMethod, SFTExample
+from ste_core.run.io import jsonl_writer, read_rows
 
 ROLES = ("system", "user", "assistant", "tool")
 
@@ -46,53 +46,39 @@ def write_training_file(
     """Stream examples to `path` in Together's format for `method`; return the count written."""
     method = FineTuneMethod(method)
     expected = SFTExample if method is FineTuneMethod.SFT else DPOExample
-    path.parent.mkdir(parents=True, exist_ok=True)
-    count = 0
-    with path.open("w", encoding="utf-8") as fh:
+    with jsonl_writer(path) as w:
         for ex in examples:
             if not isinstance(ex, expected):
                 raise ConfigurationError(
                     f"{method.value} training file needs {expected.__name__} records, got "
-                    f"{type(ex).__name__} (example {count + 1})"
+                    f"{type(ex).__name__} (example {w.count + 1})"
                 )
-            line = sft_line(ex) if isinstance(ex, SFTExample) else dpo_line(ex)
-            fh.write(json.dumps(line, ensure_ascii=False))
-            fh.write("\n")
-            count += 1
-    if count == 0:
-        raise ConfigurationError(
-            f"No {method.value} examples to write to {path}: the training set is empty "
-            "(check the rejection-sampling funnel in the run report)."
-        )
-    return count
+            w.write(sft_line(ex) if isinstance(ex, SFTExample) else dpo_line(ex))
+        if w.count == 0:  # raised inside the block: no empty file is left behind
+            raise ConfigurationError(
+                f"No {method.value} examples to write to {path}: the training set is empty "
+                "(check the rejection-sampling funnel in the run report)."
+            )
+    return w.count
 
 
 def validate_training_file(path: Path, method: FineTuneMethod) -> int:
     """Check every line of `path` against Together's format for `method`; return line count.
 
-    Raises ConfigurationError naming the first bad line and what is wrong with it.
+    Raises DataFileError naming the first bad line (`path:line: ...`) and what is wrong with it.
     """
     method = FineTuneMethod(method)
+    check = _sft_problem if method is FineTuneMethod.SFT else _dpo_problem
+    rows = read_rows(path, format="jsonl")
     n = 0
-    with path.open(encoding="utf-8") as fh:
-        for lineno, raw in enumerate(fh, start=1):
-            if not raw.strip():
-                continue
-            try:
-                obj = json.loads(raw)
-            except ValueError as exc:
-                raise _bad(path, lineno, f"not valid JSON ({exc})") from None
-            problem = _sft_problem(obj) if method is FineTuneMethod.SFT else _dpo_problem(obj)
-            if problem:
-                raise _bad(path, lineno, problem)
-            n += 1
+    for obj in rows:
+        problem = check(obj)
+        if problem:
+            raise DataFileError(f"{path}:{rows.line}: not in Together's format: {problem}")
+        n += 1
     if n == 0:
         raise ConfigurationError(f"Training file {path} is empty.")
     return n
-
-
-def _bad(path: Path, lineno: int, problem: str) -> ConfigurationError:
-    return ConfigurationError(f"{path} line {lineno} is not in Together's format: {problem}")
 
 
 def _messages_problem(messages: Any, where: str) -> str | None:

@@ -40,7 +40,8 @@ def _resolve_pairs_path(path: Path) -> Path:
 
 
 def _load_pairs(path: Path, on_bad_row: str, limit: int | None) -> Any:
-    from ste_core.evaluation.pairs_io import DataFileError, read_pairs
+    from ste_core.errors import DataFileError
+    from ste_core.evaluation.pairs_io import read_pairs
 
     try:
         pf = read_pairs(
@@ -98,7 +99,8 @@ def _score_only(
     as_json: bool,
     bootstrap: int,
 ) -> None:
-    from ste_core.evaluation.pairs_io import DataFileError, read_judgements
+    from ste_core.errors import DataFileError
+    from ste_core.evaluation.pairs_io import read_judgements
     from ste_core.evaluation.scoring import score_pairs
 
     parser = None

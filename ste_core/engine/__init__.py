@@ -5,6 +5,7 @@
 - `batching`: requests collected into `complete_many` chunks
 - `budget`: spending limits and token estimates
 - `store`: the run store (SQLite): request cache, stage markers, manifest, metrics
+- `retry`: how long a provider asked us to wait (`parse_retry_after`, used by the backends)
 
 Nothing here is public API: import from `ste_core` instead. Module paths may change.
 """

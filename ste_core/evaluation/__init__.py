@@ -6,7 +6,7 @@ when a report draws its plot.
 """
 
 from ste_core.evaluation.paired import paired_comparison
-from ste_core.evaluation.pairs_io import read_judgements, read_pairs, write_judgements, write_pairs
+from ste_core.evaluation.pairs_io import read_judgements, read_pairs, write_judgements
 from ste_core.evaluation.report import ReportFiles, write_report
 from ste_core.evaluation.rewardbench import EXAMPLE_COUNTS, EXAMPLE_COUNTS_PRE_0_1_3, SECTIONS
 from ste_core.evaluation.scoring import score_pairs, single_order
@@ -28,6 +28,5 @@ __all__ = [
     "score_pairs",
     "single_order",
     "write_judgements",
-    "write_pairs",
     "write_report",
 ]

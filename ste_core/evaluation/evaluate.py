@@ -8,7 +8,6 @@ judgement to a JSONL file as it arrives (the format `pairs_io.read_judgements` r
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from ste_core.evaluation.pairs_io import judgement_row
 from ste_core.evaluation.rewardbench import WeightsVariant
 from ste_core.evaluation.scoring import score_pairs
 from ste_core.records import Drop, EvalScore, Judgement, ResponsePair, SamplingParams
+from ste_core.run.io import jsonl_line
 
 
 @dataclass
@@ -79,7 +79,7 @@ async def evaluate_judge(
         ):
             records.append(rec)
             if fh is not None:
-                fh.write(json.dumps(judgement_row(rec), ensure_ascii=False) + "\n")
+                fh.write(jsonl_line(judgement_row(rec)))
                 fh.flush()  # a crash keeps every judgement made so far
             if on_progress is not None:
                 on_progress(len(records), total)

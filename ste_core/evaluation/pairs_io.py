@@ -30,27 +30,14 @@ must report.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import ValidationError
-
+from ste_core.errors import DataFileError
 from ste_core.records import Drop, Judgement, Order, ResponsePair, content_hash
-
-OnError = Literal["raise", "skip"]
-
-
-class DataFileError(ValueError):
-    """A row of a pairs or judgements file is invalid; the message names file and line."""
-
-
-@dataclass(frozen=True)
-class SkippedRow:
-    line: int
-    reason: str
+from ste_core.run.io import OnError, SkippedRow, read_rows, write_jsonl
 
 
 @dataclass
@@ -67,54 +54,6 @@ class JudgementsFile:
     skipped: list[SkippedRow] = field(default_factory=list)
     verdict_mismatches: int = 0
     path: Path | None = None
-
-
-# --------------------------------------------------------------------------------------------
-# Raw rows
-# --------------------------------------------------------------------------------------------
-
-
-def _iter_rows(path: Path) -> Iterator[tuple[int, Any, str | None]]:
-    """(line or row number, row object, error) for every data row of a file."""
-    suffix = path.suffix.lower()
-    if suffix == ".parquet":
-        try:
-            import pyarrow.parquet as pq
-        except ImportError as exc:
-            raise DataFileError(
-                f"{path}: reading Parquet needs pyarrow: pip install 'self-taught-evaluators[data]'"
-            ) from exc
-        pf = pq.ParquetFile(path)
-        n = 0
-        for batch in pf.iter_batches(batch_size=1024):
-            for row in batch.to_pylist():
-                n += 1
-                yield n, row, None
-        return
-    if suffix == ".json":
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise DataFileError(f"{path}: not valid JSON: {exc}") from exc
-        if not isinstance(data, list):
-            raise DataFileError(f"{path}: a .json pairs file must hold a list of objects")
-        for i, row in enumerate(data, start=1):
-            yield i, row, None
-        return
-    with path.open(encoding="utf-8") as fh:
-        for i, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue  # blank lines are layout, not data
-            try:
-                yield i, json.loads(line), None
-            except json.JSONDecodeError as exc:
-                yield i, None, f"not valid JSON ({exc.msg})"
-
-
-def _fail(path: Path, line: int, reason: str, on_error: OnError, skipped: list[SkippedRow]) -> None:
-    if on_error == "raise":
-        raise DataFileError(f"{path}:{line}: {reason}")
-    skipped.append(SkippedRow(line, reason))
 
 
 # --------------------------------------------------------------------------------------------
@@ -177,15 +116,6 @@ def _pair_from_row(row: Any) -> tuple[ResponsePair, str]:
     )
 
 
-def _reason(exc: Exception) -> str:
-    if isinstance(exc, ValidationError):
-        errs = exc.errors()
-        return "; ".join(
-            f"{'.'.join(str(x) for x in e['loc']) or 'row'}: {e['msg']}" for e in errs[:3]
-        )
-    return str(exc)
-
-
 def read_pairs(path: str | Path, *, on_error: OnError = "raise") -> PairsFile:
     """Read labelled pairs from a RewardBench / user / ResponsePair file (see module doc).
 
@@ -193,29 +123,19 @@ def read_pairs(path: str | Path, *, on_error: OnError = "raise") -> PairsFile:
     row with `on_error="raise"`, else skips and records it. An empty file is an error.
     """
     path = Path(path)
-    if not path.exists():
-        raise DataFileError(f"{path}: no such file")
-    out = PairsFile(pairs=[], path=path)
+    rows = read_rows(path, on_error=on_error)
+    out = PairsFile(pairs=[], skipped=rows.skipped, path=path)
     first_line: dict[str, int] = {}
-    for line, row, err in _iter_rows(path):
-        if err is not None:
-            _fail(path, line, err, on_error, out.skipped)
-            continue
+    for row in rows:
         try:
             pair, fmt = _pair_from_row(row)
-        except (ValueError, ValidationError) as exc:
-            _fail(path, line, _reason(exc), on_error, out.skipped)
+        except ValueError as exc:  # pydantic's ValidationError included
+            rows.reject(exc)
             continue
         if pair.id in first_line:
-            _fail(
-                path,
-                line,
-                f"duplicate id {pair.id!r} (first on line {first_line[pair.id]})",
-                on_error,
-                out.skipped,
-            )
+            rows.reject(f"duplicate id {pair.id!r} (first on line {first_line[pair.id]})")
             continue
-        first_line[pair.id] = line
+        first_line[pair.id] = rows.line
         if fmt not in out.formats:
             out.formats.append(fmt)
         out.pairs.append(pair)
@@ -317,19 +237,15 @@ def read_judgements(
 
         parser = parse_verdict
     path = Path(path)
-    if not path.exists():
-        raise DataFileError(f"{path}: no such file")
-    out = JudgementsFile(records=[], path=path)
-    for line, row, err in _iter_rows(path):
-        if err is not None:
-            _fail(path, line, err, on_error, out.skipped)
-            continue
+    rows = read_rows(path, on_error=on_error)
+    out = JudgementsFile(records=[], skipped=rows.skipped, path=path)
+    for row in rows:
         try:
             rec, mismatch = _judgement_from_row(
                 row, judge_model=judge_model, template=template, parser=parser
             )
-        except (ValueError, ValidationError) as exc:
-            _fail(path, line, _reason(exc), on_error, out.skipped)
+        except ValueError as exc:  # pydantic's ValidationError included
+            rows.reject(exc)
             continue
         out.records.append(rec)
         out.verdict_mismatches += mismatch
@@ -342,24 +258,5 @@ def judgement_row(record: Judgement | Drop) -> dict[str, Any]:
 
 
 def write_judgements(path: str | Path, records: Iterable[Any]) -> int:
-    """Write Judgement / Drop records as JSONL (the format `read_judgements` reads)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    n = 0
-    with path.open("w", encoding="utf-8") as fh:
-        for rec in records:
-            fh.write(json.dumps(judgement_row(rec), ensure_ascii=False) + "\n")
-            n += 1
-    return n
-
-
-def write_pairs(path: str | Path, pairs: Iterable[ResponsePair]) -> int:
-    """Write ResponsePairs as JSONL (the frozen eval pairs format)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    n = 0
-    with path.open("w", encoding="utf-8") as fh:
-        for p in pairs:
-            fh.write(p.model_dump_json() + "\n")
-            n += 1
-    return n
+    """Write Judgement / Drop records as JSONL (the format `read_judgements` reads), atomically."""
+    return write_jsonl(path, map(judgement_row, records))

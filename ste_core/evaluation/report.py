@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ste_core.engine.store import RunStore
+from ste_core.errors import DataFileError
 from ste_core.evaluation.document import (
     Bullets,
     Document,
@@ -106,7 +107,7 @@ class RunData:
 
 
 def _score_eval_jsonl(it: IterationData, pairs_path: Path, notes: list[str]) -> None:
-    from ste_core.evaluation.pairs_io import DataFileError, read_judgements, read_pairs
+    from ste_core.evaluation.pairs_io import read_judgements, read_pairs
 
     jpath = it.path / "eval.jsonl"
     if not jpath.exists():
@@ -117,7 +118,7 @@ def _score_eval_jsonl(it: IterationData, pairs_path: Path, notes: list[str]) -> 
     try:
         pairs = read_pairs(pairs_path, on_error="skip")
         judged = read_judgements(jpath, on_error="skip")
-    except (DataFileError, ImportError) as exc:
+    except DataFileError as exc:
         it.notes.append(f"eval.jsonl could not be scored: {exc}")
         return
     if pairs.skipped:

@@ -20,7 +20,7 @@ from ste_core.engine.budget import Budget, estimate_request_tokens
 from ste_core.engine.limits import Limits
 from ste_core.engine.scheduler import Scheduler
 from ste_core.engine.store import RunStore
-from ste_core.errors import ConfigurationError, SteError
+from ste_core.errors import ConfigurationError, DataFileError, SteError
 from ste_core.plugins import get_finetune_backend, get_host, get_inference_backend
 from ste_core.records import (
     BackendOrigin,
@@ -301,7 +301,7 @@ class RunContext:
     def read_pairs_file(self, path: str, key: str) -> list[ResponsePair]:
         """Pairs from a user's file (reused eval pairs, a benchmark); bad rows are skipped with a
         warning that names the first one. `key` is the config key that named the file."""
-        from ste_core.evaluation.pairs_io import DataFileError, read_pairs
+        from ste_core.evaluation.pairs_io import read_pairs
 
         try:
             pf = read_pairs(path, on_error="skip")

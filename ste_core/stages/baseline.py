@@ -26,7 +26,7 @@ from ste_core.records import (
     SamplingParams,
 )
 from ste_core.run.context import RunContext
-from ste_core.run.io import count_lines, read_jsonl
+from ste_core.run.io import count_lines, read_rows
 from ste_core.stages._streams import as_async, in_input_order, write_items_and_drops
 from ste_core.stages.base import Counts, Stage, Step, flat_counts
 
@@ -124,7 +124,7 @@ async def write_baselines(
     params = cfg.params.to_params()
 
     def instructions() -> Iterator[Instruction]:
-        return read_jsonl(source, Instruction)
+        return read_rows(source, Instruction)
 
     ctx.check_budget(
         scheduler,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from ste_core.config import Config
 from ste_core.records import EvalScore, ResponsePair
-from ste_core.run.io import jsonl_writer, read_jsonl
+from ste_core.run.io import read_rows, write_jsonl
 from ste_core.stages.base import Counts, Stage, Step, flat_counts
 from ste_core.stages.evaluate import judge_and_score
 
@@ -36,10 +36,8 @@ async def benchmark(step: Step) -> BenchmarkCounts:
         frozen = rundir.root / f"bench_{bench.name}.pairs.jsonl"
         if not frozen.exists():
             key = f"evaluation.benchmarks[{bench.name}].path"
-            with jsonl_writer(frozen) as w:
-                for p in ctx.read_pairs_file(bench.path, key)[: bench.limit]:
-                    w.write(p)
-        pairs = list(read_jsonl(frozen, ResponsePair))
+            write_jsonl(frozen, ctx.read_pairs_file(bench.path, key)[: bench.limit])
+        pairs = list(read_rows(frozen, ResponsePair))
         tally, scores[bench.name] = await judge_and_score(
             ctx,
             step.judge,

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from ste_core.config import Config
 from ste_core.errors import ConfigurationError
 from ste_core.records import ChatRequest, Drop, Instruction, Message, SamplingParams, content_hash
-from ste_core.run.io import count_lines, jsonl_writer, read_jsonl
+from ste_core.run.io import count_lines, jsonl_writer, read_rows
 from ste_core.stages._streams import as_async, in_input_order
 from ste_core.stages.base import Counts, Stage, Step, flat_counts
 
@@ -205,7 +205,7 @@ async def classify(step: Step) -> ClassifyCounts:
     source = rundir.data("instructions")
 
     def instructions() -> Iterator[Instruction]:
-        return read_jsonl(source, Instruction)
+        return read_rows(source, Instruction)
 
     descriptions = f.category_descriptions
     categories_text = None
@@ -255,11 +255,11 @@ async def classify(step: Step) -> ClassifyCounts:
             else:
                 counts.classified += 1
                 w.write(r)
-    per_category = category_counts(read_jsonl(classified, Instruction), f.difficulties)
+    per_category = category_counts(read_rows(classified, Instruction), f.difficulties)
     wanted = quotas(per_category, f.categories, per_category=f.per_category, balance=f.balance)
     with jsonl_writer(rundir.data("filtered")) as w:
         for inst in pick_balanced(
-            read_jsonl(classified, Instruction),
+            read_rows(classified, Instruction),
             wanted,
             seed=cfg.run.seed,
             difficulties=f.difficulties,

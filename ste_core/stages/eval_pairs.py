@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from ste_core.errors import SteError
 from ste_core.records import Funnel
-from ste_core.run.io import jsonl_writer
+from ste_core.run.io import write_jsonl
 from ste_core.stages.base import Counts, Stage, Step
 from ste_core.stages.baseline import BaselineCounts, write_baselines
 from ste_core.stages.worse import WorseCounts, write_pairs
@@ -42,9 +42,7 @@ async def eval_pairs(step: Step) -> EvalPairsCounts:
     rundir = ctx.rundir
     if cfg.evaluation.pairs_path:
         pairs = ctx.read_pairs_file(cfg.evaluation.pairs_path, "evaluation.pairs_path")
-        with jsonl_writer(rundir.eval_pairs_path) as w:
-            for p in pairs:
-                w.write(p)
+        write_jsonl(rundir.eval_pairs_path, pairs)
         return EvalPairsCounts(pairs=len(pairs), reused=1)
     data = rundir.data_dir
     baselines = await write_baselines(

@@ -22,7 +22,7 @@ from ste_core.records import (
     ResponsePair,
 )
 from ste_core.run.context import RunContext
-from ste_core.run.io import read_jsonl
+from ste_core.run.io import read_rows
 from ste_core.run.serving import Judge
 from ste_core.stages.base import Stage, Step
 from ste_core.stages.judge import JudgeCounts, JudgingSetup, judge_file, read_judgements
@@ -55,7 +55,7 @@ async def evaluate(step: Step) -> EvaluateCounts:
 
     ctx, j, by = step.ctx, step.iteration, step.judge
     rundir = ctx.rundir
-    pairs = list(read_jsonl(rundir.eval_pairs_path, ResponsePair))
+    pairs = list(read_rows(rundir.eval_pairs_path, ResponsePair))
     tally, score = await judge_and_score(
         ctx,
         by,

@@ -32,7 +32,7 @@ from ste_core.records import (
     Usage,
     judgement_from_row,
 )
-from ste_core.run.io import count_lines, jsonl_writer, read_jsonl
+from ste_core.run.io import count_lines, jsonl_writer, read_rows
 from ste_core.stages._streams import as_async, in_input_order
 from ste_core.stages.base import Counts, Stage, Step
 
@@ -214,7 +214,7 @@ class JudgingSetup:
 
 def read_judgements(path: Path) -> Iterator[Judgement | Drop]:
     """Stream a judgements file: Judgements, and Drops where a sample produced none."""
-    for row in read_jsonl(path):
+    for row in read_rows(path):
         yield judgement_from_row(row)
 
 
@@ -233,7 +233,7 @@ async def judge_file(
     template, params, samples, orders = setup.template, setup.params, setup.samples, setup.orders
 
     def pairs() -> Iterator[ResponsePair]:
-        return read_jsonl(pairs_path, ResponsePair)
+        return read_rows(pairs_path, ResponsePair)
 
     def requests() -> Iterator[ChatRequest]:
         for p in pairs():

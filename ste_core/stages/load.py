@@ -24,7 +24,7 @@ from typing import Any
 from ste_core.config import DataConfig
 from ste_core.errors import ConfigurationError, MissingDependencyError
 from ste_core.records import Funnel, Instruction
-from ste_core.run.io import jsonl_writer
+from ste_core.run.io import Rows, jsonl_writer, read_rows
 from ste_core.stages.base import Counts, Stage, Step, flat_counts
 
 __all__ = [
@@ -151,16 +151,24 @@ def _need_file(cfg: DataConfig) -> Path:
     return path
 
 
-def _jsonl_rows(cfg: DataConfig) -> Iterator[tuple[str, Any]]:
+def _file_rows(cfg: DataConfig) -> Iterator[tuple[str, Any]]:
+    """JSONL or Parquet rows. A line that is not JSON comes as None in its place, so it counts
+    as read (and towards data.limit) like any other row."""
     path = _need_file(cfg)
-    with path.open(encoding="utf-8") as fh:
-        for i, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                yield f"{path.name}:{i}", json.loads(line)
-            except json.JSONDecodeError:
-                yield f"{path.name}:{i}", None
+    fmt = detect_format(cfg)
+    rows = read_rows(path, format="parquet" if fmt == "parquet" else "jsonl", on_error="skip")
+    sep = "#" if fmt == "parquet" else ":"  # a Parquet row has a number, not a line
+    for row in rows:
+        yield from _unreadable(path, rows)
+        yield f"{path.name}{sep}{rows.line}", row
+    yield from _unreadable(path, rows)
+
+
+def _unreadable(path: Path, rows: Rows[Any]) -> Iterator[tuple[str, None]]:
+    """The lines `rows` skipped since the last call, as (where, None). They are taken off
+    `rows.skipped`: the load report counts them instead."""
+    while rows.skipped:
+        yield f"{path.name}:{rows.skipped.pop(0).line}", None
 
 
 def _csv_rows(cfg: DataConfig) -> Iterator[tuple[str, Any]]:
@@ -169,19 +177,6 @@ def _csv_rows(cfg: DataConfig) -> Iterator[tuple[str, Any]]:
     with path.open(encoding="utf-8", newline="") as fh:
         for i, row in enumerate(csv.DictReader(fh, delimiter=delimiter), start=2):
             yield f"{path.name}:{i}", row
-
-
-def _parquet_rows(cfg: DataConfig) -> Iterator[tuple[str, Any]]:
-    path = _need_file(cfg)
-    try:
-        import pyarrow.parquet as pq
-    except ImportError:
-        raise MissingDependencyError("data (parquet)", "data", ["pyarrow"]) from None
-    n = 0
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=1024):
-        for row in batch.to_pylist():
-            n += 1
-            yield f"{path.name}#{n}", row
 
 
 def _import_datasets() -> Any:
@@ -215,9 +210,9 @@ def _hub_rows(cfg: DataConfig) -> Iterator[tuple[str, Any]]:
 
 
 _ROW_READERS: dict[str, Callable[[DataConfig], Iterator[tuple[str, Any]]]] = {
-    "jsonl": _jsonl_rows,
+    "jsonl": _file_rows,
     "csv": _csv_rows,
-    "parquet": _parquet_rows,
+    "parquet": _file_rows,
     "disk": _disk_rows,
     "hub": _hub_rows,
 }

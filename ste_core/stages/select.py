@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ste_core.records import Funnel, Judgement, Kept, Order, content_hash
-from ste_core.run.io import jsonl_writer
+from ste_core.run.io import write_jsonl
 from ste_core.stages.base import Counts, Stage, Step
 from ste_core.stages.judge import read_judgements
 
@@ -181,9 +181,7 @@ async def select_stage(step: Step) -> SelectCounts:
         agreement_threshold=cfg.selection.agreement_threshold,
         balance=cfg.selection.balance_labels,
     )
-    with jsonl_writer(ctx.rundir.iter_file(i, "selected.jsonl")) as w:
-        for k in result.kept:
-            w.write(k)
+    write_jsonl(ctx.rundir.iter_file(i, "selected.jsonl"), result.kept)
     return SelectCounts(**result.counts)
 
 

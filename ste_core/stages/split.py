@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from ste_core.errors import ConfigurationError
 from ste_core.records import Funnel, Instruction, content_hash
-from ste_core.run.io import count_lines, jsonl_writer, read_jsonl
+from ste_core.run.io import count_lines, read_rows, write_jsonl
 from ste_core.stages.base import Counts, Stage, Step
 from ste_core.stages.load import normalise_text
 
@@ -113,20 +113,14 @@ async def split(step: Step) -> SplitCounts:
         for p in ctx.read_pairs_file(cfg.evaluation.pairs_path, "evaluation.pairs_path"):
             exclude.add(Instruction.from_text(normalise_text(p.instruction)).id)
     result = split_instructions(
-        lambda: read_jsonl(pool, Instruction),
+        lambda: read_rows(pool, Instruction),
         eval_size=eval_size,
         train_size=cfg.data.train_size,
         seed=cfg.run.seed,
         exclude_ids=exclude,
     )
-    with jsonl_writer(rundir.data("eval")) as w:
-        for inst in result.eval:
-            w.write(inst)
-    n_train = 0
-    with jsonl_writer(rundir.data("train")) as w:
-        for inst in result.train():
-            w.write(inst)
-            n_train += 1
+    write_jsonl(rundir.data("eval"), result.eval)
+    n_train = write_jsonl(rundir.data("train"), result.train())
     pool_size = count_lines(pool)
     if eval_size and len(result.eval) < eval_size:
         ctx.reporter.warning(

@@ -33,7 +33,7 @@ from ste_core.records import (
     ResponsePair,
     SFTExample,
 )
-from ste_core.run.io import jsonl_writer, read_jsonl
+from ste_core.run.io import Rows, jsonl_writer, read_rows
 from ste_core.stages.base import Counts, Stage, Step
 from ste_core.stages.judge import judge_messages, read_judgements
 
@@ -178,9 +178,9 @@ async def training_data(step: Step) -> TrainingDataCounts:
         jsonl_writer(rundir.iter_file(i, "dpo.jsonl")) as wd,
     ):
         for sft, dpo in build_examples(
-            read_jsonl(rundir.iter_file(i, "pairs.jsonl"), ResponsePair),
+            read_rows(rundir.iter_file(i, "pairs.jsonl"), ResponsePair),
             read_judgements(rundir.iter_file(i, "judgements.jsonl")),
-            read_jsonl(rundir.iter_file(i, "selected.jsonl"), Kept),
+            read_rows(rundir.iter_file(i, "selected.jsonl"), Kept),
             template=template,
             num_pairs=cfg.finetune.dpo_pairs_per_prompt,
             workdir=rundir.iter_dir(i),
@@ -202,12 +202,12 @@ async def training_data(step: Step) -> TrainingDataCounts:
         )
     path = training_file(ctx, i)
     source = rundir.iter_file(i, f"{method.value}.jsonl")
-    model_cls: type[SFTExample] | type[DPOExample] = (
-        SFTExample if method.value == "sft" else DPOExample
+    examples: Rows[SFTExample] | Rows[DPOExample] = (
+        read_rows(source, SFTExample) if method.value == "sft" else read_rows(source, DPOExample)
     )
     # The backend writes its own format; the rename makes the file appear whole or not at all.
     tmp = path.with_name(path.name + ".tmp")
-    written = ctx.finetune_backend().write_training_file(read_jsonl(source, model_cls), method, tmp)
+    written = ctx.finetune_backend().write_training_file(examples, method, tmp)
     tmp.replace(path)
     return TrainingDataCounts(sft=n_sft, dpo=n_dpo, training_rows=int(written))
 

@@ -30,7 +30,7 @@ from ste_core.records import (
     content_hash,
 )
 from ste_core.run.context import RunContext
-from ste_core.run.io import count_lines, read_jsonl
+from ste_core.run.io import count_lines, read_rows
 from ste_core.stages._streams import as_async, in_input_order, write_items_and_drops
 from ste_core.stages.base import Counts, Stage, Step, flat_counts
 from ste_core.stages.baseline import api_drop, first_choice
@@ -173,7 +173,7 @@ async def write_pairs(
     template = ctx.template(cfg.worse_template)
 
     def baselines() -> Iterator[Baseline]:
-        return read_jsonl(source, Baseline)
+        return read_rows(source, Baseline)
 
     ctx.check_budget(
         scheduler,

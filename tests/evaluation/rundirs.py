@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ste_core.engine.store import RunStore
 from ste_core.evaluation import score_pairs
-from ste_core.evaluation.pairs_io import write_judgements, write_pairs
+from ste_core.evaluation.pairs_io import write_judgements
 from ste_core.evaluation.rewardbench import EXAMPLE_COUNTS
 from ste_core.records import (
     EndpointRecord,
@@ -22,6 +22,7 @@ from ste_core.records import (
     RunManifest,
     StageUsage,
 )
+from ste_core.run.io import write_jsonl
 
 
 def eval_pairs(n: int) -> list[ResponsePair]:
@@ -84,7 +85,7 @@ def make_run(root: Path, name: str, accuracies: list[float], *, crash_last: bool
     run.mkdir(parents=True)
     (run / "config.toml").write_text("[run]\nname = 'x'\n")
     pairs = eval_pairs(60)
-    write_pairs(run / "eval_pairs.jsonl", pairs)
+    write_jsonl(run / "eval_pairs.jsonl", pairs)
     store = RunStore(run / "store.sqlite")
     store.save_manifest(
         RunManifest(

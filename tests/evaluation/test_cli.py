@@ -228,10 +228,11 @@ def test_report_command(tmp_path: Path) -> None:
 
 
 def test_evaluate_human_output_and_run_directory_input(tmp_path: Path, rule_judge) -> None:
-    from ste_core.evaluation.pairs_io import read_pairs, write_pairs
+    from ste_core.evaluation.pairs_io import read_pairs
+    from ste_core.run.io import write_jsonl
 
     run = tmp_path / "runs" / "r"
-    write_pairs(run / "eval_pairs.jsonl", read_pairs(write_pairs_file(tmp_path / "rb.jsonl")).pairs)
+    write_jsonl(run / "eval_pairs.jsonl", read_pairs(write_pairs_file(tmp_path / "rb.jsonl")).pairs)
     res = runner.invoke(
         app,
         [

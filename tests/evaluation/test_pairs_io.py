@@ -7,14 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from ste_core.evaluation.pairs_io import (
-    DataFileError,
-    read_judgements,
-    read_pairs,
-    write_judgements,
-    write_pairs,
-)
+from ste_core.errors import DataFileError
+from ste_core.evaluation.pairs_io import read_judgements, read_pairs, write_judgements
 from ste_core.records import Drop, Judgement, Order, ResponsePair
+from ste_core.run.io import write_jsonl
 
 
 def write_lines(path: Path, rows: list[object | str]) -> Path:
@@ -161,5 +157,5 @@ def test_write_pairs_reads_back(tmp_path: Path) -> None:
     pairs = [
         ResponsePair(id=str(i), instruction="i", chosen="c", rejected=f"r{i}") for i in range(3)
     ]
-    write_pairs(tmp_path / "eval_pairs.jsonl", pairs)
+    write_jsonl(tmp_path / "eval_pairs.jsonl", pairs)
     assert read_pairs(tmp_path / "eval_pairs.jsonl").pairs == pairs

@@ -76,6 +76,16 @@ def test_jsonl_drops_are_counted_by_reason(tmp_path: Path) -> None:
     assert all(i.id == Instruction.from_text(i.text).id for i in insts)
 
 
+def test_a_bad_line_counts_where_it_is(tmp_path: Path) -> None:
+    # In file order: it is read, and counts towards data.limit, like the rows around it.
+    path = tmp_path / "in.jsonl"
+    path.write_text('{"text": "one"}\n\n{broken\n{"text": "two"}\n{"text": "three"}\n')
+    insts, report = _load(_cfg(path, limit=3))
+    assert [i.text for i in insts] == ["one", "two"]
+    assert (report.read, report.dropped["bad_row"]) == (3, 1)
+    assert report.examples["bad_row"] == "in.jsonl:3"
+
+
 def test_csv_and_limit(tmp_path: Path) -> None:
     path = tmp_path / "in.csv"
     with path.open("w", newline="") as fh:

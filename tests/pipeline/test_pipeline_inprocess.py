@@ -14,7 +14,7 @@ from ste_core.config import load_config
 from ste_core.errors import BudgetExceeded, ConfigurationError, FineTuneFailed, SteError
 from ste_core.pipeline import Pipeline
 from ste_core.plugins import get_host
-from ste_core.run.io import read_jsonl
+from ste_core.run.io import read_rows
 from ste_core.run.progress import Reporter
 
 from .helpers import ScriptedFineTune, ScriptedInference, base_config, write_config
@@ -88,7 +88,7 @@ async def test_two_iterations_files_funnel_and_metrics(tmp_path: Path, scripted)
     assert f1["judge"]["judgements"] == f1["worse"]["pairs"] * 2 * 3
     sel = f1["select"]
     assert sel["label_A"] >= sel["selected"] // 2 and sel["selected"] % 2 == 0
-    sft = list(read_jsonl(root / "iter_1" / "sft.jsonl"))
+    sft = list(read_rows(root / "iter_1" / "sft.jsonl"))
     assert len(sft) == sel["selected"] == f1["training_data"]["sft"]
     # Every SFT target is a correct judgement.
     for ex in sft:
@@ -281,7 +281,7 @@ async def test_previous_init_dpo_and_single_order(tmp_path: Path, scripted) -> N
     result = await Pipeline(cfg).run()
     # init_from previous: iteration 2 starts from iteration 1's model.
     assert result.models[2].model == "judge-acc70-ft1-ft2"
-    rows = list(read_jsonl(result.run_dir / "iter_1" / "train.scripted.dpo.jsonl"))
+    rows = list(read_rows(result.run_dir / "iter_1" / "train.scripted.dpo.jsonl"))
     assert rows and all(r["method"] == "dpo" and r["chosen"] != r["rejected"] for r in rows)
     assert all(
         {"AB", "BA"} != {j.order.value for j in result_judgements(result, 1, p)}
@@ -314,7 +314,7 @@ async def test_category_filter_keeps_a_balanced_subset(tmp_path: Path, scripted)
     assert counts["classified"] + counts["api_errors"] + counts["parse_errors"] == 40
     n = min(counts["category_knowledge"], counts["category_reasoning"])
     assert n > 0 and "category_roleplay" not in counts  # absent: balanced over the others
-    cats = [r["category"] for r in read_jsonl(cfg.run_dir / "data" / "filtered.jsonl")]
+    cats = [r["category"] for r in read_rows(cfg.run_dir / "data" / "filtered.jsonl")]
     assert cats.count("knowledge") == cats.count("reasoning") == n == counts["kept"] // 2
     split = await pipe.stage("split")
     assert split["pool"] == 2 * n and split["eval"] == 4
@@ -327,7 +327,7 @@ async def test_reused_eval_pairs_are_frozen_across_runs(tmp_path: Path, scripted
     cfg = _config(tmp_path / "b", **{"evaluation.pairs_path": str(frozen), "run.seed": 11})
     second = await Pipeline(cfg).run(iterations=1)
     assert (second.run_dir / "eval_pairs.jsonl").read_bytes() == frozen.read_bytes()
-    eval_instr = {row["instruction"] for row in read_jsonl(frozen)}
+    eval_instr = {row["instruction"] for row in read_rows(frozen)}
     train = {
         json.loads(line)["text"]
         for line in (second.run_dir / "data" / "train.jsonl").read_text().splitlines()

@@ -15,7 +15,7 @@ from ste_core.config import load_config
 from ste_core.errors import SteError
 from ste_core.pipeline import prerequisites, schedule
 from ste_core.records import ResponsePair
-from ste_core.run.io import jsonl_writer, read_jsonl
+from ste_core.run.io import jsonl_writer, read_rows
 from ste_core.stages import stage_named
 
 from .helpers import ScriptedFineTune, base_config, write_config
@@ -84,7 +84,7 @@ async def _lengths(step: Step) -> LengthCounts:
     rundir, i = step.ctx.rundir, step.iteration
     counts = LengthCounts()
     with jsonl_writer(rundir.iter_file(i, "lengths.jsonl")) as w:
-        for pair in read_jsonl(rundir.iter_file(i, "pairs.jsonl"), ResponsePair):
+        for pair in read_rows(rundir.iter_file(i, "pairs.jsonl"), ResponsePair):
             longer = len(pair.rejected) > len(pair.chosen)
             w.write({"pair_id": pair.id, "rejected_longer": longer})
             counts.pairs += 1
@@ -111,7 +111,7 @@ async def test_a_stage_added_to_the_plan_runs_in_every_iteration(tmp_path: Path,
     for i in (1, 2):
         counts = pipe.funnel(i)["lengths"]
         assert counts["pairs"] == len(list(pipe.pairs(i)))
-        rows = list(read_jsonl(result.run_dir / f"iter_{i}" / "lengths.jsonl"))
+        rows = list(read_rows(result.run_dir / f"iter_{i}" / "lengths.jsonl"))
         assert counts["longer_rejected"] == sum(r["rejected_longer"] for r in rows)
     # Its counts feed the iteration's funnel, next to the built-in stages'.
     funnel = result.metrics[1].funnel

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from ste_backends.local.jobs import JobFiles
-from ste_core.errors import ConfigurationError
+from ste_core.errors import ConfigurationError, DataFileError
 from ste_core.records import (
     ChatRequest,
     DPOExample,
@@ -270,6 +270,10 @@ async def test_submit_rejects_what_it_cannot_do(tmp_path: Path) -> None:
     empty.write_text("")
     with pytest.raises(ConfigurationError, match="holds no examples"):
         await ft.submit(spec_for(tiny_model_dir), empty)
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text(path.read_text() + "{cut off\n")
+    with pytest.raises(DataFileError, match=r"broken\.jsonl:3: not valid JSON"):
+        await ft.submit(spec_for(tiny_model_dir), broken)
     with pytest.raises(ConfigurationError, match="No local fine-tune job"):
         await ft.poll(str(tmp_path / "nowhere"))
     with pytest.raises(ConfigurationError, match=r"epochs \(local option\): unknown key"):

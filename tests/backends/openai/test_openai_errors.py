@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import email.utils
 import json
-import time
 
 import httpx2
 import openai
@@ -14,7 +12,6 @@ from ste_backends.openai.errors import (
     MalformedResponseError,
     error_for_status,
     map_sdk_error,
-    retry_after_seconds,
     server_message,
 )
 from ste_core.errors import (
@@ -88,14 +85,6 @@ def test_rate_limit_reads_retry_after_ms_before_retry_after():
     assert err.retry_after == pytest.approx(7.0)
     err = map_sdk_error(status_error(429, {}), provider="openai")
     assert err.retry_after is None
-
-
-def test_retry_after_http_date_and_garbage():
-    future = email.utils.formatdate(time.time() + 30, usegmt=True)
-    assert 25 <= retry_after_seconds({"Retry-After": future}) <= 31
-    assert retry_after_seconds({"Retry-After": "soon"}) is None
-    assert retry_after_seconds({"retry-after-ms": "x", "retry-after": "2"}) == 2.0
-    assert retry_after_seconds(None) is None
 
 
 def test_timeouts_and_connection_errors_are_transient():

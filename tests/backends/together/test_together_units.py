@@ -23,6 +23,7 @@ from ste_backends.together.states import STATE_MAP, job_status
 from ste_core.errors import (
     AuthenticationError,
     ConfigurationError,
+    DataFileError,
     PermanentProviderError,
     TransientProviderError,
 )
@@ -368,9 +369,16 @@ def test_validator_rejects_bad_lines_with_the_line_number(tmp_path, method, line
     path = tmp_path / "bad.jsonl"
     good = DOCS_SFT_LINE if method is FineTuneMethod.SFT else DOCS_DPO_LINE
     path.write_text(json.dumps(good) + "\n" + json.dumps(line) + "\n")
-    with pytest.raises(ConfigurationError, match="line 2") as info:
+    with pytest.raises(DataFileError, match=r"bad\.jsonl:2: not in Together's format") as info:
         validate_training_file(path, method)
     assert match in str(info.value)
+
+
+def test_validator_names_a_line_that_is_not_json(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_text(json.dumps(DOCS_SFT_LINE) + "\n\n{truncated\n")
+    with pytest.raises(DataFileError, match=r"bad\.jsonl:3: not valid JSON"):
+        validate_training_file(path, FineTuneMethod.SFT)
 
 
 def test_wrong_record_type_and_empty_sets_are_refused(tmp_path):
@@ -378,6 +386,7 @@ def test_wrong_record_type_and_empty_sets_are_refused(tmp_path):
         write_training_file(SFT, FineTuneMethod.DPO, tmp_path / "x.jsonl")
     with pytest.raises(ConfigurationError, match="empty"):
         write_training_file([], FineTuneMethod.SFT, tmp_path / "y.jsonl")
+    assert list(tmp_path.iterdir()) == []  # neither a partial nor an empty file is left
 
 
 # -- batch lines ------------------------------------------------------------------------------
