@@ -247,3 +247,17 @@ def write_config(tmp: Path, data: dict[str, Any], filename: str = "config.toml")
     path = tmp / filename
     path.write_text(dumps_toml(data), encoding="utf-8")
     return path
+
+
+def config_with(tmp: Path, **changes: Any) -> Any:
+    """`base_config(tmp)` with dotted keys changed (`**{"run.iterations": 1}`), loaded."""
+    from ste_core.config import load_config
+
+    data = base_config(tmp)
+    for dotted, value in changes.items():
+        node = data
+        *parents, leaf = dotted.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return load_config(write_config(tmp, data))

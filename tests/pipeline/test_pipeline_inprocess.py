@@ -10,14 +10,17 @@ from typing import Any
 import pytest
 
 from ste_core import IterationMetrics, hookimpl
-from ste_core.config import load_config
 from ste_core.errors import BudgetExceeded, ConfigurationError, FineTuneFailed, SteError
 from ste_core.pipeline import Pipeline
 from ste_core.plugins import get_host
 from ste_core.run.io import read_rows
 from ste_core.run.progress import Reporter
 
-from .helpers import ScriptedFineTune, ScriptedInference, base_config, write_config
+from .helpers import (
+    ScriptedFineTune,
+    ScriptedInference,
+    config_with,
+)
 
 OUTPUTS = (
     "eval_pairs.jsonl",
@@ -34,17 +37,6 @@ OUTPUTS = (
     "iter_2/sft.jsonl",
     "iter_2/eval.jsonl",
 )
-
-
-def _config(tmp: Path, **changes: Any) -> Any:
-    data = base_config(tmp)
-    for dotted, value in changes.items():
-        node = data
-        *parents, leaf = dotted.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = value
-    return load_config(write_config(tmp, data))
 
 
 class CrashAfter(Reporter):
@@ -65,7 +57,7 @@ class CrashAfter(Reporter):
 
 
 async def test_two_iterations_files_funnel_and_metrics(tmp_path: Path, scripted) -> None:
-    pipe = Pipeline(_config(tmp_path))
+    pipe = Pipeline(config_with(tmp_path))
     result = await pipe.run()
     assert result.status == "succeeded"
     root = result.run_dir
@@ -147,11 +139,11 @@ async def test_two_iterations_files_funnel_and_metrics(tmp_path: Path, scripted)
 async def test_crash_and_resume_repeats_no_call_and_writes_the_same_files(
     tmp_path: Path, scripted, stage: str, n: int
 ) -> None:
-    ref = await Pipeline(_config(tmp_path / "a")).run()
+    ref = await Pipeline(config_with(tmp_path / "a")).run()
     reference_calls = len(ScriptedInference.calls)
     ScriptedInference.calls.clear()
 
-    cfg = _config(tmp_path / "b")
+    cfg = config_with(tmp_path / "b")
     with pytest.raises(RuntimeError, match="simulated crash"):
         await Pipeline(cfg, reporter=CrashAfter(stage, n)).run()
     crashed = json.loads((cfg.run_dir / "manifest.json").read_text())
@@ -166,7 +158,7 @@ async def test_crash_and_resume_repeats_no_call_and_writes_the_same_files(
 
 
 async def test_rerunning_a_finished_run_calls_nothing(tmp_path: Path, scripted) -> None:
-    cfg = _config(tmp_path)
+    cfg = config_with(tmp_path)
     await Pipeline(cfg).run()
     calls = len(ScriptedInference.calls)
     await Pipeline(cfg).run()
@@ -178,9 +170,9 @@ async def test_rerunning_a_finished_run_calls_nothing(tmp_path: Path, scripted) 
 
 
 async def test_fresh_starts_over_and_changed_config_is_refused(tmp_path: Path, scripted) -> None:
-    cfg = _config(tmp_path)
+    cfg = config_with(tmp_path)
     await Pipeline(cfg).run(iterations=1)
-    changed = _config(tmp_path, **{"judge.samples_per_order": 2})
+    changed = config_with(tmp_path, **{"judge.samples_per_order": 2})
     with pytest.raises(ConfigurationError, match=r"judge\.samples_per_order"):
         Pipeline(changed).open()
     calls = len(ScriptedInference.calls)
@@ -190,23 +182,23 @@ async def test_fresh_starts_over_and_changed_config_is_refused(tmp_path: Path, s
 
 
 async def test_budget_stops_before_a_stage_and_resume_finishes(tmp_path: Path, scripted) -> None:
-    cfg = _config(tmp_path, **{"budget.max_requests": 100})
+    cfg = config_with(tmp_path, **{"budget.max_requests": 100})
     with pytest.raises(BudgetExceeded, match="max_requests"):
         await Pipeline(cfg).run(iterations=1)
     used = len(ScriptedInference.calls)
     assert used <= 100
     manifest = json.loads((cfg.run_dir / "manifest.json").read_text())
     assert manifest["usage"]["requests"] == used
-    more = _config(tmp_path, **{"budget.max_requests": 10_000})
+    more = config_with(tmp_path, **{"budget.max_requests": 10_000})
     await Pipeline(more).run(iterations=1)
     total = len(ScriptedInference.calls)
     ScriptedInference.calls.clear()
-    await Pipeline(_config(tmp_path / "ref")).run(iterations=1)
+    await Pipeline(config_with(tmp_path / "ref")).run(iterations=1)
     assert total == len(ScriptedInference.calls)  # nothing paid twice across the stop
 
 
 async def test_cost_budget_uses_prices_for_the_estimate(tmp_path: Path, scripted) -> None:
-    cfg = _config(
+    cfg = config_with(
         tmp_path,
         **{
             "budget.max_cost_usd": 0.001,
@@ -221,7 +213,7 @@ async def test_cost_budget_uses_prices_for_the_estimate(tmp_path: Path, scripted
 
 async def test_finetune_failure_stops_with_the_providers_message(tmp_path: Path, scripted) -> None:
     ScriptedFineTune.fail_jobs = True
-    cfg = _config(tmp_path)
+    cfg = config_with(tmp_path)
     with pytest.raises(FineTuneFailed, match="out of GPUs"):
         await Pipeline(cfg).run()
     ScriptedFineTune.fail_jobs = False
@@ -246,7 +238,7 @@ async def test_hooks_receive_stage_iteration_and_run_events(tmp_path: Path, scri
             events.append(("run", event.status))
 
     get_host().register_plugin(Tracker(), name="tracker")
-    await Pipeline(_config(tmp_path)).run(iterations=1)
+    await Pipeline(config_with(tmp_path)).run(iterations=1)
     stages = [e[1][:2] for e in events if e[0] == "stage"]
     assert stages == [
         (0, "load"),
@@ -268,7 +260,7 @@ async def test_hooks_receive_stage_iteration_and_run_events(tmp_path: Path, scri
 
 
 async def test_previous_init_dpo_and_single_order(tmp_path: Path, scripted) -> None:
-    cfg = _config(
+    cfg = config_with(
         tmp_path,
         **{
             "finetune.init_from": "previous",
@@ -300,7 +292,7 @@ def result_judgements(result: Any, i: int, pair_id: str) -> list[Any]:
 
 
 async def test_category_filter_keeps_a_balanced_subset(tmp_path: Path, scripted) -> None:
-    cfg = _config(
+    cfg = config_with(
         tmp_path,
         **{
             "filter.enabled": True,
@@ -322,9 +314,9 @@ async def test_category_filter_keeps_a_balanced_subset(tmp_path: Path, scripted)
 
 
 async def test_reused_eval_pairs_are_frozen_across_runs(tmp_path: Path, scripted) -> None:
-    first = await Pipeline(_config(tmp_path / "a")).run(iterations=1)
+    first = await Pipeline(config_with(tmp_path / "a")).run(iterations=1)
     frozen = first.run_dir / "eval_pairs.jsonl"
-    cfg = _config(tmp_path / "b", **{"evaluation.pairs_path": str(frozen), "run.seed": 11})
+    cfg = config_with(tmp_path / "b", **{"evaluation.pairs_path": str(frozen), "run.seed": 11})
     second = await Pipeline(cfg).run(iterations=1)
     assert (second.run_dir / "eval_pairs.jsonl").read_bytes() == frozen.read_bytes()
     eval_instr = {row["instruction"] for row in read_rows(frozen)}
@@ -351,7 +343,7 @@ async def test_benchmarks_are_scored_for_every_judge(tmp_path: Path, scripted) -
         for i in range(6)
     ]
     bench.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    cfg = _config(tmp_path, **{"evaluation.benchmarks": [{"name": "rb", "path": str(bench)}]})
+    cfg = config_with(tmp_path, **{"evaluation.benchmarks": [{"name": "rb", "path": str(bench)}]})
     result = await Pipeline(cfg).run(iterations=1)
     for j in (0, 1):
         score = result.metrics[j].benchmarks["rb"]
@@ -364,7 +356,7 @@ async def test_benchmarks_are_scored_for_every_judge(tmp_path: Path, scripted) -
 
 
 async def test_stage_api_needs_inputs_and_reads_typed_records(tmp_path: Path, scripted) -> None:
-    pipe = Pipeline(_config(tmp_path))
+    pipe = Pipeline(config_with(tmp_path))
     with pytest.raises(ConfigurationError, match=r"runs only when filter\.enabled = true"):
         await pipe.stage("classify")
     with pytest.raises(SteError, match="needs stage 'load'"):
@@ -394,7 +386,7 @@ async def test_a_failing_hook_is_a_warning_not_a_failed_run(tmp_path: Path, scri
 
     get_host().register_plugin(Broken(), name="broken")
     with pytest.warns(PluginWarning, match="tracker down"):
-        result = await Pipeline(_config(tmp_path)).run(iterations=1)
+        result = await Pipeline(config_with(tmp_path)).run(iterations=1)
     assert result.status == "succeeded"
 
 
@@ -408,7 +400,7 @@ async def test_a_run_of_version_1_resumes_with_its_spending_and_metrics(
 
     from ste_core.engine.store import RunStore
 
-    first = await Pipeline(_config(tmp_path, **{"run.iterations": 1})).run()
+    first = await Pipeline(config_with(tmp_path, **{"run.iterations": 1})).run()
     root = first.run_dir
     spent = json.loads((root / "manifest.json").read_text())["usage"]["requests"]
     assert spent > 0
@@ -429,7 +421,7 @@ async def test_a_run_of_version_1_resumes_with_its_spending_and_metrics(
         conn.execute("UPDATE stages SET usage = NULL")
     conn.close()
 
-    resumed = Pipeline(_config(tmp_path, **{"run.iterations": 2}))
+    resumed = Pipeline(config_with(tmp_path, **{"run.iterations": 2}))
     resumed.open()
     assert resumed.budget is not None and resumed.budget.requests == spent
     result = await resumed.run()

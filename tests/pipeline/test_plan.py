@@ -4,7 +4,6 @@ added to the plan from outside, and `ste run --plan`."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -18,22 +17,11 @@ from ste_core.records import ResponsePair
 from ste_core.run.io import jsonl_writer, read_rows
 from ste_core.stages import stage_named
 
-from .helpers import ScriptedFineTune, base_config, write_config
-
-
-def _config(tmp: Path, **changes: Any) -> Any:
-    data = base_config(tmp)
-    for dotted, value in changes.items():
-        node = data
-        *parents, leaf = dotted.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = value
-    return load_config(write_config(tmp, data))
+from .helpers import ScriptedFineTune, base_config, config_with, write_config
 
 
 def test_the_schedule_puts_each_judges_steps_side_by_side(tmp_path: Path, scripted) -> None:
-    steps = schedule(_config(tmp_path), 2)
+    steps = schedule(config_with(tmp_path), 2)
     assert [f"{s.stage.name}@{s.iteration}" for s in steps] == [
         "load@0",
         "split@0",
@@ -59,8 +47,8 @@ def test_the_schedule_puts_each_judges_steps_side_by_side(tmp_path: Path, script
 
 
 def test_a_disabled_stage_is_not_scheduled_and_not_a_prerequisite(tmp_path: Path, scripted) -> None:
-    off = _config(tmp_path / "off")
-    on = _config(tmp_path / "on", **{"filter.enabled": True})
+    off = config_with(tmp_path / "off")
+    on = config_with(tmp_path / "on", **{"filter.enabled": True})
     split, evaluate = stage_named("split"), stage_named("evaluate")
     assert "classify" not in [s.stage.name for s in schedule(off, 1)]
     assert [s.stage.name for s in schedule(on, 1)][:3] == ["load", "classify", "split"]
@@ -105,7 +93,7 @@ LENGTHS = Stage(
 async def test_a_stage_added_to_the_plan_runs_in_every_iteration(tmp_path: Path, scripted) -> None:
     # The whole addition: the module above, and this one line of plan.
     plan = (*STAGES[:6], LENGTHS, *STAGES[6:])
-    pipe = Pipeline(_config(tmp_path), plan=plan)
+    pipe = Pipeline(config_with(tmp_path), plan=plan)
     result = await pipe.run()
     assert result.status == "succeeded"
     for i in (1, 2):
@@ -125,7 +113,7 @@ async def test_a_stage_added_to_the_plan_runs_in_every_iteration(tmp_path: Path,
 
 
 async def test_a_step_whose_prerequisites_are_missing_is_refused(tmp_path: Path, scripted) -> None:
-    pipe = Pipeline(_config(tmp_path))
+    pipe = Pipeline(config_with(tmp_path))
     with pytest.raises(SteError, match=r"needs stage 'worse' \(iteration 1\) first"):
         await pipe.stage("judge", 1)
     await pipe.aclose()
