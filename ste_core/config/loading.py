@@ -68,6 +68,7 @@ def config_from_dict(
     base = base_dir or Path.cwd()
     cfg = _resolve_paths(cfg, base)
     cfg, lines = _checked_options(cfg, base)
+    lines += _template_problems(cfg)
     if lines:
         raise ConfigurationError(f"invalid configuration in {source}:\n" + "\n".join(lines))
     return cfg
@@ -184,6 +185,46 @@ def pinned_options(cfg: Config) -> dict[str, set[str]]:
             options_cls = info.cls(kind).Options  # type: ignore[arg-type]
             pinned[table] = set(options_cls.result_option_names())
     return pinned
+
+
+# --------------------------------------------------------------------------------------------
+# Templates
+# --------------------------------------------------------------------------------------------
+
+#: (config key, purpose the template must have) of every template a run renders.
+_TEMPLATES = (
+    ("generator.worse_template", "worse_response"),
+    ("judge.template", "judge"),
+    ("evaluation.template", "judge"),
+    ("filter.template", "classifier"),
+)
+
+
+def _template_problems(cfg: Config) -> list[str]:
+    """A line per template that does not exist, has no parser, or is not made for its place:
+    found while loading, not when the first stage that renders it starts (after others paid)."""
+    from ste_core.plugins import get_host
+    from ste_prompts import get_parser
+
+    host = get_host()
+    lines = []
+    for key, purpose in _TEMPLATES:
+        section, field = key.split(".")
+        name = getattr(getattr(cfg, section), field)
+        if name is None or (key == "filter.template" and not cfg.filter.enabled):
+            continue
+        try:
+            template = host.template(name)
+            get_parser(template.parser)
+        except Exception as exc:  # TemplateError / UnknownParserError say what is known
+            lines.append(f"  {key}: got {name!r}; {exc}")
+            continue
+        if template.purpose != purpose:
+            lines.append(
+                f"  {key}: got {name!r}, a template for {template.purpose!r}; a {purpose!r} "
+                "template is needed here (`ste templates` lists them with their purpose)"
+            )
+    return lines
 
 
 # --------------------------------------------------------------------------------------------

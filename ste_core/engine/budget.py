@@ -144,9 +144,8 @@ class Budget:
             raise BudgetExceeded(
                 f"Budget: ${spent:.4f} spent so far, and the next step needs about "
                 f"${estimated_cost_usd:.4f} more, over budget.max_cost_usd = "
-                f"${self.max_cost_usd:.4f}. Raise budget.max_cost_usd in the config (or pass "
-                f"--max-cost) and re-run the same command: finished requests are cached and "
-                f"will not be paid for again."
+                f"${self.max_cost_usd:.4f}. Raise budget.max_cost_usd in the config and re-run "
+                f"the same command: finished requests are cached and will not be paid for again."
             )
         if self.max_requests is not None and reqs + estimated_requests > self.max_requests:
             raise BudgetExceeded(

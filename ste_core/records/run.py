@@ -208,6 +208,10 @@ class RunManifest(_Part):
         self.finetune_jobs.append(job)
 
     def start_session(self) -> None:
+        # A session still "running" when the next one starts died without a word (kill -9, a
+        # power cut): say so, rather than leaving it running for good.
+        if self.sessions and self.sessions[-1].status == "running":
+            self.sessions[-1] = self.sessions[-1].model_copy(update={"status": "killed"})
         self.status = "running"
         self.sessions.append(SessionRecord(started=now()))
 

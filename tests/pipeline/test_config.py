@@ -258,3 +258,14 @@ def test_a_path_option_is_resolved_against_the_config_directory(tmp_path: Path) 
     finally:
         os.chdir(cwd)
     assert cfg.finetune.options["validation_file"] == str(tmp_path / "held_out.jsonl")
+
+
+def test_templates_are_checked_when_the_config_is_loaded(tmp_path: Path) -> None:
+    data = base_config(tmp_path)
+    data["judge"]["template"] = "judge_evalplan"  # misspelt
+    data["generator"]["worse_template"] = "judge_short"  # exists, made for judging
+    message = _error(tmp_path, data)
+    assert "judge.template: got 'judge_evalplan';" in message
+    assert "judge_eval_plan" in message  # the known names are listed
+    assert "generator.worse_template: got 'judge_short', a template for 'judge'" in message
+    assert "'worse_response' template is needed" in message

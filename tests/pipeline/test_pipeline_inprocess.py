@@ -433,3 +433,14 @@ async def test_a_run_of_version_1_resumes_with_its_spending_and_metrics(
         assert store.get_state("stage_usage/1/judge") is None
         manifest = store.manifest()
     assert manifest is not None and len(manifest.sessions) == 2
+
+
+async def test_a_session_that_died_is_marked_killed_by_the_next(tmp_path: Path, scripted) -> None:
+    cfg = config_with(tmp_path)
+    dead = Pipeline(cfg)
+    dead.open()  # a session starts ... and its process dies: no status is ever recorded
+    dead_manifest = dead.manifest
+    assert dead_manifest is not None and dead_manifest.sessions[-1].status == "running"
+    result = await Pipeline(cfg).run()
+    sessions = json.loads((result.run_dir / "manifest.json").read_text())["sessions"]
+    assert [s["status"] for s in sessions] == ["killed", "succeeded"]
