@@ -5,13 +5,15 @@ Flow per chunk (one model, at most `max_requests` lines and ~190 MB):
     JSONL of {"custom_id", "method": "POST", "url": "/v1/chat/completions", "body"}
       -> POST /v1/files (purpose "batch")  -> POST /v1/batches (completion_window "24h")
       -> GET /v1/batches/{id} every `poll_interval` s until completed/failed/expired/cancelled
+         (a failed poll is asked again under `RetryPolicy.polling(poll_interval)`)
       -> GET /v1/files/{output_file_id}/content and /v1/files/{error_file_id}/content
       -> one BatchItem per request, matched by custom_id
 
 Failed lines become error items (typed by their status code, as a live call would be), so the
 core retries only those. Requests that appear in neither file (batch expired or was cancelled)
 become TransientProviderError items. A failure of the batch itself (upload refused, batch
-failed validation) gives every request of that chunk the same error item. If the consumer stops
+failed validation, polls still failing when the retry budget is spent) gives every request of
+that chunk the same error item, and a batch still running is cancelled. If the consumer stops
 (cancellation, Ctrl-C), batches still running are cancelled at the provider so they stop costing.
 """
 
@@ -29,6 +31,7 @@ from ste_backends.openai.errors import error_for_status, map_sdk_error, server_m
 from ste_backends.openai.fanout import merge, split_sizes
 from ste_backends.openai.wire import completion_from_body
 from ste_core.backends import BatchItem
+from ste_core.engine.retry import RetryPolicy
 from ste_core.errors import (
     PermanentProviderError,
     ProviderError,
@@ -43,8 +46,6 @@ ENDPOINT = "/v1/chat/completions"
 TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})
 #: The Batch API caps input files at 200 MB; stay under it with room for the multipart framing.
 MAX_FILE_BYTES = 190 * 1024 * 1024
-#: Consecutive failed polls (5xx, 429, connection errors) tolerated before giving up on a batch.
-MAX_POLL_FAILURES = 20
 
 
 @dataclass
@@ -144,6 +145,7 @@ class _Runner:
     ) -> None:
         self.get_client, self.provider, self.auth_hint = get_client, provider, auth_hint
         self.settings, self.sleep = settings, sleep
+        self.retry = RetryPolicy.polling(settings.poll_interval)
 
     def _map(self, exc: BaseException) -> SteError:
         mapped = map_sdk_error(exc, provider=self.provider, auth_hint=self.auth_hint)
@@ -203,19 +205,18 @@ class _Runner:
         return self._assemble(chunk, batch, lines, latency_s=time.monotonic() - started)
 
     async def _wait(self, batch: Any) -> Any:
-        failures = 0
         client = self.get_client()
+        batch_id = batch.id
+
+        async def retrieve() -> Any:
+            try:
+                return await client.batches.retrieve(batch_id)
+            except Exception as exc:
+                raise self._map(exc) from exc
+
         while batch.status not in TERMINAL:
             await self.sleep(self.settings.poll_interval)
-            try:
-                batch = await client.batches.retrieve(batch.id)
-                failures = 0
-            except Exception as exc:
-                err = self._map(exc)
-                failures += 1
-                if not err.retryable or failures >= MAX_POLL_FAILURES:
-                    raise err from exc
-                log.warning("polling batch %s failed (%s); trying again", batch.id, err)
+            batch = await self.retry.call(f"polling batch {batch_id}", retrieve, sleep=self.sleep)
         return batch
 
     async def _cancel_quietly(self, batch_id: str) -> None:

@@ -7,6 +7,10 @@ until it ends, download the output and error files and map lines back to request
 Errors are per item: a line in the error file, a non-200 line in the output file, or a request
 missing from both yields an error BatchItem for that request only, so a partially failed batch
 costs one retry of the failed lines (the core's scheduler retries them), not of the whole batch.
+
+A failed status poll (5xx, 429, timeout) is asked again under
+`RetryPolicy.polling(batch_poll_interval_s)`; when that budget is spent, or `batch_timeout_s`
+passes, or the run is interrupted, the batch is cancelled and its requests get the error.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ste_core.backends import BatchItem
+from ste_core.engine.retry import RetryPolicy
 from ste_core.errors import PermanentProviderError, SteError, TransientProviderError
 from ste_core.records import ChatRequest, content_hash
 from ste_core.run.io import jsonl_writer
@@ -134,21 +139,29 @@ async def _run_one_batch(
     job = created.job
     if job is None or not job.id:
         raise TransientProviderError("batch create returned no job", provider=PROVIDER)
+    job_id = job.id
+
+    async def retrieve() -> Any:
+        try:
+            return await client.batches.retrieve(job_id)
+        except Exception as exc:
+            raise map_error(exc, what=f"polling batch {job_id}") from exc
+
+    retry = RetryPolicy.polling(backend.options.batch_poll_interval_s)
     started = time.monotonic()
     try:
         while (job.status or "") not in TERMINAL:
             if time.monotonic() - started > backend.options.batch_timeout_s:
-                await _cancel_quietly(client, job.id)
                 raise TransientProviderError(
-                    f"batch {job.id} did not finish within {backend.options.batch_timeout_s:.0f}s; "
+                    f"batch {job_id} did not finish within {backend.options.batch_timeout_s:.0f}s; "
                     "it was cancelled",
                     provider=PROVIDER,
                 )
             await asyncio.sleep(backend.options.batch_poll_interval_s)
-            job = await client.batches.retrieve(job.id)
-    except asyncio.CancelledError:
-        # The run was interrupted: stop paying for a batch nobody will read.
-        await asyncio.shield(_cancel_quietly(client, job.id))
+            job = await retry.call(f"polling batch {job_id}", retrieve)
+    except (asyncio.CancelledError, SteError):
+        # Interrupted, timed out, or its polls kept failing: stop paying for a batch nobody reads.
+        await asyncio.shield(_cancel_quietly(client, job_id))
         raise
     return await _collect(backend, job, chunk, index_of, offset)
 

@@ -24,6 +24,7 @@ from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from ste_core.engine.retry import RetryPolicy
 from ste_core.errors import (
     ConfigurationError,
     PermanentProviderError,
@@ -305,10 +306,20 @@ class DedicatedEndpoint:
 
     async def _wait_ready(self) -> None:
         assert self.created_at is not None
+
+        async def retrieve() -> Any:
+            try:
+                return await self.client.endpoints.deployments.retrieve(
+                    self.deployment.id, endpoint_id=self.endpoint.id, project_id=self.project_id
+                )
+            except Exception as exc:
+                raise map_error(exc, what="endpoint readiness poll") from exc
+
+        # The endpoint is billed while we wait: five failed polls in a row (about five minutes
+        # from the default interval) give up, and the caller deletes it.
+        retry = RetryPolicy.polling(self.options.endpoint_poll_interval_s, max_retries=5)
         while True:
-            dep = await self.client.endpoints.deployments.retrieve(
-                self.deployment.id, endpoint_id=self.endpoint.id, project_id=self.project_id
-            )
+            dep = await retry.call(f"polling endpoint {self.endpoint.name}", retrieve)
             state = dep.status.state
             elapsed = time.monotonic() - self.created_at
             _emit(
@@ -366,20 +377,15 @@ class DedicatedEndpoint:
             except Exception as exc:
                 if getattr(exc, "status_code", None) != 404:
                     errors.append(f"deployment delete: {map_error(exc)}")
-        for attempt in range(5):
-            try:
-                await self.client.endpoints.delete(self.endpoint.id, project_id=self.project_id)
-                break
-            except Exception as exc:
-                status = getattr(exc, "status_code", None)
-                if status == 404:
-                    break
-                if status in (400, 409, 412) and attempt < 4:
-                    # The deployment may still be stopping; the endpoint can go once it is gone.
-                    await asyncio.sleep(self.options.endpoint_poll_interval_s)
-                    continue
-                errors.append(f"endpoint delete: {map_error(exc)}")
-                break
+        # Four retries a poll interval apart. A fixed wait, not a doubling one: a conflict clears
+        # as soon as the deployment is gone (seconds), and the user may be waiting on this
+        # teardown after a Ctrl-C.
+        interval = self.options.endpoint_poll_interval_s
+        retry = RetryPolicy(max_retries=4, initial_s=interval, max_s=interval)
+        try:
+            await retry.call(f"deleting endpoint {self.endpoint.name}", self._delete_endpoint)
+        except SteError as exc:
+            errors.append(f"endpoint delete: {exc}")
         if errors:
             self.teardown_error = "; ".join(errors)
             log.error(
@@ -391,6 +397,19 @@ class DedicatedEndpoint:
                 self.options.auto_shutdown_minutes or "no",
             )
         _emit(self.progress, phase="deleted", endpoint=self.endpoint.name, errors=errors)
+
+    async def _delete_endpoint(self) -> None:
+        try:
+            await self.client.endpoints.delete(self.endpoint.id, project_id=self.project_id)
+        except Exception as exc:
+            status = getattr(exc, "status_code", None)
+            if status == 404:
+                return  # already gone
+            error = map_error(exc)
+            if status in (400, 409, 412):
+                # The deployment may still be stopping; the endpoint can go once it is gone.
+                raise TransientProviderError(str(error), status=status) from exc
+            raise error from exc
 
     def usage(self) -> dict[str, Any]:
         """Uptime and cost of the endpoint, for the run manifest."""

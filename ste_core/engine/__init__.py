@@ -5,7 +5,8 @@
 - `batching`: requests collected into `complete_many` chunks
 - `budget`: spending limits and token estimates
 - `store`: the run store (SQLite): request cache, stage markers, manifest, metrics
-- `retry`: how long a provider asked us to wait (`parse_retry_after`, used by the backends)
+- `retry`: `RetryPolicy`, the one retry policy of every loop that asks a provider again (the
+  scheduler, fine-tune polls, the backends' batch and endpoint polls), and `parse_retry_after`
 
 Nothing here is public API: import from `ste_core` instead. Module paths may change.
 """

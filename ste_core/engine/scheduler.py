@@ -14,10 +14,12 @@ For every request the scheduler, in order:
    requests-per-minute and tokens-per-minute token buckets, each attempt under
    `limits.timeout_s` (a timeout becomes TransientProviderError).
 4. **Retries** errors whose type is `retryable` (RateLimitError, TransientProviderError) up to
-   `limits.max_retries` times, with exponential backoff and full jitter
-   (`uniform(0, min(backoff_max_s, backoff_initial_s * 2**(attempt-1)))`); after a RateLimitError
-   with `retry_after` it waits at least that long, and every other request of this scheduler pauses
-   until then too (no thundering herd against a provider that just said "slow down").
+   `limits.max_retries` times, by a `RetryPolicy` (`ste_core.engine.retry`) built from the limits:
+   exponential backoff with full jitter
+   (`uniform(0, min(backoff_max_s, backoff_initial_s * 2**(attempt-1)))`), and at least the
+   error's `retry_after` (capped at `MAX_RETRY_AFTER_S`). After a RateLimitError with
+   `retry_after` every other request of this scheduler pauses until then too (no thundering herd
+   against a provider that just said "slow down").
 5. **Stores** each successful answer in the cache immediately (a kill loses only in-flight calls),
    charges the budget and updates `stats`.
 
@@ -52,6 +54,7 @@ from ste_core.backends import InferenceBackend
 from ste_core.engine.batching import Batcher
 from ste_core.engine.budget import Budget, estimate_tokens
 from ste_core.engine.limits import Limits, TokenBucket
+from ste_core.engine.retry import RetryPolicy
 from ste_core.engine.store import RunStore
 from ste_core.errors import BudgetExceeded, RateLimitError, SteError, TransientProviderError
 from ste_core.records import ChatRequest, Completion, Outcome, Usage
@@ -142,7 +145,13 @@ class Scheduler:
         caps = backend.capabilities
         self.use_batch = caps.batch if use_batch is None else bool(use_batch and caps.batch)
         self.stats = SchedulerStats()
-        self._rng = rng or random.Random()
+        self._retry = RetryPolicy(
+            max_retries=self.limits.max_retries,
+            initial_s=self.limits.backoff_initial_s,
+            max_s=self.limits.backoff_max_s,
+            jitter=True,
+            rng=rng or random.Random(),
+        )
         self._sleep, self._clock = sleep, clock
         self._describe = dict(backend.describe())
         # Created lazily inside the running loop (asyncio primitives bind to a loop on use).
@@ -385,13 +394,12 @@ class Scheduler:
                 self._record_success(request, key, completion)
                 return completion, attempt
             self._count_error(error)
-            if not getattr(error, "retryable", False) or attempt > self.limits.max_retries:
+            if not self._retry.should_retry(attempt, error):
                 raise _Failure(error, attempt)
-            delay = self._backoff(attempt)
-            retry_after = getattr(error, "retry_after", None)
+            delay = self._retry.delay(attempt, error)
+            retry_after = self._retry.retry_after(error)
             if isinstance(error, RateLimitError) and retry_after:
-                delay = max(delay, float(retry_after))
-                self._pause_until = max(self._pause_until, self._clock() + float(retry_after))
+                self._pause_until = max(self._pause_until, self._clock() + retry_after)
             self.stats.retries += 1
             await self._sleep(delay)
 
@@ -442,10 +450,6 @@ class Scheduler:
             if wait <= 0:
                 return
             await self._sleep(wait)
-
-    def _backoff(self, attempt: int) -> float:
-        cap = min(self.limits.backoff_max_s, self.limits.backoff_initial_s * 2 ** (attempt - 1))
-        return self._rng.uniform(0, cap)
 
     def _charge_attempt(self) -> None:
         self.stats.requests += 1

@@ -14,7 +14,9 @@ re-attaches to one submitted by an earlier, interrupted process, and polls it to
    jobs makes the next run warn and submit again.
 3. Every poll stores the state; `succeeded` stores the model reference; `failed`/`cancelled`
    raise `FineTuneFailed` with the provider's message (the state stays in the store, and the next
-   run submits a fresh job).
+   run submits a fresh job). A poll or lookup that fails with a retryable error is asked again
+   under `RetryPolicy.polling(poll_interval_s)`; when its budget is spent the error stops the run
+   and the job keeps running, to re-attach to.
 
 The model M_i is stored under `model/<i>` for the stages that call it; the job is recorded in the
 manifest as soon as its id is known.
@@ -27,13 +29,14 @@ import functools
 import hashlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from ste_core.backends import FineTuneBackend
 from ste_core.engine.budget import Budget
+from ste_core.engine.retry import RetryPolicy
 from ste_core.engine.store import RunStore
 from ste_core.errors import ConfigurationError, FineTuneFailed, SteError
 from ste_core.records import (
@@ -49,7 +52,6 @@ from ste_core.stages.base import Counts, Stage, Step
 from ste_core.stages.training_data import training_file
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 __all__ = [
     "STAGE",
@@ -58,52 +60,8 @@ __all__ = [
     "FineTuneTimeout",
     "check_supported",
     "file_digest",
-    "poll_retry_delay",
     "run_finetune",
 ]
-
-#: consecutive retryable poll errors tolerated before giving up (the job keeps running)
-MAX_POLL_FAILURES = 10
-#: cap on the wait between failed polls: with the default 30 s interval, ten failures in a row
-#: span about half an hour of provider trouble before the run stops
-MAX_POLL_BACKOFF_S = 300.0
-
-
-def poll_retry_delay(poll_interval_s: float, failures: int, exc: SteError) -> float:
-    """Seconds to wait after the `failures`-th failed poll in a row: the provider's Retry-After
-    when it sent one, else the poll interval doubled per failure, capped at MAX_POLL_BACKOFF_S.
-
-    Polling a job that takes an hour in a tight loop against a struggling API only adds to its
-    load, so failures back off; a success resets the interval (the caller resets `failures`).
-    """
-    retry_after = getattr(exc, "retry_after", None)
-    if retry_after is not None and retry_after > 0:
-        return float(min(retry_after, MAX_POLL_BACKOFF_S))
-    return min(MAX_POLL_BACKOFF_S, poll_interval_s * 2 ** (failures - 1))
-
-
-async def _ask_provider(what: str, call: Callable[[], Awaitable[T]], poll_interval_s: float) -> T:
-    """`call()`, asked again after a retryable error (a 5xx or a timeout says nothing about the
-    job), waiting `poll_retry_delay` between attempts; raises after MAX_POLL_FAILURES retries or
-    at once on an error that retrying cannot fix."""
-    failures = 0
-    while True:
-        try:
-            return await call()
-        except SteError as exc:
-            failures += 1
-            if not exc.retryable or failures > MAX_POLL_FAILURES:
-                raise
-            delay = poll_retry_delay(poll_interval_s, failures, exc)
-            log.warning(
-                "%s failed (%s); asking again in %.0f s (%d/%d)",
-                what,
-                exc,
-                delay,
-                failures,
-                MAX_POLL_FAILURES,
-            )
-            await asyncio.sleep(delay)
 
 
 class FineTuneTimeout(SteError):
@@ -161,7 +119,7 @@ CLOCK_SKEW = timedelta(minutes=5)
 
 
 async def _find_interrupted_submit(
-    backend: FineTuneBackend, spec: FineTuneSpec, saved: dict[str, Any], poll_interval_s: float
+    backend: FineTuneBackend, spec: FineTuneSpec, saved: dict[str, Any], retry: RetryPolicy
 ) -> str | None:
     """The job an interrupted `submit` may have created, or None (then the caller submits).
 
@@ -174,10 +132,9 @@ async def _find_interrupted_submit(
     if started:
         created_after = datetime.fromisoformat(started) - CLOCK_SKEW
         try:
-            found = await _ask_provider(
+            found = await retry.call(
                 "looking up the interrupted fine-tune submit",
                 lambda: backend.find_job(spec, created_after=created_after),
-                poll_interval_s,
             )
         except SteError as exc:
             if exc.retryable:
@@ -217,6 +174,8 @@ async def run_finetune(
 ) -> FineTuneResult:
     """Submit (or re-attach to) the job for `training_file` and poll it until it ends."""
     digest = file_digest(training_file)
+    # A 5xx or a timeout from a poll says nothing about the job: ask again, backing off.
+    retry = RetryPolicy.polling(poll_interval_s)
     saved: dict[str, Any] | None = store.get_state(state_key)
     resumed = False
     job_id: str | None = None
@@ -233,7 +192,7 @@ async def run_finetune(
         elif status == "submitting":
             # Only a job for the same data may be re-attached to; any other is left alone.
             if same_file:
-                job_id = await _find_interrupted_submit(backend, spec, saved, poll_interval_s)
+                job_id = await _find_interrupted_submit(backend, spec, saved, retry)
                 resumed = job_id is not None
             else:
                 log.warning(
@@ -283,10 +242,8 @@ async def run_finetune(
         started = time.monotonic()
         reattached = resumed
         while True:
-            state = await _ask_provider(
-                f"polling fine-tune job {job_id}",
-                functools.partial(backend.poll, job_id),
-                poll_interval_s,
+            state = await retry.call(
+                f"polling fine-tune job {job_id}", functools.partial(backend.poll, job_id)
             )
             store.set_state(state_key, _dump(state, training_file_sha256=digest))
             if on_state is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import random
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from ste_core.backends import (
 )
 from ste_core.engine.budget import Budget
 from ste_core.engine.limits import Limits, TokenBucket
+from ste_core.engine.retry import MAX_RETRY_AFTER_S
 from ste_core.engine.scheduler import Scheduler, SchedulerEvent
 from ste_core.engine.store import RunStore
 from ste_core.errors import (
@@ -154,6 +156,26 @@ async def test_backoff_is_exponential_with_full_jitter() -> None:
     caps = [1.0, 2.0, 3.0, 3.0]
     assert len(clock.sleeps) == 4
     assert all(0 <= d <= cap for d, cap in zip(clock.sleeps, caps, strict=True))
+
+
+async def test_backoff_draws_follow_the_seeded_rng() -> None:
+    clock = FakeClock()
+    backend = FailingBackend([TransientProviderError("x")] * 3)
+    limits = Limits(backoff_initial_s=2.0, backoff_max_s=5.0, max_retries=3)
+    s = Scheduler(backend, limits=limits, clock=clock, sleep=clock.sleep, rng=random.Random(11))
+    [out] = await collect(s, [req()])
+    assert out.ok and out.attempts == 4
+    expected = random.Random(11)
+    assert clock.sleeps == [expected.uniform(0, cap) for cap in (2.0, 4.0, 5.0)]
+
+
+async def test_retry_after_is_capped_for_the_request_and_the_shared_pause() -> None:
+    clock = FakeClock()
+    backend = FailingBackend([RateLimitError("quota resets tomorrow", retry_after=86_400)])
+    s = Scheduler(backend, limits=FAST, clock=clock, sleep=clock.sleep)
+    [out] = await collect(s, [req()])
+    assert out.ok and out.attempts == 2
+    assert clock.now == pytest.approx(MAX_RETRY_AFTER_S)  # not a day
 
 
 async def test_no_retry_on_permanent_error() -> None:

@@ -11,11 +11,12 @@ import pytest
 from ste_core import errors
 from ste_core.backends import FineTuneBackend
 from ste_core.engine.budget import Budget
+from ste_core.engine.retry import POLL_MAX_DELAY_S, POLL_MAX_RETRIES
 from ste_core.engine.store import RunStore
 from ste_core.errors import BudgetExceeded, ConfigurationError, FineTuneFailed
 from ste_core.records import FineTuneMethod, FineTuneSpec
 from ste_core.stages import finetune as finetune_stage
-from ste_core.stages.finetune import FineTuneTimeout, poll_retry_delay, run_finetune
+from ste_core.stages.finetune import FineTuneTimeout, run_finetune
 
 from .helpers import ScriptedFineTune
 
@@ -164,14 +165,15 @@ class FlakyLookup(DiesInsideSubmit):
 
 async def test_a_failing_lookup_is_asked_again_then_reattaches(store, train, sleeps) -> None:
     ft = FlakyLookup(
-        errors.TransientProviderError("503"), errors.RateLimitError("429", retry_after=4)
+        errors.TransientProviderError("503"), errors.RateLimitError("429", retry_after=45)
     )
     with pytest.raises(KeyboardInterrupt):
         await run_finetune(ft, SPEC, train, store=store, state_key="k", poll_interval_s=10)
     sleeps.clear()
     res = await run_finetune(ft, SPEC, train, store=store, state_key="k", poll_interval_s=10)
     assert res.job_id == "job-1" and res.resumed and ft.submits == 1
-    assert ft.lookups == 3 and sleeps[:2] == [10, 4]  # backoff, then the provider's Retry-After
+    # backoff, then the provider's Retry-After (longer than the 20 s backoff)
+    assert ft.lookups == 3 and sleeps[:2] == [10, 45]
 
 
 async def test_a_lookup_that_keeps_failing_stops_the_run_without_submitting(
@@ -339,18 +341,20 @@ async def test_max_wait_leaves_the_job_running(store, train) -> None:
 
 
 class FlakyPolls(ScriptedFineTune):
-    """The first `failures` polls raise `error` (the provider's API, not the job, is in trouble)."""
+    """Each poll first takes the next entry of `script`: an error to raise (the provider's API,
+    not the job, is in trouble) or None for a real poll. Once the script is used up, every poll
+    is real."""
 
     submits = 0  # its own count (ScriptedFineTune counts per class)
 
-    def __init__(self, failures: int, error: errors.SteError) -> None:
-        super().__init__(polls_to_finish=2)
-        self.failures, self.error = failures, error
+    def __init__(self, *script: errors.SteError | None, polls_to_finish: int = 2) -> None:
+        super().__init__(polls_to_finish=polls_to_finish)
+        self.script = list(script)
 
     async def poll(self, job_id: str):  # type: ignore[no-untyped-def]
-        if self.failures > 0:
-            self.failures -= 1
-            raise self.error
+        error = self.script.pop(0) if self.script else None
+        if error is not None:
+            raise error
         return await super().poll(job_id)
 
 
@@ -368,25 +372,10 @@ def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     return waited
 
 
-def test_poll_retry_delay_doubles_caps_and_honours_retry_after() -> None:
-    transient = errors.TransientProviderError("502")
-    assert [poll_retry_delay(30, f, transient) for f in (1, 2, 3, 4, 5, 9)] == [
-        30,
-        60,
-        120,
-        240,
-        finetune_stage.MAX_POLL_BACKOFF_S,
-        finetune_stage.MAX_POLL_BACKOFF_S,
-    ]
-    assert poll_retry_delay(30, 1, errors.RateLimitError("429", retry_after=7)) == 7
-    assert poll_retry_delay(30, 1, errors.RateLimitError("429", retry_after=9999)) == 300
-    assert poll_retry_delay(30, 2, errors.RateLimitError("429")) == 60
-
-
 async def test_failed_polls_back_off_then_the_job_is_followed_to_the_end(
     store, train, sleeps
 ) -> None:
-    ft = FlakyPolls(failures=3, error=errors.TransientProviderError("502 from the API"))
+    ft = FlakyPolls(*[errors.TransientProviderError("502 from the API")] * 3)
     ScriptedFineTune.jobs = {}
     res = await run_finetune(ft, SPEC, train, store=store, state_key="k", poll_interval_s=10)
     assert res.job_id == "job-1" and not res.resumed and ft.submits == 1
@@ -395,16 +384,28 @@ async def test_failed_polls_back_off_then_the_job_is_followed_to_the_end(
 
 
 async def test_too_many_failed_polls_stop_the_run_but_keep_the_job(store, train, sleeps) -> None:
-    ft = FlakyPolls(failures=100, error=errors.TransientProviderError("503"))
+    ft = FlakyPolls(*[errors.TransientProviderError("503")] * 100)
     ScriptedFineTune.jobs = {}
     with pytest.raises(errors.TransientProviderError):
         await run_finetune(ft, SPEC, train, store=store, state_key="k", poll_interval_s=1)
-    assert len(sleeps) == finetune_stage.MAX_POLL_FAILURES
+    assert len(sleeps) == POLL_MAX_RETRIES and len(ft.script) == 100 - POLL_MAX_RETRIES - 1
+    assert sleeps[-1] == POLL_MAX_DELAY_S  # 1, 2, 4, ... capped
     assert store.get_state("k")["job_id"] == "job-1"  # a re-run re-attaches to it
 
 
+async def test_a_good_poll_gives_the_next_failures_a_fresh_budget(store, train, sleeps) -> None:
+    burst = [errors.TransientProviderError("503")] * POLL_MAX_RETRIES
+    ft = FlakyPolls(*burst, None, *burst, polls_to_finish=3)
+    ScriptedFineTune.jobs = {}
+    res = await run_finetune(ft, SPEC, train, store=store, state_key="k", poll_interval_s=1)
+    assert res.job_id == "job-1" and not ft.script
+    backoff = [min(2.0**k, POLL_MAX_DELAY_S) for k in range(POLL_MAX_RETRIES)]
+    # a full burst backs off, the good poll waits the interval, the next burst starts over
+    assert sleeps[: 2 * POLL_MAX_RETRIES + 1] == [*backoff, 1, *backoff]
+
+
 async def test_a_permanent_poll_error_is_not_retried(store, train, sleeps) -> None:
-    ft = FlakyPolls(failures=1, error=errors.AuthenticationError("401: key revoked"))
+    ft = FlakyPolls(errors.AuthenticationError("401: key revoked"))
     ScriptedFineTune.jobs = {}
     with pytest.raises(errors.AuthenticationError):
         await run_finetune(ft, SPEC, train, store=store, state_key="k", poll_interval_s=1)

@@ -16,6 +16,7 @@ import pytest
 
 from ste_backends.openai import OpenAIInference
 from ste_backends.openai.fake import OpenAIFake
+from ste_core.engine.retry import POLL_MAX_RETRIES
 from ste_core.errors import PermanentProviderError, TransientProviderError
 from ste_core.records import ChatRequest
 from ste_core.testing.fake_provider import FakeProvider, FakeResponse, FaultPlan
@@ -173,6 +174,46 @@ async def test_expired_batch_gives_retryable_items_for_every_request():
     for item in items:
         assert isinstance(item.error, TransientProviderError) and item.error.retryable
         assert "batch_expired" in str(item.error)
+
+
+async def test_failed_batch_polls_are_retried_then_the_batch_is_followed_to_the_end():
+    polls_down = FaultPlan(
+        fail_first=3, fail_first_status=503, routes=frozenset({"batches_retrieve"})
+    )
+    with OpenAIFake(faults=polls_down) as fake:
+        backend = OpenAIInference(base_url=fake.base_url, batch=True, batch_poll_interval=0)
+        items = [item async for item in backend.complete_many([ask("a"), ask("b")])]
+        await backend.aclose()
+        assert fake.counter["batches_retrieve"] > 3 and fake.counter["batches_cancel"] == 0
+    assert sorted(i.index for i in items) == [0, 1]
+    assert all(i.completion is not None and i.completion.texts for i in items)
+
+
+async def test_polls_failing_past_the_budget_cancel_the_batch_and_fail_its_requests():
+    polls_down = FaultPlan(
+        fail_first=10**6, fail_first_status=503, routes=frozenset({"batches_retrieve"})
+    )
+    with OpenAIFake(faults=polls_down) as fake:
+        backend = OpenAIInference(base_url=fake.base_url, batch=True, batch_poll_interval=0)
+        items = [item async for item in backend.complete_many([ask("a"), ask("b")])]
+        await backend.aclose()
+        assert fake.counter["batches_retrieve"] == POLL_MAX_RETRIES + 1
+        assert fake.counter["batches_cancel"] == 1
+    assert sorted(i.index for i in items) == [0, 1]
+    for item in items:
+        assert isinstance(item.error, TransientProviderError) and item.error.status == 503
+
+
+async def test_a_refused_poll_is_not_retried():
+    refused = FaultPlan(
+        fail_first=10**6, fail_first_status=404, routes=frozenset({"batches_retrieve"})
+    )
+    with OpenAIFake(faults=refused) as fake:
+        backend = OpenAIInference(base_url=fake.base_url, batch=True, batch_poll_interval=0)
+        items = [item async for item in backend.complete_many([ask("a")])]
+        await backend.aclose()
+        assert fake.counter["batches_retrieve"] == 1
+    assert isinstance(items[0].error, PermanentProviderError) and items[0].error.status == 404
 
 
 async def test_failed_batch_gives_every_request_the_validation_message():

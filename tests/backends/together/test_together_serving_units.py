@@ -8,7 +8,9 @@ import logging
 from types import SimpleNamespace
 from typing import Any
 
+import httpx
 import pytest
+import together
 
 from ste_backends.together.options import TogetherFineTuneOptions
 from ste_backends.together.serving import (
@@ -52,6 +54,9 @@ class StubClient:
         self.ready_after = ready_after
         self.polls = 0
         self.fail_endpoint_delete = False
+        #: raised, in turn, by the next deployment GETs / endpoint DELETEs
+        self.poll_errors: list[Exception] = []
+        self.delete_errors: list[Exception] = []
         ns = SimpleNamespace
         self.models = ns(retrieve=self._model, configs=ns(list=self._configs))
         self.endpoints = ns(
@@ -93,6 +98,8 @@ class StubClient:
         self.calls.append("endpoint.delete")
         if self.fail_endpoint_delete:
             raise RuntimeError("network down")
+        if self.delete_errors:
+            raise self.delete_errors.pop(0)
         return {}
 
     async def _dep_create(self, *a: Any, **kw: Any) -> Any:
@@ -100,6 +107,9 @@ class StubClient:
         return SimpleNamespace(id="dep_1")
 
     async def _dep_get(self, *a: Any, **kw: Any) -> Any:
+        if self.poll_errors:
+            self.calls.append("deployment.get failed")
+            raise self.poll_errors.pop(0)
         self.polls += 1
         self.calls.append(f"deployment.get#{self.polls}")
         state = (
@@ -141,6 +151,68 @@ async def test_teardown_failure_is_reported_not_raised(caplog):
             raise KeyError("the original error wins")
     assert usage[0]["deleted"] is False and "network down" in usage[0]["teardown_error"]
     assert "Delete it by hand" in caplog.text
+
+
+def sdk_error(status: int, message: str = "try later") -> together.APIStatusError:
+    """The exception the together SDK raises for an HTTP error status."""
+    body = {"error": {"message": message}}
+    response = httpx.Response(status, request=httpx.Request("GET", "http://t"), json=body)
+    cls = {409: together.ConflictError, 404: together.NotFoundError}.get(
+        status, together.APIStatusError
+    )
+    return cls(message, response=response, body=body)
+
+
+async def test_failed_readiness_polls_are_retried():
+    client = StubClient(ready_after=1)
+    client.poll_errors = [sdk_error(503), sdk_error(502)]
+    async with serve_model(client, MODEL, settings(), lambda u: None) as served:
+        assert served.metadata["serving"] == "dedicated"
+    assert client.calls.count("deployment.get failed") == 2 and client.polls == 2
+
+
+async def test_readiness_polls_failing_past_the_budget_delete_the_endpoint():
+    client = StubClient(ready_after=1)
+    client.poll_errors = [sdk_error(503, "endpoint API down")] * 100
+    usage: list[dict] = []
+    with pytest.raises(TransientProviderError, match="endpoint API down") as info:
+        async with serve_model(client, MODEL, settings(), usage.append):
+            pass
+    assert info.value.status == 503
+    assert client.calls.count("deployment.get failed") == 6  # five retries, then it gives up
+    assert client.calls[-2:] == ["deployment.delete", "endpoint.delete"]
+    assert usage[0]["deleted"] is True
+
+
+async def test_endpoint_delete_waits_out_a_deployment_that_is_still_stopping():
+    client = StubClient()
+    client.delete_errors = [sdk_error(409, "deployment still stopping")] * 2
+    usage: list[dict] = []
+    async with serve_model(client, MODEL, settings(), usage.append):
+        pass
+    assert client.calls.count("endpoint.delete") == 3
+    assert usage[0]["deleted"] is True and usage[0]["teardown_error"] is None
+
+
+async def test_endpoint_delete_gives_up_after_five_tries_and_says_so(caplog):
+    client = StubClient()
+    client.delete_errors = [sdk_error(409, "deployment still stopping")] * 100
+    usage: list[dict] = []
+    with caplog.at_level(logging.ERROR):
+        async with serve_model(client, MODEL, settings(), usage.append):
+            pass
+    assert client.calls.count("endpoint.delete") == 5
+    assert "deployment still stopping" in usage[0]["teardown_error"]
+    assert usage[0]["deleted"] is False and "Delete it by hand" in caplog.text
+
+
+async def test_an_endpoint_already_gone_counts_as_deleted():
+    client = StubClient()
+    client.delete_errors = [sdk_error(404, "no such endpoint")]
+    usage: list[dict] = []
+    async with serve_model(client, MODEL, settings(), usage.append):
+        pass
+    assert client.calls.count("endpoint.delete") == 1 and usage[0]["teardown_error"] is None
 
 
 async def test_a_second_cancellation_does_not_interrupt_teardown():
