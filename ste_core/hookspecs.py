@@ -101,4 +101,4 @@ class Hookspecs:
 
     @hookspec
     def run_finished(self, event: RunEvent) -> None:
-        """A run ended (status: succeeded, failed or interrupted)."""
+        """A run ended (status: succeeded, failed, interrupted or stopped_at_budget)."""

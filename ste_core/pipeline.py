@@ -41,7 +41,7 @@ from typing import Any
 from ste_core.config import Config, load_config
 from ste_core.engine.budget import Budget
 from ste_core.engine.store import RunStore
-from ste_core.errors import ConfigurationError, SteError
+from ste_core.errors import BudgetExceeded, ConfigurationError, SteError
 from ste_core.hookspecs import IterationEvent, RunEvent, StageEvent
 from ste_core.plugins import fire_event
 from ste_core.records import (
@@ -247,6 +247,9 @@ class Pipeline:
             )
         except (asyncio.CancelledError, KeyboardInterrupt):
             status = "interrupted"
+            raise
+        except BudgetExceeded:
+            status = "stopped_at_budget"  # not a failure: raise the limit and re-run to go on
             raise
         finally:
             self._finish(ctx, status)

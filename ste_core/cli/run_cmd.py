@@ -91,7 +91,7 @@ def run(
         _fail(reporter, f"configuration error: {exc}")
     except BudgetExceeded as exc:
         code = EXIT_BUDGET
-        _fail(reporter, f"stopped before going over budget: {exc}")
+        _fail(reporter, f"stopped at the budget: {exc}")
     except FineTuneFailed as exc:
         code = EXIT_FINETUNE
         _fail(reporter, str(exc))

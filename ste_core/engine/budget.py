@@ -1,9 +1,13 @@
 """Spending limits: stop a run before it goes over a cost or request budget.
 
-The scheduler charges every provider attempt (`charge_request`, before the call) and every
-completion (`charge`, after it); cache hits are free and never charged. Stages call `check` with an
-estimate *before* launching a large batch, so a run stops with an actionable message instead of
-finding out half-way.
+Every provider attempt is **reserved** before it is sent (`reserve`: the check and the count
+happen together under one lock, so `max_requests = N` lets at most N requests out whatever the
+concurrency) and then **settled** with its real cost (`settle`) or released when it failed before
+the provider answered (`release`); cache hits are free and never reserved. With a ledger (the run
+store's `ledger` table), each reservation is a row written before the request goes out, so the
+spending of a session that was killed mid-stage still counts when the run resumes. Stages call
+`check` with an estimate *before* launching a large batch, so a run stops with an actionable
+message instead of finding out half-way.
 
 Token estimates use the chars/4 heuristic (about right for English text with BPE tokenisers; off by
 up to ~2x for code or non-Latin scripts). It is meant for "will this stage fit the budget",
@@ -16,9 +20,13 @@ import math
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ste_core.errors import BudgetExceeded
 from ste_core.records import ChatRequest, Completion, Usage
+
+if TYPE_CHECKING:
+    from ste_core.engine.store import RunStore
 
 CHARS_PER_TOKEN = 4.0
 
@@ -80,8 +88,10 @@ class Budget:
     """A cost and/or request limit for one run; None means unlimited.
 
     If the backend does not report `completion.cost_usd`, give `input_per_million` and
-    `output_per_million` (USD per million tokens) and the cost is computed from `usage`.
-    Thread-safe.
+    `output_per_million` (USD per million tokens) and the cost is computed from `usage`; a
+    request is then reserved at its estimated cost (prompt + `expected_completion_tokens`, or
+    `max_tokens`, per choice) until it is settled. `ledger`: the run store whose ledger records
+    every reservation (`Budget.of_run` reads its totals back). Thread-safe.
     """
 
     def __init__(
@@ -91,8 +101,10 @@ class Budget:
         *,
         input_per_million: float | None = None,
         output_per_million: float | None = None,
+        expected_completion_tokens: int | None = None,
         spent_usd: float = 0.0,
         requests: int = 0,
+        ledger: RunStore | None = None,
     ) -> None:
         if max_cost_usd is not None and max_cost_usd < 0:
             raise ValueError("budget.max_cost_usd must be >= 0 (or unset for no limit)")
@@ -102,39 +114,86 @@ class Budget:
         self.max_requests = max_requests
         self.input_per_million = input_per_million
         self.output_per_million = output_per_million
+        self.expected_completion_tokens = expected_completion_tokens
         self.spent_usd = spent_usd
         self.requests = requests
+        self._ledger = ledger
+        self._reserved: dict[int, float] = {}  # ticket -> estimated cost of a request in flight
+        self._tickets = 0
         self._lock = threading.Lock()
+
+    @property
+    def priced(self) -> bool:
+        return self.input_per_million is not None or self.output_per_million is not None
 
     def completion_cost(self, completion: Completion) -> float:
         """The completion's own `cost_usd`, else its usage at the configured prices, else 0."""
         if completion.cost_usd is not None:
             return completion.cost_usd
-        if self.input_per_million is not None or self.output_per_million is not None:
+        if self.priced:
             return cost_of(
                 completion.usage, self.input_per_million or 0.0, self.output_per_million or 0.0
             )
         return 0.0
 
-    def charge(self, completion: Completion) -> float:
-        """Add the cost of a (non-cached) completion; returns what was added. Never raises: the
-        next `check` does, so an answer already paid for is always kept."""
-        if completion.cached:
+    def request_estimate(self, request: ChatRequest) -> float:
+        """What `request` may cost at the configured prices (0 without prices)."""
+        if not self.priced:
             return 0.0
+        est = estimate_request_tokens(
+            [request], expected_completion_tokens=self.expected_completion_tokens
+        )
+        return est.cost_usd(self.input_per_million or 0.0, self.output_per_million or 0.0)
+
+    # -- one request: reserve, then settle or release --------------------------------------------
+
+    def reserve(self, request: ChatRequest) -> int:
+        """Count one provider attempt and reserve its estimated cost, or raise BudgetExceeded
+        when it would go over a limit. Check and count are one step under the lock: concurrent
+        callers can never overshoot `max_requests`. Returns the ticket to settle or release."""
+        estimate = self.request_estimate(request)
+        with self._lock:
+            self._refuse_if_over(estimate, 1)
+            self.requests += 1
+            self.spent_usd += estimate
+            if self._ledger is not None:
+                ticket = self._ledger.ledger_reserve("request", estimate_usd=estimate)
+            else:
+                self._tickets += 1
+                ticket = self._tickets
+            self._reserved[ticket] = estimate
+        return ticket
+
+    def settle(self, ticket: int, completion: Completion) -> float:
+        """The attempt was answered: replace its estimate by its cost; returns the cost. Never
+        raises: the next check does, so an answer already paid for is always kept."""
         cost = self.completion_cost(completion)
         with self._lock:
-            self.spent_usd += cost
+            self.spent_usd += cost - self._reserved.pop(ticket, 0.0)
+        if self._ledger is not None:
+            self._ledger.ledger_settle(ticket, cost_usd=cost, usage=completion.usage)
         return cost
 
-    def charge_request(self, count: int = 1) -> None:
-        """Count provider attempts (call `check(estimated_requests=count)` first)."""
+    def release(self, ticket: int) -> None:
+        """The attempt failed (an error, not an answer): it still counts as a request, its
+        estimated cost is given back."""
         with self._lock:
-            self.requests += count
+            self.spent_usd -= self._reserved.pop(ticket, 0.0)
+        if self._ledger is not None:
+            self._ledger.ledger_release(ticket)
+
+    def add_cost(self, usd: float) -> None:
+        """A cost known after the fact (a finished fine-tune job)."""
+        with self._lock:
+            self.spent_usd += usd
 
     def check(self, estimated_cost_usd: float = 0.0, estimated_requests: int = 0) -> None:
         """Raise BudgetExceeded if spending the estimate would go over a limit."""
         with self._lock:
-            spent, reqs = self.spent_usd, self.requests
+            self._refuse_if_over(estimated_cost_usd, estimated_requests)
+
+    def _refuse_if_over(self, estimated_cost_usd: float, estimated_requests: int) -> None:
+        spent, reqs = self.spent_usd, self.requests
         # A request with no cost estimate is refused once the money is used up (spent > 0 so a
         # free local backend is never stopped by max_cost_usd = 0).
         if self.max_cost_usd is not None and (

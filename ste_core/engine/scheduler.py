@@ -12,7 +12,9 @@ For every request the scheduler, in order:
    charged to the budget.
 3. **Calls** the backend for the misses: at most `limits.concurrency` at once, paced by the
    requests-per-minute and tokens-per-minute token buckets, each attempt under
-   `limits.timeout_s` (a timeout becomes TransientProviderError).
+   `limits.timeout_s` (a timeout becomes TransientProviderError). Each attempt is reserved in the
+   budget at the moment it is sent (`Budget.reserve`: checked and counted in one step, recorded
+   in the run's ledger first) and settled with its cost, or released when it failed.
 4. **Retries** errors whose type is `retryable` (RateLimitError, TransientProviderError) up to
    `limits.max_retries` times, by a `RetryPolicy` (`ste_core.engine.retry`) built from the limits:
    exponential backoff with full jitter
@@ -20,8 +22,8 @@ For every request the scheduler, in order:
    error's `retry_after` (capped at `MAX_RETRY_AFTER_S`). After a RateLimitError with
    `retry_after` every other request of this scheduler pauses until then too (no thundering herd
    against a provider that just said "slow down").
-5. **Stores** each successful answer in the cache immediately (a kill loses only in-flight calls),
-   charges the budget and updates `stats`.
+5. **Stores** each successful answer in the cache immediately (a kill loses only in-flight calls)
+   and updates `stats`.
 
 `run()` yields a typed `Outcome` per request as they finish (ok / api_error; whether an answer
 parses is for the stage to decide), so a transport failure is never mistaken for a model that
@@ -45,7 +47,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Sized
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Sized
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -267,9 +269,11 @@ class Scheduler:
                     except StopAsyncIteration:
                         exhausted = True
                     fetch = None
-                pending -= finished
                 last = len(finished) - 1
                 for position, task in enumerate(finished):
+                    # Left in `pending` until read: if one raises, the `finally` below still
+                    # reads the others (several can hit the budget at once).
+                    pending.discard(task)
                     outcome: Outcome = task.result()  # BudgetExceeded propagates from here
                     self._count_outcome(outcome)
                     done += 1
@@ -367,12 +371,9 @@ class Scheduler:
         while True:
             attempt += 1
             await self._wait_pause()
-            if self.budget is not None:
-                self.budget.check(estimated_requests=1)
             try:
                 if batcher is not None:
-                    self._charge_attempt()
-                    completion = await batcher.submit(request)
+                    completion = await self._sent(request, lambda: batcher.submit(request))
                 else:
                     completion = await self._attempt(request)
             except (BudgetExceeded, asyncio.CancelledError):
@@ -391,7 +392,8 @@ class Scheduler:
                 )
                 raise _Failure(exc, attempt) from exc
             else:
-                self._record_success(request, key, completion)
+                if self.store is not None and key is not None:
+                    self.store.cache_put(key, completion, request=request)
                 return completion, attempt
             self._count_error(error)
             if not self._retry.should_retry(attempt, error):
@@ -413,22 +415,47 @@ class Scheduler:
             if self._tpm is not None:
                 estimate = _estimate(request)
                 await self._tpm.acquire(estimate)
-            self._charge_attempt()
             started = self._clock()
-            try:
-                async with asyncio.timeout(self.limits.timeout_s):
-                    completion = await self.backend.complete(request)
-            except TimeoutError as exc:
-                raise TransientProviderError(
-                    f"no answer within timeout_s={self.limits.timeout_s}s (raise "
-                    f"limits.timeout_s if the model is slow)",
-                    provider=self.backend.name,
-                ) from exc
+
+            async def call() -> Completion:
+                try:
+                    async with asyncio.timeout(self.limits.timeout_s):
+                        return await self.backend.complete(request)
+                except TimeoutError as exc:
+                    raise TransientProviderError(
+                        f"no answer within timeout_s={self.limits.timeout_s}s (raise "
+                        f"limits.timeout_s if the model is slow)",
+                        provider=self.backend.name,
+                    ) from exc
+
+            completion = await self._sent(request, call)
             if self._tpm is not None:
                 self._tpm.adjust(completion.usage.total_tokens - estimate)
             if not completion.latency_s:
                 completion = completion.model_copy(update={"latency_s": self._clock() - started})
             return completion
+
+    async def _sent(
+        self, request: ChatRequest, send: Callable[[], Awaitable[Completion]]
+    ) -> Completion:
+        """`send()` one provider attempt, reserved in the budget first (at the last moment,
+        once a slot and the rate limiters let it go) and then settled or released."""
+        ticket = self.budget.reserve(request) if self.budget is not None else None
+        self.stats.requests += 1
+        try:
+            completion = await send()
+        except asyncio.CancelledError:
+            raise  # the provider may have it (and bill it): the reservation stands
+        except BaseException:
+            if ticket is not None:
+                self.budget.release(ticket)  # type: ignore[union-attr]
+            raise
+        self.stats.usage = self.stats.usage + completion.usage
+        if ticket is not None:
+            self.stats.cost_usd += self.budget.settle(ticket, completion)  # type: ignore[union-attr]
+        elif completion.cost_usd is not None:
+            self.stats.cost_usd += completion.cost_usd
+        return completion
 
     # -- bookkeeping -------------------------------------------------------------------------
 
@@ -450,22 +477,6 @@ class Scheduler:
             if wait <= 0:
                 return
             await self._sleep(wait)
-
-    def _charge_attempt(self) -> None:
-        self.stats.requests += 1
-        if self.budget is not None:
-            self.budget.charge_request()
-
-    def _record_success(
-        self, request: ChatRequest, key: str | None, completion: Completion
-    ) -> None:
-        if self.store is not None and key is not None:
-            self.store.cache_put(key, completion, request=request)
-        self.stats.usage = self.stats.usage + completion.usage
-        if self.budget is not None:
-            self.stats.cost_usd += self.budget.charge(completion)
-        elif completion.cost_usd is not None:
-            self.stats.cost_usd += completion.cost_usd
 
     def _count_error(self, error: BaseException) -> None:
         name = type(error).__name__

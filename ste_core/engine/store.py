@@ -15,6 +15,11 @@ Tables:
 - `stages`: which (iteration, stage) finished, with its counts (its part of the funnel) and usage.
 - `manifest`: the run's `RunManifest` (one row); `metrics`: each judge's `IterationMetrics`.
   manifest.json and metrics.json are exports of these rows (`ste_core.run.exports`).
+- `ledger`: every paid provider request, written before it is sent (`reserved`, with its
+  estimated cost) and updated when it ends (`settled` with its cost and tokens, or `released`
+  when it failed). The budget of a resumed run is summed from it, so a session killed in the
+  middle of a stage still counts: a request left `reserved` may have been billed, and counts
+  at its estimate.
 
 Readers that must never write (a report on a live run) open it with `RunStore.open_read_only`.
 
@@ -40,6 +45,7 @@ from ste_core.records import (
     IterationMetrics,
     RunManifest,
     StageUsage,
+    Usage,
     content_hash,
 )
 
@@ -71,6 +77,18 @@ CREATE TABLE IF NOT EXISTS manifest (
 CREATE TABLE IF NOT EXISTS metrics (
     iteration INTEGER PRIMARY KEY,
     data TEXT NOT NULL,
+    updated REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS ledger (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,
+    state TEXT NOT NULL,
+    requests INTEGER NOT NULL,
+    estimate_usd REAL NOT NULL,
+    cost_usd REAL,
+    prompt_tokens INTEGER NOT NULL DEFAULT 0,
+    completion_tokens INTEGER NOT NULL DEFAULT 0,
+    created REAL NOT NULL,
     updated REAL NOT NULL
 );
 """
@@ -318,6 +336,50 @@ class RunStore:
                 "INSERT OR REPLACE INTO metrics (iteration, data, updated) VALUES (?, ?, ?)",
                 (metrics.iteration, metrics.model_dump_json(), time.time()),
             )
+
+    # -- the ledger ----------------------------------------------------------------------------
+
+    def ledger_reserve(self, kind: str, *, estimate_usd: float = 0.0, requests: int = 1) -> int:
+        """A paid thing about to be sent, at its estimated cost; committed before it is sent.
+        Returns its ledger id."""
+        now = time.time()
+        with self._lock:
+            cursor = self._conn.execute(
+                "INSERT INTO ledger (kind, state, requests, estimate_usd, created, updated) "
+                "VALUES (?, 'reserved', ?, ?, ?, ?)",
+                (kind, requests, estimate_usd, now, now),
+            )
+            return int(cursor.lastrowid or 0)
+
+    def ledger_settle(self, entry: int, *, cost_usd: float, usage: Usage | None = None) -> None:
+        """The thing was answered: its real cost and tokens."""
+        u = usage or Usage()
+        with self._lock:
+            self._conn.execute(
+                "UPDATE ledger SET state = 'settled', cost_usd = ?, prompt_tokens = ?, "
+                "completion_tokens = ? , updated = ? WHERE id = ?",
+                (cost_usd, u.prompt_tokens, u.completion_tokens, time.time(), entry),
+            )
+
+    def ledger_release(self, entry: int) -> None:
+        """The thing failed before the provider answered: it cost nothing (it still counts as a
+        request)."""
+        with self._lock:
+            self._conn.execute(
+                "UPDATE ledger SET state = 'released', cost_usd = 0, updated = ? WHERE id = ?",
+                (time.time(), entry),
+            )
+
+    def ledger_totals(self) -> tuple[int, float]:
+        """(requests, USD) over the whole ledger: settled costs, and the estimate of whatever is
+        still reserved (sent by a session that died before the answer came back)."""
+        rows = self._rows(
+            "SELECT COALESCE(SUM(requests), 0), "
+            "COALESCE(SUM(CASE WHEN state = 'reserved' THEN estimate_usd "
+            "ELSE COALESCE(cost_usd, 0) END), 0) FROM ledger"
+        )
+        requests, usd = rows[0] if rows else (0, 0.0)
+        return int(requests), float(usd)
 
     # -- lifecycle ---------------------------------------------------------------------------
 

@@ -99,17 +99,9 @@ class RunContext:
         except BaseException:
             store.close()
             raise
-        b = config.budget
-        budget = Budget(
-            b.max_cost_usd,
-            b.max_requests,
-            input_per_million=b.input_per_million,
-            output_per_million=b.output_per_million,
-            # Spending of earlier sessions counts: a resumed run has one budget, not one each.
-            spent_usd=manifest.cost_usd.total,
-            requests=manifest.usage.requests,
+        return cls(
+            config, rundir, reporter, store, manifest, _budget(config, store, manifest), plan
         )
-        return cls(config, rundir, reporter, store, manifest, budget, plan)
 
     async def aclose(self) -> None:
         """Close backends and the store (the run directory stays as it is). Idempotent."""
@@ -313,6 +305,28 @@ class RunContext:
                 f"{pf.skipped[0].line}: {pf.skipped[0].reason})"
             )
         return pf.pairs
+
+
+def _budget(config: Config, store: RunStore, manifest: RunManifest) -> Budget:
+    """The run's one budget: every request any session of it sent (the ledger, so a session
+    killed mid-stage counts too) and every fine-tune it paid for."""
+    requests, spent = store.ledger_totals()
+    if requests == 0 and manifest.usage.requests:
+        # A run begun before the ledger existed: what its finished stages used, carried over.
+        entry = store.ledger_reserve("carried_over", requests=manifest.usage.requests)
+        store.ledger_settle(entry, cost_usd=manifest.cost_usd.inference)
+        requests, spent = store.ledger_totals()
+    b = config.budget
+    return Budget(
+        b.max_cost_usd,
+        b.max_requests,
+        input_per_million=b.input_per_million,
+        output_per_million=b.output_per_million,
+        expected_completion_tokens=b.expected_completion_tokens,
+        spent_usd=spent + manifest.cost_usd.finetune,
+        requests=requests,
+        ledger=store,
+    )
 
 
 def _check_result_settings(config: Config, store: RunStore) -> None:

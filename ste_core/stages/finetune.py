@@ -40,7 +40,6 @@ from ste_core.engine.retry import RetryPolicy
 from ste_core.engine.store import RunStore
 from ste_core.errors import ConfigurationError, FineTuneFailed, SteError
 from ste_core.records import (
-    Completion,
     FineTuneJobRecord,
     FineTuneJobState,
     FineTuneSpec,
@@ -256,7 +255,7 @@ async def run_finetune(
                         provider=backend.name,
                     )
                 if budget is not None and state.cost_usd:
-                    _charge(budget, state.cost_usd)
+                    budget.add_cost(state.cost_usd)
                 return FineTuneResult(state.model, job_id, state.cost_usd, resumed)
             if reattached and state.status is JobStatus.CANCELLED:
                 # Cancelled while no session watched it: typically by our own Ctrl-C handler just
@@ -298,12 +297,6 @@ async def run_finetune(
                 "could not cancel fine-tune job %s (%r): cancel it at the provider", job_id, exc
             )
         raise
-
-
-def _charge(budget: Budget, cost: float) -> None:
-    # Budget has no public "add a cost" call besides charge(completion); fine-tune costs are
-    # known only at the end, so add them directly (the next check sees them).
-    budget.charge(Completion(texts=(), cost_usd=cost))
 
 
 # --------------------------------------------------------------------------------------------

@@ -407,6 +407,44 @@ def test_fresh_budget_and_configuration_errors(
     assert "judge.samples_per_order: got -1; must be >= 1" in proc.stderr
 
 
+def test_the_request_budget_holds_over_kills_and_resumes(
+    tmp_path: Path, fakes: tuple[FakeProvider, FakeProvider]
+) -> None:
+    """`max_requests = N`: at most N requests reach the provider, with 32 in flight, 30% of
+    them failing with a 500 (and retried), over five sessions killed with SIGKILL mid-stage and
+    resumed: every session's budget starts from the ledger, which counts what the killed ones
+    sent, not from the stages that happened to finish."""
+    oa, tg = fakes
+    oa.faults = FaultPlan(seed=5, server_error_p=0.3, routes=frozenset({"chat"}))
+    oa.latency_s = 0.01
+    limit = 250  # a clean run needs more than this
+    config = _write_run(tmp_path, oa, tg, concurrency=32, max_retries=20)
+    config.write_text(config.read_text() + f"\n[budget]\nmax_requests = {limit}\n")
+
+    def sent() -> int:
+        return oa.counter["chat"] + tg.counter["chat"]
+
+    for _ in range(5):
+        start = sent()
+        proc = subprocess.Popen(
+            [*STE, "run", str(config), "--quiet"], env=_env(), cwd=config.parent
+        )
+        deadline = time.monotonic() + 60
+        while sent() - start < 15 and proc.poll() is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.002)
+        proc.kill()
+        proc.wait(timeout=30)
+        assert sent() <= limit
+    final = _ste(config)
+    assert final.returncode == 3, final.stderr
+    assert "stopped at the budget" in final.stderr and f"max_requests = {limit}" in final.stderr
+    assert sent() <= limit
+    manifest = json.loads((tmp_path / "runs" / "e2e" / "manifest.json").read_text())
+    assert manifest["status"] == "stopped_at_budget"
+    assert [s["status"] for s in manifest["sessions"]][:5] == ["killed"] * 5
+
+
 def test_sigterm_while_a_dedicated_endpoint_judges_tears_it_down(
     tmp_path: Path, fakes: tuple[FakeProvider, FakeProvider]
 ) -> None:

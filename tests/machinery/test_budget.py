@@ -2,46 +2,82 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from ste_core.engine.budget import Budget, cost_of, estimate_request_tokens, estimate_tokens
+from ste_core.engine.store import RunStore
 from ste_core.errors import BudgetExceeded
 from ste_core.records import ChatRequest, Completion, Usage
+
+REQ = ChatRequest.of("m", [{"role": "user", "content": "x" * 400}], max_tokens=100)
 
 
 def test_request_limit() -> None:
     b = Budget(max_requests=2)
     b.check(estimated_requests=2)
-    b.charge_request()
-    b.charge_request()
+    b.reserve(REQ)
+    b.release(b.reserve(REQ))  # a failed attempt still counts as a request
     with pytest.raises(BudgetExceeded, match=r"max_requests = 2.*re-run"):
-        b.check(estimated_requests=1)
-    assert b.remaining_requests == 0
+        b.reserve(REQ)
+    assert b.remaining_requests == 0 and b.requests == 2
 
 
 def test_cost_limit_uses_completion_cost_then_prices() -> None:
     b = Budget(max_cost_usd=1.0)
-    assert b.charge(Completion(texts=("x",), cost_usd=0.6)) == 0.6
+    assert b.settle(b.reserve(REQ), Completion(texts=("x",), cost_usd=0.6)) == 0.6
     b.check(estimated_cost_usd=0.4)
     with pytest.raises(BudgetExceeded, match=r"max_cost_usd = \$1.0000"):
         b.check(estimated_cost_usd=0.5)
-    # cached completions are free
-    assert b.charge(Completion(texts=("x",), cost_usd=5.0, cached=True)) == 0.0
     priced = Budget(max_cost_usd=1.0, input_per_million=2.0, output_per_million=10.0)
-    cost = priced.charge(
-        Completion(texts=("x",), usage=Usage(prompt_tokens=100_000, completion_tokens=10_000))
+    cost = priced.settle(
+        priced.reserve(REQ),
+        Completion(texts=("x",), usage=Usage(prompt_tokens=100_000, completion_tokens=10_000)),
     )
     assert cost == pytest.approx(0.2 + 0.1)
+    assert priced.spent_usd == pytest.approx(0.3)  # the reservation gave way to the cost
+
+
+def test_a_reservation_holds_the_estimate_until_settled_or_released() -> None:
+    b = Budget(max_cost_usd=1.0, input_per_million=1000.0, output_per_million=1000.0)
+    estimate = b.request_estimate(REQ)  # (104 prompt + 100 completion tokens) at $1000 / M
+    assert estimate == pytest.approx(0.204)
+    tickets = [b.reserve(REQ) for _ in range(4)]
+    assert b.spent_usd == pytest.approx(4 * estimate)
+    with pytest.raises(BudgetExceeded):  # a fifth in flight could go over: refused up front
+        b.reserve(REQ)
+    b.release(tickets[0])
+    b.settle(tickets[1], Completion(texts=("x",), cost_usd=0.01))
+    assert b.spent_usd == pytest.approx(2 * estimate + 0.01)
+    b.reserve(REQ)  # room again
 
 
 def test_spent_budget_refuses_further_requests_but_free_backends_pass() -> None:
     b = Budget(max_cost_usd=0.5)
-    b.charge(Completion(texts=("x",), cost_usd=0.5))
+    b.settle(b.reserve(REQ), Completion(texts=("x",), cost_usd=0.5))
     with pytest.raises(BudgetExceeded):
         b.check(estimated_requests=1)
+    with pytest.raises(BudgetExceeded):
+        b.reserve(REQ)
     free = Budget(max_cost_usd=0.0)
-    free.charge(Completion(texts=("x",)))  # no cost reported, no prices
+    free.settle(free.reserve(REQ), Completion(texts=("x",)))  # no cost reported, no prices
     free.check(estimated_requests=1)
+    free.reserve(REQ)
+
+
+def test_the_ledger_keeps_what_a_killed_session_sent(tmp_path: Path) -> None:
+    prices = {"input_per_million": 1000.0, "output_per_million": 1000.0}
+    with RunStore(tmp_path / "store.sqlite") as store:
+        first = Budget(max_requests=10, ledger=store, **prices)
+        first.settle(first.reserve(REQ), Completion(texts=("x",), cost_usd=0.05))
+        first.release(first.reserve(REQ))
+        first.reserve(REQ)  # sent; the session dies before the answer
+    with RunStore(tmp_path / "store.sqlite") as store:
+        requests, spent = store.ledger_totals()
+    assert requests == 3
+    # the answered one's cost, the failed one nothing, the unanswered one its estimate
+    assert spent == pytest.approx(0.05 + first.request_estimate(REQ))
 
 
 def test_token_estimate() -> None:

@@ -311,6 +311,34 @@ async def test_budget_exceeded_propagates() -> None:
     assert len(backend.calls) == 3 and len(got) <= 3
 
 
+class FlakyBackend(EchoBackend):
+    """Fails 30% of its calls with a 500 (seeded), after taking a little time like a server."""
+
+    def __init__(self) -> None:
+        super().__init__(delay=0.002)
+        self.rng = random.Random(7)
+
+    async def fail(self, request: ChatRequest, call: int) -> None:
+        if self.rng.random() < 0.3:
+            raise TransientProviderError("injected 500", provider="echo", status=500)
+
+
+async def test_max_requests_is_exact_under_concurrency_and_failures(tmp_path: Path) -> None:
+    """At most N attempts reach the provider, counted over retries of failed requests too, with
+    32 in flight: the budget reserves each attempt in the same step as it checks it."""
+    limits = Limits(concurrency=32, max_retries=6, backoff_initial_s=0.0, backoff_max_s=0.0)
+    for n in (37, 50):
+        backend = FlakyBackend()
+        with RunStore(tmp_path / f"s{n}.sqlite") as store:
+            budget = Budget(max_requests=n, ledger=store)
+            s = Scheduler(backend, limits=limits, budget=budget, store=store)
+            with pytest.raises(BudgetExceeded):
+                async for _ in s.run([req(i) for i in range(200)]):
+                    pass
+            assert len(backend.calls) == n == budget.requests == s.stats.requests
+            assert store.ledger_totals()[0] == n
+
+
 async def test_input_is_streamed_with_a_bounded_window() -> None:
     pulled = 0
 
