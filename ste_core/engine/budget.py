@@ -151,13 +151,20 @@ class Budget:
         """Count one provider attempt and reserve its estimated cost, or raise BudgetExceeded
         when it would go over a limit. Check and count are one step under the lock: concurrent
         callers can never overshoot `max_requests`. Returns the ticket to settle or release."""
-        estimate = self.request_estimate(request)
+        return self._reserve("request", self.request_estimate(request), requests=1)
+
+    def reserve_cost(self, kind: str, estimate_usd: float) -> int:
+        """Reserve a paid thing that is not a request (a fine-tune job, say) at its estimated
+        cost, or raise BudgetExceeded when that would go over `max_cost_usd`."""
+        return self._reserve(kind, estimate_usd, requests=0)
+
+    def _reserve(self, kind: str, estimate: float, *, requests: int) -> int:
         with self._lock:
-            self._refuse_if_over(estimate, 1)
-            self.requests += 1
+            self._refuse_if_over(estimate, requests)
+            self.requests += requests
             self.spent_usd += estimate
             if self._ledger is not None:
-                ticket = self._ledger.ledger_reserve("request", estimate_usd=estimate)
+                ticket = self._ledger.ledger_reserve(kind, estimate_usd=estimate, requests=requests)
             else:
                 self._tickets += 1
                 ticket = self._tickets
@@ -168,24 +175,32 @@ class Budget:
         """The attempt was answered: replace its estimate by its cost; returns the cost. Never
         raises: the next check does, so an answer already paid for is always kept."""
         cost = self.completion_cost(completion)
-        with self._lock:
-            self.spent_usd += cost - self._reserved.pop(ticket, 0.0)
-        if self._ledger is not None:
-            self._ledger.ledger_settle(ticket, cost_usd=cost, usage=completion.usage)
+        self.settle_cost(ticket, cost, completion.usage)
         return cost
 
-    def release(self, ticket: int) -> None:
-        """The attempt failed (an error, not an answer): it still counts as a request, its
-        estimated cost is given back."""
+    def settle_cost(self, ticket: int, cost_usd: float, usage: Usage | None = None) -> None:
+        """A reserved thing ended at `cost_usd` (it replaces the estimate). The ticket may come
+        from an earlier session (a job re-attached to): its estimate is in the ledger."""
         with self._lock:
-            self.spent_usd -= self._reserved.pop(ticket, 0.0)
+            self.spent_usd += cost_usd - self._unreserve(ticket)
+        if self._ledger is not None:
+            self._ledger.ledger_settle(ticket, cost_usd=cost_usd, usage=usage)
+
+    def release(self, ticket: int) -> None:
+        """The reserved thing failed without being paid for (an error, not an answer): it still
+        counts as a request, its estimated cost is given back."""
+        with self._lock:
+            self.spent_usd -= self._unreserve(ticket)
         if self._ledger is not None:
             self._ledger.ledger_release(ticket)
 
-    def add_cost(self, usd: float) -> None:
-        """A cost known after the fact (a finished fine-tune job)."""
-        with self._lock:
-            self.spent_usd += usd
+    def _unreserve(self, ticket: int) -> float:
+        """The estimate `ticket` holds in `spent_usd` (0 once settled or released)."""
+        if ticket in self._reserved:
+            return self._reserved.pop(ticket)
+        if self._ledger is not None:
+            return self._ledger.ledger_reserved_estimate(ticket)
+        return 0.0
 
     def check(self, estimated_cost_usd: float = 0.0, estimated_requests: int = 0) -> None:
         """Raise BudgetExceeded if spending the estimate would go over a limit."""

@@ -370,6 +370,13 @@ class RunStore:
                 (time.time(), entry),
             )
 
+    def ledger_reserved_estimate(self, entry: int) -> float:
+        """The estimate an entry still holds: its estimate while reserved, else 0."""
+        rows = self._rows(
+            "SELECT estimate_usd FROM ledger WHERE id = ? AND state = 'reserved'", (entry,)
+        )
+        return float(rows[0][0]) if rows else 0.0
+
     def ledger_totals(self) -> tuple[int, float]:
         """(requests, USD) over the whole ledger: settled costs, and the estimate of whatever is
         still reserved (sent by a session that died before the answer came back)."""

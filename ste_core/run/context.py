@@ -308,13 +308,13 @@ class RunContext:
 
 
 def _budget(config: Config, store: RunStore, manifest: RunManifest) -> Budget:
-    """The run's one budget: every request any session of it sent (the ledger, so a session
-    killed mid-stage counts too) and every fine-tune it paid for."""
+    """The run's one budget: every request any session of it sent and every fine-tune job it
+    started (the ledger, so what a session killed midway had under way counts too)."""
     requests, spent = store.ledger_totals()
     if requests == 0 and manifest.usage.requests:
-        # A run begun before the ledger existed: what its finished stages used, carried over.
+        # A run begun before the ledger existed: what its finished stages and jobs cost.
         entry = store.ledger_reserve("carried_over", requests=manifest.usage.requests)
-        store.ledger_settle(entry, cost_usd=manifest.cost_usd.inference)
+        store.ledger_settle(entry, cost_usd=manifest.cost_usd.total)
         requests, spent = store.ledger_totals()
     b = config.budget
     return Budget(
@@ -323,7 +323,7 @@ def _budget(config: Config, store: RunStore, manifest: RunManifest) -> Budget:
         input_per_million=b.input_per_million,
         output_per_million=b.output_per_million,
         expected_completion_tokens=b.expected_completion_tokens,
-        spent_usd=spent + manifest.cost_usd.finetune,
+        spent_usd=spent,
         requests=requests,
         ledger=store,
     )

@@ -178,9 +178,14 @@ async def run_finetune(
     saved: dict[str, Any] | None = store.get_state(state_key)
     resumed = False
     job_id: str | None = None
+    # What the job costs: the backend's estimate and the budget's ledger entry holding it, kept
+    # in every state stored (polls included) until the job ends.
+    paid: dict[str, Any] = {}
     if saved is not None:
         status = saved.get("status")
         same_file = saved.get("training_file_sha256") == digest
+        if same_file:
+            paid = {k: saved[k] for k in ("estimate_usd", "ledger_entry") if k in saved}
         if saved.get("job_id") and status not in ("failed", "cancelled") and same_file:
             job_id = saved["job_id"]
             resumed = True
@@ -205,9 +210,21 @@ async def run_finetune(
                 saved.get("job_id"),
             )
 
+    def settle(cost_usd: float | None) -> None:
+        """The job ended: its ledger entry gets its cost (nothing for a job that failed)."""
+        entry = paid.pop("ledger_entry", None)
+        if budget is None or entry is None:
+            return
+        if cost_usd is None:
+            budget.release(entry)
+        else:
+            budget.settle_cost(entry, cost_usd)
+
     async def submit() -> str:
         check_supported(backend, spec)
         estimate = await backend.estimate_cost(spec, training_file)
+        paid.clear()
+        paid["estimate_usd"] = estimate
         if budget is not None:
             if estimate is None and budget.max_cost_usd is not None:
                 log.warning(
@@ -215,19 +232,25 @@ async def run_finetune(
                     "cover this job in advance",
                     backend.name,
                 )
-            budget.check(estimated_cost_usd=estimate or 0.0)
+            # Checked and held in one step, in the ledger before the job exists: a run killed
+            # while the job trains still counts it.
+            paid["ledger_entry"] = budget.reserve_cost("finetune", estimate or 0.0)
         store.set_state(
             state_key,
             {
                 "status": "submitting",
                 "training_file_sha256": digest,
-                "estimate_usd": estimate,
                 "submitting_at": datetime.now(UTC).isoformat(),
+                **paid,
             },
         )
-        first = await backend.submit(spec, training_file)
+        try:
+            first = await backend.submit(spec, training_file)
+        except SteError:
+            settle(None)  # refused: no job, nothing to pay
+            raise
         # The id is on disk before anything else can go wrong: a resumed run re-attaches to it.
-        store.set_state(state_key, _dump(first, training_file_sha256=digest, estimate_usd=estimate))
+        store.set_state(state_key, _dump(first, training_file_sha256=digest, **paid))
         if on_submitted is not None:
             on_submitted(first.job_id)
         if on_state is not None:
@@ -244,7 +267,11 @@ async def run_finetune(
             state = await retry.call(
                 f"polling fine-tune job {job_id}", functools.partial(backend.poll, job_id)
             )
-            store.set_state(state_key, _dump(state, training_file_sha256=digest))
+            if state.status is JobStatus.SUCCEEDED:
+                # The provider's final price, else its estimate: the best known cost of the job.
+                cost = state.cost_usd if state.cost_usd is not None else paid.get("estimate_usd")
+                state = state.model_copy(update={"cost_usd": cost})
+            store.set_state(state_key, _dump(state, training_file_sha256=digest, **paid))
             if on_state is not None:
                 on_state(state)
             if state.status is JobStatus.SUCCEEDED:
@@ -254,8 +281,7 @@ async def run_finetune(
                         "the job succeeded but the provider returned no model",
                         provider=backend.name,
                     )
-                if budget is not None and state.cost_usd:
-                    budget.add_cost(state.cost_usd)
+                settle(state.cost_usd or 0.0)
                 return FineTuneResult(state.model, job_id, state.cost_usd, resumed)
             if reattached and state.status is JobStatus.CANCELLED:
                 # Cancelled while no session watched it: typically by our own Ctrl-C handler just
@@ -263,10 +289,12 @@ async def run_finetune(
                 log.warning(
                     "fine-tune job %s was cancelled meanwhile; submitting a new job", job_id
                 )
+                settle(None)
                 job_id, resumed, reattached = await submit(), False, False
                 continue
             reattached = False  # only the first poll after re-attaching can find such a leftover
             if state.status in (JobStatus.FAILED, JobStatus.CANCELLED):
+                settle(None)
                 message = state.message or f"job {state.status.value}"
                 if state.events:
                     message += f" (last event: {state.events[-1]})"
@@ -290,7 +318,7 @@ async def run_finetune(
         # Shielded: the cancellation that brought us here must not cancel the cancel request.
         try:
             state = await asyncio.shield(backend.cancel(job_id))
-            store.set_state(state_key, _dump(state, training_file_sha256=digest))
+            store.set_state(state_key, _dump(state, training_file_sha256=digest, **paid))
             log.warning("interrupted: asked %s to cancel fine-tune job %s", backend.name, job_id)
         except Exception as exc:  # the interrupt matters more; say what to clean up by hand
             log.error(
@@ -347,6 +375,9 @@ async def finetune(step: Step) -> FineTuneCounts:
         on_submitted=submitted,
     )
     ctx.store.set_state(f"model/{i}", result.model.model_dump(mode="json"))
+    known = next((j for j in manifest.finetune_jobs if j.job_id == result.job_id), None)
+    if result.cost_usd and (known is None or known.cost_usd is None):
+        manifest.add_cost("finetune", result.cost_usd)
     manifest.upsert_job(
         FineTuneJobRecord(
             iteration=i,
@@ -357,8 +388,6 @@ async def finetune(step: Step) -> FineTuneCounts:
         )
     )
     manifest.models[f"iter_{i}"] = result.model.model
-    if result.cost_usd and not result.resumed:
-        manifest.add_cost("finetune", result.cost_usd)
     ctx.save_manifest()
     return FineTuneCounts(
         training_rows=count_lines(training_file(ctx, i)), resumed=int(result.resumed)

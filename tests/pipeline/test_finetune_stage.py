@@ -410,3 +410,71 @@ async def test_a_permanent_poll_error_is_not_retried(store, train, sleeps) -> No
     with pytest.raises(errors.AuthenticationError):
         await run_finetune(ft, SPEC, train, store=store, state_key="k", poll_interval_s=1)
     assert sleeps == []
+
+
+async def test_a_job_holds_its_estimate_in_the_ledger_until_it_ends(ft, store, train) -> None:
+    """The estimate (0.5) is reserved before the job exists and kept through every poll, so a
+    session killed while the job trains still counts it; re-attaching settles it at the job's
+    final cost (0.25)."""
+    budget = Budget(max_cost_usd=10.0, ledger=store)
+    task = asyncio.ensure_future(
+        run_finetune(
+            ScriptedFineTune(polls_to_finish=50),
+            SPEC,
+            train,
+            store=store,
+            state_key="finetune/1",
+            budget=budget,
+            poll_interval_s=0.01,
+        )
+    )
+    await asyncio.sleep(0.1)
+    task.cancel()  # the session dies while the job trains
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    saved = store.get_state("finetune/1")
+    assert saved["status"] == "running" and saved["estimate_usd"] == 0.5  # polls kept it
+    assert store.ledger_totals() == (0, pytest.approx(0.5))
+    resumed_budget = Budget(max_cost_usd=10.0, ledger=store, spent_usd=0.5)
+    res = await run_finetune(
+        ft,
+        SPEC,
+        train,
+        store=store,
+        state_key="finetune/1",
+        budget=resumed_budget,
+        poll_interval_s=0,
+    )
+    assert res.resumed and res.cost_usd == 0.25
+    assert store.ledger_totals() == (0, pytest.approx(0.25))
+    assert resumed_budget.spent_usd == pytest.approx(0.25)
+
+
+async def test_a_job_without_a_final_price_costs_its_estimate(store, train) -> None:
+    class NoPrice(ScriptedFineTune):
+        async def poll(self, job_id):  # type: ignore[no-untyped-def]
+            state = await super().poll(job_id)
+            return state.model_copy(update={"cost_usd": None})
+
+    ScriptedFineTune.jobs = {}
+    budget = Budget(ledger=store)
+    res = await run_finetune(
+        NoPrice(polls_to_finish=1),
+        SPEC,
+        train,
+        store=store,
+        state_key="finetune/1",
+        budget=budget,
+        poll_interval_s=0,
+    )
+    assert res.cost_usd == 0.5 and store.ledger_totals() == (0, pytest.approx(0.5))
+
+
+async def test_a_failed_job_gives_its_estimate_back(ft, store, train) -> None:
+    ScriptedFineTune.fail_jobs = True
+    budget = Budget(max_cost_usd=1.0, ledger=store)
+    with pytest.raises(FineTuneFailed):
+        await run_finetune(
+            ft, SPEC, train, store=store, state_key="finetune/1", budget=budget, poll_interval_s=0
+        )
+    assert budget.spent_usd == 0 and store.ledger_totals() == (0, 0.0)

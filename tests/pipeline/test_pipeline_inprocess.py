@@ -444,3 +444,19 @@ async def test_a_session_that_died_is_marked_killed_by_the_next(tmp_path: Path, 
     result = await Pipeline(cfg).run()
     sessions = json.loads((result.run_dir / "manifest.json").read_text())["sessions"]
     assert [s["status"] for s in sessions] == ["killed", "succeeded"]
+
+
+async def test_max_cost_stops_before_a_fine_tune_that_would_go_over(
+    tmp_path: Path, scripted
+) -> None:
+    """Each job is estimated at $0.50 and ends at $0.25: with $0.60, the first job fits; the
+    second does not, counting what the first cost. Raising the limit resumes the run."""
+    with pytest.raises(BudgetExceeded, match=r"max_cost_usd = \$0\.6000"):
+        await Pipeline(config_with(tmp_path, **{"budget.max_cost_usd": 0.6})).run()
+    assert ScriptedFineTune.submits == 1
+    root = tmp_path / "runs" / "t"
+    manifest = json.loads((root / "manifest.json").read_text())
+    assert manifest["status"] == "stopped_at_budget"
+    assert manifest["cost_usd"]["finetune"] == pytest.approx(0.25)
+    result = await Pipeline(config_with(tmp_path, **{"budget.max_cost_usd": 1.0})).run()
+    assert result.status == "succeeded" and ScriptedFineTune.submits == 2
