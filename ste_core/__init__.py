@@ -38,6 +38,7 @@ from ste_core.errors import (
     ProviderError,
     RateLimitError,
     SteError,
+    TooManyFailures,
     TransientProviderError,
     UnknownBackendError,
 )
@@ -175,6 +176,7 @@ __all__ = [
     "StageUsage",
     "SteError",
     "Step",
+    "TooManyFailures",
     "TransientProviderError",
     "UnknownBackendError",
     "Usage",

@@ -1,9 +1,11 @@
 """Typed errors. Every message says what happened and what to do about it.
 
 The scheduler decides on retries from the *type* alone: RateLimitError and TransientProviderError
-are retried, everything else is not. Backends translate their SDK's exceptions into these so the
-core never has to know a provider's exception hierarchy (and never mistakes a transport failure
-for a model that wrote something unparsable).
+are retried, everything else is not. A `fatal` error (a refused key, a wrong setting, a model the
+server does not have) stops the whole stage at its first occurrence: every other request would
+fail the same way, and each would be paid for where the provider bills failures. Backends
+translate their SDK's exceptions into these so the core never has to know a provider's exception
+hierarchy (and never mistakes a transport failure for a model that wrote something unparsable).
 """
 
 from __future__ import annotations
@@ -13,10 +15,14 @@ class SteError(Exception):
     """Base class of every error ste raises on purpose."""
 
     retryable: bool = False
+    #: every other request would fail the same way: stop the stage at the first one
+    fatal: bool = False
 
 
 class ConfigurationError(SteError):
     """A config file, option or argument is wrong. The message names the key and what is allowed."""
+
+    fatal = True
 
 
 class DataFileError(ConfigurationError):
@@ -58,6 +64,8 @@ class ProviderError(SteError):
 class AuthenticationError(ProviderError):
     """401/403: the key is missing, wrong, or lacks access. Not retried."""
 
+    fatal = True
+
 
 class RateLimitError(ProviderError):
     """429: slow down. `retry_after` (seconds) is the provider's Retry-After, if it sent one."""
@@ -76,7 +84,14 @@ class TransientProviderError(ProviderError):
 
 
 class PermanentProviderError(ProviderError):
-    """4xx other than auth/rate limit: the request itself is wrong. Not retried."""
+    """4xx other than auth/rate limit: the request itself is wrong. Not retried.
+
+    A 404 is fatal: what is not there is the model (or the endpoint serving it), for every
+    request alike."""
+
+    def __init__(self, message: str, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(message, **kwargs)
+        self.fatal = self.status == 404
 
 
 class FineTuneFailed(SteError):
@@ -89,6 +104,11 @@ class FineTuneFailed(SteError):
             f"Fine-tune job {job_id}{where} failed: {message}. The run's state is saved; fix the "
             f"cause and re-run the same command to resume from this iteration."
         )
+
+
+class TooManyFailures(SteError):
+    """More than `limits.max_failure_share` of a stage's requests failed for good (at least 20 of
+    them): the stage stops with the first error instead of writing a result made of failures."""
 
 
 class BudgetExceeded(SteError):

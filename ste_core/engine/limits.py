@@ -32,6 +32,13 @@ class Limits(BaseModel):
         0.05, ge=0, description="wait this long for more requests before sending a partial chunk"
     )
     max_batches_in_flight: int = Field(2, ge=1)
+    max_failure_share: float | None = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="stop the stage once at least 20 requests have failed for good and they are "
+        "more than this share of those finished (None: never stop for failures)",
+    )
 
 
 class TokenBucket:

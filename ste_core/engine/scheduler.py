@@ -27,8 +27,11 @@ For every request the scheduler, in order:
 
 `run()` yields a typed `Outcome` per request as they finish (ok / api_error; whether an answer
 parses is for the stage to decide), so a transport failure is never mistaken for a model that
-wrote something unparsable. A single request's failure never raises out
-of `run()`; BudgetExceeded and cancellation do.
+wrote something unparsable. A single request's failure never raises out of `run()`; these do:
+BudgetExceeded, cancellation, a `fatal` error (a refused key, a wrong setting, a model the server
+does not have: every other request would fail alike) at its first occurrence, and
+TooManyFailures once at least 20 requests failed for good and they are more than
+`limits.max_failure_share` (default half) of those finished.
 
 Batching: with `use_batch` (default: the backend's `capabilities.batch`), uncached requests are
 collected into chunks of `limits.batch_size` and handed to `backend.complete_many`; failed items are
@@ -58,13 +61,21 @@ from ste_core.engine.budget import Budget, estimate_tokens
 from ste_core.engine.limits import Limits, TokenBucket
 from ste_core.engine.retry import RetryPolicy
 from ste_core.engine.store import RunStore
-from ste_core.errors import BudgetExceeded, RateLimitError, SteError, TransientProviderError
+from ste_core.errors import (
+    BudgetExceeded,
+    RateLimitError,
+    SteError,
+    TooManyFailures,
+    TransientProviderError,
+)
 from ste_core.records import ChatRequest, Completion, Outcome, Usage
 
 log = logging.getLogger(__name__)
 
 #: sub-request k of a split request gets sample_index = original * SPLIT_STRIDE + k
 SPLIT_STRIDE = 1000
+#: a stage is stopped for failures only once this many requests failed (a few are noise)
+MIN_FAILURES_TO_STOP = 20
 
 
 class SchedulerStats(BaseModel):
@@ -161,6 +172,8 @@ class Scheduler:
         self._rpm: TokenBucket | None = None
         self._tpm: TokenBucket | None = None
         self._pause_until = 0.0
+        # Set when a run must stop (a fatal error, too many failures): no request is sent after.
+        self._halted: BaseException | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- public API ------------------------------------------------------------------------
@@ -197,6 +210,7 @@ class Scheduler:
         chunks when batching) is in progress at once, whatever the input's size.
         """
         self._ensure_loop_state()
+        self._halted = None
         total = len(requests) if isinstance(requests, Sized) else None
         window = 2 * self.limits.concurrency
         batcher = Batcher(self) if self.use_batch else None
@@ -211,6 +225,7 @@ class Scheduler:
         pending: set[asyncio.Future[Any]] = set()
         exhausted = False
         index = done = ok = errors = hits = 0
+        first_failure: Outcome | None = None
         retries_before = self.stats.retries
         started = self._clock()
 
@@ -274,11 +289,14 @@ class Scheduler:
                     # Left in `pending` until read: if one raises, the `finally` below still
                     # reads the others (several can hit the budget at once).
                     pending.discard(task)
-                    outcome: Outcome = task.result()  # BudgetExceeded propagates from here
+                    outcome: Outcome = task.result()  # BudgetExceeded, a fatal error: raised
                     self._count_outcome(outcome)
                     done += 1
                     ok += outcome.status == "ok"
-                    errors += outcome.status == "api_error"
+                    if outcome.status == "api_error":
+                        errors += 1
+                        first_failure = first_failure or outcome
+                        self._stop_if_failing(label, done, errors, first_failure)
                     hits += outcome.cached
                     final = exhausted and not pending and position == last
                     if self.on_event is not None:
@@ -295,6 +313,21 @@ class Scheduler:
             if batcher is not None:
                 await batcher.aclose()
             self.stats.seconds += self._clock() - started
+
+    def _stop_if_failing(self, label: str, done: int, errors: int, first: Outcome) -> None:
+        """Raise TooManyFailures once at least MIN_FAILURES_TO_STOP requests failed for good and
+        they are more than `limits.max_failure_share` of those finished."""
+        share = self.limits.max_failure_share
+        if share is None or errors < MIN_FAILURES_TO_STOP or errors <= share * done:
+            return
+        what = f"{label}: " if label else ""
+        self._halted = TooManyFailures(
+            f"{what}{errors} of {done} requests failed after retries (more than {share:.0%}), "
+            f"so the stage stops instead of writing a result made of failures. The first: "
+            f"{first.error_type}: {first.error}. Fix the cause and run the same command again: "
+            "the answers so far are cached."
+        )
+        raise self._halted
 
     # -- one request -------------------------------------------------------------------------
 
@@ -342,6 +375,8 @@ class Scheduler:
                     attempts = max(attempts, tries)
         if failure is not None:
             err = failure.error
+            if getattr(err, "fatal", False):
+                raise err  # every other request would fail alike: the stage stops here
             outcome = Outcome(
                 index=index,
                 request=request,
@@ -380,6 +415,9 @@ class Scheduler:
                 raise
             except SteError as exc:
                 error: BaseException = exc
+                if exc.fatal:
+                    # Said now, not when the outcome is read: no other request goes out meanwhile.
+                    self._halted = self._halted or exc
             except Exception as exc:
                 # Not a typed error: a bug in the backend. Never retried, never silent.
                 self._count_error(exc)
@@ -440,6 +478,8 @@ class Scheduler:
     ) -> Completion:
         """`send()` one provider attempt, reserved in the budget first (at the last moment,
         once a slot and the rate limiters let it go) and then settled or released."""
+        if self._halted is not None:
+            raise self._halted
         ticket = self.budget.reserve(request) if self.budget is not None else None
         self.stats.requests += 1
         try:

@@ -445,6 +445,40 @@ def test_the_request_budget_holds_over_kills_and_resumes(
     assert [s["status"] for s in manifest["sessions"]][:5] == ["killed"] * 5
 
 
+def test_a_refused_key_stops_the_run_at_once_and_it_resumes_after_the_fix(
+    tmp_path: Path, fakes: tuple[FakeProvider, FakeProvider]
+) -> None:
+    """Generator and judge on `together`; the provider refuses the key. The run stops within
+    the first requests with the provider's words and what to do, not after one failed request
+    per item; with the right key the same command finishes."""
+    oa, tg = fakes
+    tg.api_key = "the-right-key"
+    config = _write_run(tmp_path, oa, tg, inference="together")
+    env = {**_env(), "TOGETHER_API_KEY": "a-wrong-key"}
+    proc = subprocess.run(
+        [*STE, "run", str(config), "--quiet"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=100,
+        cwd=config.parent,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert "AuthenticationError" in proc.stderr and "TOGETHER_API_KEY" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert tg.counter["chat"] <= 4  # the limits' concurrency: those already in flight, no more
+    env["TOGETHER_API_KEY"] = "the-right-key"
+    fixed = subprocess.run(
+        [*STE, "run", str(config), "--quiet"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=100,
+        cwd=config.parent,
+    )
+    assert fixed.returncode == 0, fixed.stderr
+
+
 def test_sigterm_while_a_dedicated_endpoint_judges_tears_it_down(
     tmp_path: Path, fakes: tuple[FakeProvider, FakeProvider]
 ) -> None:

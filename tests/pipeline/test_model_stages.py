@@ -10,7 +10,12 @@ import pytest
 from ste_core.backends import InferenceBackend, InferenceCapabilities
 from ste_core.engine.limits import Limits
 from ste_core.engine.scheduler import Scheduler
-from ste_core.errors import ConfigurationError, PermanentProviderError
+from ste_core.errors import (
+    AuthenticationError,
+    ConfigurationError,
+    PermanentProviderError,
+    TooManyFailures,
+)
 from ste_core.evaluation.scoring import single_order
 from ste_core.records import (
     Baseline,
@@ -60,8 +65,8 @@ class Scripted(InferenceBackend):
         )
 
 
-def _sched(backend: InferenceBackend) -> Scheduler:
-    return Scheduler(backend, limits=FAST)
+def _sched(backend: InferenceBackend, concurrency: int = 16) -> Scheduler:
+    return Scheduler(backend, limits=FAST.model_copy(update={"concurrency": concurrency}))
 
 
 def _base(i: int, response: str = "The answer is 4.") -> Baseline:
@@ -199,11 +204,51 @@ async def test_judge_pairs_single_order_is_seeded_and_matches_scoring() -> None:
     assert orders_for("p1", "single", 5) == orders_for("p1", "single", 5)
 
 
+async def test_a_fatal_error_stops_the_stage_at_its_first_request() -> None:
+    """A refused key, a model the server does not have, a wrong setting: every other request
+    would fail alike (and be paid for where failures are billed), so the first one ends it."""
+    for fatal in (
+        AuthenticationError("key revoked", provider="test", status=401),
+        PermanentProviderError("model 'j' not found", provider="test", status=404),
+        ConfigurationError("the model cannot be loaded"),
+    ):
+        backend = Scripted(lambda req, e=fatal: e)
+        with pytest.raises(type(fatal), match=str(fatal).split("] ")[-1]):
+            async for _ in judge_pairs(
+                _sched(backend, concurrency=1),
+                _pairs(10),
+                model="j",
+                template=JUDGE,
+                params=SamplingParams(temperature=0.5),
+            ):
+                pass
+        assert len(backend.seen) == 1
+
+
+async def test_a_stage_whose_requests_mostly_fail_stops_with_the_first_error() -> None:
+    def answer(req: ChatRequest) -> Any:
+        if "good 3" in req.messages[-1].content:
+            return ["[[A]]"]
+        return PermanentProviderError("prompt too long", provider="test", status=400)
+
+    backend = Scripted(answer)
+    with pytest.raises(TooManyFailures, match=r"20 of 2\d requests failed.*prompt too long"):
+        async for _ in judge_pairs(
+            _sched(backend, concurrency=1),
+            _pairs(40),
+            model="j",
+            template=JUDGE,
+            params=SamplingParams(temperature=0.5),
+        ):
+            pass
+    assert len(backend.seen) < 30  # stopped, not carried on through all 80
+
+
 async def test_judge_failures_and_unparsable_and_missing_choices() -> None:
     def answer(req: ChatRequest) -> Any:
         text = req.messages[-1].content
         if "good 0" in text:
-            return PermanentProviderError("model not found", provider="test", status=404)
+            return PermanentProviderError("prompt too long", provider="test", status=400)
         if "good 1" in text:
             return ["no marker here"]  # 1 of 2 samples, unparsable
         return ["[[A]] and [[B]]", "[[A]]"]
