@@ -12,12 +12,16 @@ import json
 from pathlib import Path
 
 import pytest
-from cassette_support import RECORDING_KEY, WRONG_KEY, assert_cassettes_hold_no_secrets
 
 from ste_backends.litellm import LiteLLMInference
 from ste_core.errors import AuthenticationError, RateLimitError, TransientProviderError
 from ste_core.records import ChatRequest
 from ste_core.testing.fake_provider import FaultPlan
+from tests.backends.cassette_support import (
+    RECORDING_KEY,
+    WRONG_KEY,
+    assert_cassettes_hold_no_secrets,
+)
 
 CASSETTES = Path(__file__).parent / "cassettes" / Path(__file__).stem
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from cassette_support import RECORDING_KEY, WRONG_KEY, assert_cassettes_hold_no_secrets
 
 from ste_backends.openai import OpenAIInference
 from ste_backends.openai.errors import MalformedResponseError
@@ -21,6 +20,11 @@ from ste_core.errors import (
 )
 from ste_core.records import ChatRequest
 from ste_core.testing.fake_provider import FaultPlan
+from tests.backends.cassette_support import (
+    RECORDING_KEY,
+    WRONG_KEY,
+    assert_cassettes_hold_no_secrets,
+)
 
 CASSETTES = Path(__file__).parent / "cassettes" / Path(__file__).stem
 

@@ -6,7 +6,6 @@ Recorded against the fake provider's Together routes; replayed in CI without it.
 from __future__ import annotations
 
 import pytest
-from tg_support import CHAT_MODEL, RECORDING_KEY
 
 from ste_backends.together.batch import custom_id_for
 from ste_core.errors import (
@@ -17,6 +16,7 @@ from ste_core.errors import (
 )
 from ste_core.records import ChatRequest
 from ste_core.testing.fake_provider import FaultPlan
+from tests.backends.together.tg_support import CHAT_MODEL, RECORDING_KEY
 
 
 def ask(text: str, **params) -> ChatRequest:  # type: ignore[no-untyped-def]

@@ -10,7 +10,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from tg_support import FT_MODEL, RECORDING_KEY
 
 from ste_backends.together.formats import write_training_file
 from ste_core.errors import BudgetExceeded, ConfigurationError
@@ -24,6 +23,7 @@ from ste_core.records import (
     Order,
     SFTExample,
 )
+from tests.backends.together.tg_support import FT_MODEL, RECORDING_KEY
 
 PROMPT = (
     Message(role="system", content="You are a careful judge."),

@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from tg_support import FT_MODEL
 
 from ste_core.errors import PermanentProviderError
 from ste_core.records import ChatRequest, FineTuneMethod, FineTuneSpec, ModelRef, Order, SFTExample
+from tests.backends.together.tg_support import FT_MODEL
 
 EXAMPLES = [
     SFTExample.model_validate(

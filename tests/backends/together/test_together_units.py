@@ -223,10 +223,10 @@ def test_wandb_needs_the_env_key(monkeypatch):
 
 
 def test_limits_are_checked_before_anything_is_paid(monkeypatch):
-    from tg_support import FT_MODEL
     from together.types.finetune_model_limits import FinetuneModelLimits
 
     from ste_backends.together.fake import TogetherRoutes
+    from tests.backends.together.tg_support import FT_MODEL
 
     routes = TogetherRoutes(provider=None)  # type: ignore[arg-type]
     limits = FinetuneModelLimits.model_validate(routes.limits_json(FT_MODEL))

@@ -1,5 +1,7 @@
-"""Constants shared by the Together backend tests (a plain module: no package here, because a
-`together` test package would shadow the `together` SDK)."""
+"""Constants shared by the Together backend tests (`from tests.backends.together.tg_support
+import ...`). This folder is no package (no `__init__.py`, like every folder under tests/: pytest
+imports test files in importlib mode), because a `together` test package would shadow the
+`together` SDK."""
 
 from __future__ import annotations
 
