@@ -16,7 +16,7 @@ from ste_core.errors import BudgetExceeded, ConfigurationError, FineTuneFailed
 from ste_core.records import FineTuneMethod, FineTuneSpec
 from ste_core.stages import finetune as finetune_stage
 from ste_core.stages.finetune import FineTuneTimeout, poll_retry_delay, run_finetune
-from tests.pipeline.helpers import ScriptedFineTune
+from tests.core.helpers import ScriptedFineTune
 
 
 @pytest.fixture

@@ -29,7 +29,7 @@ from ste_core.stages.classify import classify_instructions, pick_balanced, quota
 from ste_core.stages.judge import judge_pairs, orders_for
 from ste_core.stages.worse import generate_worse
 from ste_prompts import format_category, format_worse_response, get_template
-from tests.pipeline.helpers import ScriptedInference
+from tests.core.helpers import ScriptedInference
 
 WORSE = get_template("worse_response")
 JUDGE = get_template("judge_short")

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from ste_core.plugins import get_host, reset_host
-from tests.pipeline.helpers import ScriptedFineTune, ScriptedInference, _Plugin
+from tests.core.helpers import ScriptedFineTune, ScriptedInference, _Plugin
 
 
 @pytest.fixture

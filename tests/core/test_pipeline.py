@@ -15,7 +15,7 @@ from ste_core.pipeline import Pipeline
 from ste_core.plugins import get_host
 from ste_core.run.io import read_rows
 from ste_core.run.progress import Reporter
-from tests.pipeline.helpers import (
+from tests.core.helpers import (
     ScriptedFineTune,
     ScriptedInference,
     config_with,

@@ -11,7 +11,7 @@ import pytest
 
 from ste_core.evaluation import write_report
 from ste_core.evaluation.report import load_run
-from tests.evaluation.rundirs import make_run
+from tests.core.rundirs import make_run
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -16,7 +16,7 @@ from ste_core.pipeline import prerequisites, schedule
 from ste_core.records import ResponsePair
 from ste_core.run.io import jsonl_writer, read_rows
 from ste_core.stages import stage_named
-from tests.pipeline.helpers import ScriptedFineTune, base_config, config_with, write_config
+from tests.core.helpers import ScriptedFineTune, base_config, config_with, write_config
 
 
 def test_the_schedule_puts_each_judges_steps_side_by_side(tmp_path: Path, scripted) -> None:

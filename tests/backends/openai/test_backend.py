@@ -1,6 +1,6 @@
 """The openai backend through the real SDK (httpx2 transport), recorded against the fake provider.
 
-Replayed from `cassettes/test_openai_cassettes/` in CI (`--record-mode=none --block-network`);
+Replayed from `cassettes/test_backend/` in CI (`--record-mode=none --block-network`);
 re-record with `--record-mode=rewrite` (no key needed: the fake runs on 127.0.0.1).
 """
 

@@ -2,7 +2,7 @@
 
 `hosted_vllm/...` and `openai/...` models take `n`; `cerebras/...` is one whose provider litellm
 knows takes no `n`, so the backend must make n separate requests. All point `api_base` at the fake
-(OpenAI wire format). Replayed from `cassettes/test_litellm_cassettes/` in CI
+(OpenAI wire format). Replayed from `cassettes/test_backend/` in CI
 (`--record-mode=none --block-network`); re-record with `--record-mode=rewrite`.
 """
 

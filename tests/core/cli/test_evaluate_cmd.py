@@ -8,7 +8,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from ste_core.cli.app import app
-from tests.evaluation.rundirs import make_run
+from tests.core.rundirs import make_run
 
 runner = CliRunner()
 

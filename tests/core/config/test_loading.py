@@ -10,7 +10,7 @@ import pytest
 
 from ste_core.config import config_from_dict, dumps_toml, load_config
 from ste_core.errors import ConfigurationError
-from tests.pipeline.helpers import base_config, write_config
+from tests.core.helpers import base_config, write_config
 
 # Configs name backends, whose options are checked when the file is loaded.
 pytestmark = pytest.mark.usefixtures("scripted_and_builtins")
