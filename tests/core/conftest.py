@@ -1,4 +1,5 @@
-"""Fixtures of the pipeline tests (the backends live in helpers.py)."""
+"""Fixtures of the core tests that run on the scripted backends (which live in
+tests/core/helpers.py: `from tests.core.helpers import ...`)."""
 
 from __future__ import annotations
 

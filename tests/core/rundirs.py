@@ -1,4 +1,5 @@
-"""Builders of synthetic run directories in the layout the pipeline writes (for report tests)."""
+"""Builders of synthetic run directories in the layout the pipeline writes, for the report tests
+(`from tests.core.rundirs import make_run`)."""
 
 from __future__ import annotations
 

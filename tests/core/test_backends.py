@@ -1,16 +1,13 @@
-"""Typed backend options: declaring them, validating a config's options table before a run,
-secrets, describe() derived from the result-changing options, and `ste backends --options`."""
+"""Backends and their typed options (ste_core.backends): declaring options, building a backend
+from them, secrets, describe() derived from the result-changing options, the default
+complete_many."""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import textwrap
 
 import pytest
 from pydantic import Field, SecretStr
-from typer.testing import CliRunner
 
 from ste_core import (
     BackendOptions,
@@ -18,20 +15,10 @@ from ste_core import (
     Completion,
     ConfigurationError,
     InferenceBackend,
-    UnknownBackendError,
-    hookimpl,
     option,
-    reset_host,
     secret,
 )
-from ste_core.cli.app import app
-from ste_core.plugins import (
-    finetune_options,
-    get_host,
-    inference_options,
-    list_backends,
-    secret_options,
-)
+from ste_core.plugins import get_host, inference_options, list_backends
 
 KEY = "sk-unit-test-secret-4711"
 
@@ -69,62 +56,6 @@ def test_a_secret_must_be_a_secret_str() -> None:
 
         class Plain(BackendOptions):
             token: str | None = secret(env="X", help="would be printed")
-
-
-# -- validation -------------------------------------------------------------------------------
-
-
-def test_an_unknown_option_names_the_allowed_keys() -> None:
-    with pytest.raises(ConfigurationError) as info:
-        inference_options("together", {"bacth": True}, where="judge.options")
-    message = str(info.value)
-    assert message.startswith("judge.options.bacth (together option): unknown key; allowed keys:")
-    assert "batch, batch_poll_interval_s" in message
-    assert info.value.__cause__ is None and info.value.__suppress_context__  # no pydantic trace
-
-
-def test_wrong_types_and_ranges_name_the_key_and_the_value() -> None:
-    with pytest.raises(ConfigurationError) as info:
-        finetune_options(
-            "together",
-            {"min_replicas": 0, "keep_endpoint": "perhaps", "serving": "cheap"},
-            where="finetune.options",
-        )
-    lines = str(info.value).splitlines()
-    assert lines == [
-        "finetune.options.serving (together option): got \"cheap\"; must be one of 'auto', "
-        "'serverless' or 'dedicated'",
-        "finetune.options.min_replicas (together option): got 0; must be >= 1",
-        'finetune.options.keep_endpoint (together option): got "perhaps"; must be true or false',
-    ]
-
-
-def test_validating_needs_no_construction_and_returns_the_options() -> None:
-    opts = inference_options("openai", {"base_url": "http://127.0.0.1:9/v1/", "max_n": 1})
-    assert type(opts).__name__ == "OpenAIOptions" and opts.base_url == "http://127.0.0.1:9/v1"
-    with pytest.raises(UnknownBackendError, match="No backend named 'nope'"):
-        inference_options("nope", {})
-    with pytest.raises(ConfigurationError, match="'openai' does not fine-tune"):
-        finetune_options("openai", {})
-
-
-def test_validating_options_imports_no_sdk() -> None:
-    code = textwrap.dedent(
-        """
-        import json, sys
-        from ste_core.plugins import finetune_options, inference_options
-        for name in ("together", "openai", "litellm", "local"):
-            inference_options(name, {})
-        for name in ("together", "local"):
-            finetune_options(name, {})
-        print(json.dumps(sorted(sys.modules)))
-        """
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    loaded = set(json.loads(out.stdout.strip().splitlines()[-1]))
-    heavy = {"together", "openai", "litellm", "torch", "transformers", "trl"}
-    assert not loaded & heavy, sorted(loaded & heavy)
 
 
 def test_a_backend_takes_an_options_instance_or_keywords(monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -173,24 +104,6 @@ def test_a_secret_comes_from_the_environment_and_is_never_shown(monkeypatch) -> 
     with pytest.raises(ConfigurationError) as info:
         ProviderInference(api_key=[KEY])
     assert str(info.value) == "api_key (provider option): must be a string"
-
-
-def test_secret_options_name_the_variable_to_set() -> None:
-    assert secret_options("together", "inference") == {"api_key": "TOGETHER_API_KEY"}
-    assert secret_options("together", "finetune") == {"api_key": "TOGETHER_API_KEY"}
-    assert secret_options("openai", "inference") == {"api_key": "OPENAI_API_KEY"}
-    # api_key_env in the same table renames it; litellm has no variable unless told one.
-    assert secret_options("openai", "inference", {"api_key_env": "VLLM_KEY"}) == {
-        "api_key": "VLLM_KEY"
-    }
-    assert secret_options("litellm", "inference") == {"api_key": None}
-    assert secret_options("local", "inference") == {}
-
-
-def test_a_secret_named_by_another_option_is_read_from_that_variable(monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    monkeypatch.setenv("VLLM_KEY", KEY)
-    opts = inference_options("openai", {"api_key_env": "VLLM_KEY"})
-    assert opts.api_key is not None and opts.api_key.get_secret_value() == KEY  # type: ignore[attr-defined]
 
 
 # -- describe() -------------------------------------------------------------------------------
@@ -243,79 +156,22 @@ def test_options_that_do_not_change_results_leave_describe_alone() -> None:
     assert tuned.result_options()["extra_body"] == {"top_k": 5}
 
 
-# -- ste backends --options -------------------------------------------------------------------
-
-runner = CliRunner()
+# -- the default complete_many ----------------------------------------------------------------
 
 
-def test_ste_backends_options_lists_both_kinds_with_their_facts() -> None:
-    res = runner.invoke(app, ["backends", "--options", "together"])
-    assert res.exit_code == 0, res.output
-    inference, finetune = res.output.split("together finetune options:")
-    assert inference.startswith("together inference options:")
-    assert "  api_key: SecretStr | None, from env TOGETHER_API_KEY; never in a config file" in (
-        inference
-    )
-    assert "  base_url: str | None = null  (changes results)" in inference
-    assert "  batch: bool = false\n" in inference
-    assert "  prices: dict[str, tuple[float, float]] = {}\n" in inference
-    assert '  serving: "auto" | "serverless" | "dedicated" = "auto"\n' in finetune
-    assert "batch:" not in finetune
+async def test_default_complete_many_yields_every_item_and_errors_per_item() -> None:
+    from ste_core import TransientProviderError
 
-
-def test_ste_backends_options_as_json() -> None:
-    res = runner.invoke(app, ["backends", "--options", "together", "--json"])
-    assert res.exit_code == 0, res.output
-    data = json.loads(res.output)
-    assert data["backend"] == "together" and set(data["options"]) == {"inference", "finetune"}
-    rows = {row["name"]: row for row in data["options"]["inference"]}
-    assert rows["api_key"] == {
-        "name": "api_key",
-        "type": "SecretStr | None",
-        "default": None,
-        "changes_results": False,
-        "secret": True,
-        "secret_env": "TOGETHER_API_KEY",
-        "help": "Together API key",
-    }
-    assert rows["base_url"]["changes_results"] is True
-    assert rows["timeout_s"]["default"] == 120.0 and rows["timeout_s"]["changes_results"] is False
-
-
-def test_ste_backends_options_of_an_unknown_backend() -> None:
-    res = runner.invoke(app, ["backends", "--options", "nope"])
-    assert res.exit_code == 2
-    assert "No backend named 'nope'" in res.output and "Traceback" not in res.output
-
-
-def test_a_backend_without_options_says_so(monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    class Bare(InferenceBackend):
+    class Flaky(InferenceBackend):
         async def complete(self, request: ChatRequest) -> Completion:
-            return Completion(texts=("x",))
+            if request.sample_index % 2:
+                raise TransientProviderError("odd ones fail")
+            return Completion(texts=(str(request.sample_index),))
 
-    class Plugin:
-        @hookimpl
-        def register_backends(self, register) -> None:  # type: ignore[no-untyped-def]
-            register("bare", inference=Bare)
-
-    monkeypatch.setenv("STE_PLUGINS", "")
-    reset_host()
-    try:
-        get_host().register_plugin(Plugin())
-        res = runner.invoke(app, ["backends", "--options", "bare"])
-    finally:
-        reset_host()
-    assert res.exit_code == 0 and res.output.startswith("bare inference options: none\n")
-
-
-def test_ste_backends_table_keeps_the_brackets_of_the_install_hint(monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    import importlib.util
-
-    real = importlib.util.find_spec
-    monkeypatch.setattr(
-        importlib.util, "find_spec", lambda n, *a, **k: None if n == "trl" else real(n, *a, **k)
-    )
-    monkeypatch.setenv("COLUMNS", "300")  # one line per cell: rich wraps to the terminal
-    res = runner.invoke(app, ["backends"])
-    assert res.exit_code == 0, res.output
-    assert "pip install 'self-taught-evaluators[local]'" in res.output  # not eaten as markup
+    reqs = [
+        ChatRequest.of("m", [{"role": "user", "content": "x"}], sample_index=i) for i in range(7)
+    ]
+    items = [item async for item in Flaky().complete_many(reqs, concurrency=3)]
+    assert sorted(i.index for i in items) == list(range(7))
+    assert {i.index for i in items if i.error} == {1, 3, 5}
+    assert all(i.completion.texts == (str(i.index),) for i in items if i.completion)

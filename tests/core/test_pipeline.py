@@ -1,5 +1,5 @@
-"""The whole loop in-process on the scripted backends (no HTTP): files, funnel, resume, budget,
-fine-tune failures, serving lifecycle, hooks, options."""
+"""The pipeline (ste_core.pipeline): the whole loop in-process on the scripted backends (no
+HTTP): files, funnel, resume, budget, fine-tune failures, serving lifecycle, hooks, options."""
 
 from __future__ import annotations
 
@@ -15,11 +15,7 @@ from ste_core.pipeline import Pipeline
 from ste_core.plugins import get_host
 from ste_core.run.io import read_rows
 from ste_core.run.progress import Reporter
-from tests.core.helpers import (
-    ScriptedFineTune,
-    ScriptedInference,
-    config_with,
-)
+from tests.core.helpers import ScriptedFineTune, ScriptedInference, config_with
 
 OUTPUTS = (
     "eval_pairs.jsonl",

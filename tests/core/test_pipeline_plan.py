@@ -1,22 +1,20 @@
-"""The plan and the generic runner: the schedule, prerequisites, shared judge sessions, a stage
-added to the plan from outside, and `ste run --plan`."""
+"""The plan and the generic runner (ste_core.pipeline): the schedule, prerequisites, shared judge
+sessions, a stage added to the plan from outside. (`ste run --plan`: tests/core/cli/test_run_cmd.py)
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from ste_core import STAGES, Counts, Funnel, Pipeline, Stage, Step
-from ste_core.cli.app import app
-from ste_core.config import load_config
 from ste_core.errors import SteError
 from ste_core.pipeline import prerequisites, schedule
 from ste_core.records import ResponsePair
 from ste_core.run.io import jsonl_writer, read_rows
 from ste_core.stages import stage_named
-from tests.core.helpers import ScriptedFineTune, base_config, config_with, write_config
+from tests.core.helpers import ScriptedFineTune, config_with
 
 
 def test_the_schedule_puts_each_judges_steps_side_by_side(tmp_path: Path, scripted) -> None:
@@ -116,19 +114,3 @@ async def test_a_step_whose_prerequisites_are_missing_is_refused(tmp_path: Path,
     with pytest.raises(SteError, match=r"needs stage 'worse' \(iteration 1\) first"):
         await pipe.stage("judge", 1)
     await pipe.aclose()
-
-
-async def test_ste_run_plan_prints_the_schedule_and_what_is_done(tmp_path: Path, scripted) -> None:
-    config_path = write_config(tmp_path, base_config(tmp_path))
-    pipe = Pipeline(load_config(config_path))
-    await pipe.stage("load")
-    await pipe.aclose()
-    out = CliRunner().invoke(app, ["run", str(config_path), "--plan"])
-    assert out.exit_code == 0, out.output
-    lines = out.output.splitlines()
-    assert lines[0].startswith("plan of run 't'") and "18 steps" in lines[0]
-    load_line = next(line for line in lines if " load " in line)
-    split_line = next(line for line in lines if " split " in line)
-    assert "done" in load_line and "to do" in split_line
-    judge_line = next(line for line in lines if line.split()[:2] == ["1", "judge"])
-    assert "M_0" in judge_line

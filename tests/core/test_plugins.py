@@ -1,4 +1,5 @@
-"""The plugin host: entry-point discovery, isolation of broken plugins, registry lookups."""
+"""The plugin host (ste_core.plugins): entry-point discovery, isolation of broken plugins,
+registry lookups, event hooks, and validating a config's backend options table."""
 
 from __future__ import annotations
 
@@ -29,9 +30,17 @@ from ste_core import (
     option,
     reset_host,
 )
-from ste_core.plugins import PluginHost, PluginWarning, fire_event
+from ste_core.plugins import (
+    PluginHost,
+    PluginWarning,
+    finetune_options,
+    fire_event,
+    inference_options,
+    secret_options,
+)
 
 BUILTINS = {"together", "openai", "litellm", "local"}
+KEY = "sk-unit-test-secret-4711"
 
 
 def make_distribution(root: Path, dist: str, module: str, source: str, ep_name: str) -> None:
@@ -208,24 +217,6 @@ def test_registering_something_that_is_not_a_backend_is_a_plugin_warning() -> No
     assert "bad" not in host.backends
 
 
-async def test_default_complete_many_yields_every_item_and_errors_per_item() -> None:
-    from ste_core import TransientProviderError
-
-    class Flaky(InferenceBackend):
-        async def complete(self, request: ChatRequest) -> Completion:
-            if request.sample_index % 2:
-                raise TransientProviderError("odd ones fail")
-            return Completion(texts=(str(request.sample_index),))
-
-    reqs = [
-        ChatRequest.of("m", [{"role": "user", "content": "x"}], sample_index=i) for i in range(7)
-    ]
-    items = [item async for item in Flaky().complete_many(reqs, concurrency=3)]
-    assert sorted(i.index for i in items) == list(range(7))
-    assert {i.index for i in items if i.error} == {1, 3, 5}
-    assert all(i.completion.texts == (str(i.index),) for i in items if i.completion)
-
-
 # -- entry points loaded by the host itself ------------------------------------------------------
 
 
@@ -336,3 +327,77 @@ def test_fire_event_takes_only_event_hooks() -> None:
         PluginHost().fire_event(
             "register_backends", StageEvent(run_name="r", iteration=1, stage="s")
         )
+
+
+# -- validating a config's options table, and the secrets it names ----------------------------
+
+
+def test_an_unknown_option_names_the_allowed_keys() -> None:
+    with pytest.raises(ConfigurationError) as info:
+        inference_options("together", {"bacth": True}, where="judge.options")
+    message = str(info.value)
+    assert message.startswith("judge.options.bacth (together option): unknown key; allowed keys:")
+    assert "batch, batch_poll_interval_s" in message
+    assert info.value.__cause__ is None and info.value.__suppress_context__  # no pydantic trace
+
+
+def test_wrong_types_and_ranges_name_the_key_and_the_value() -> None:
+    with pytest.raises(ConfigurationError) as info:
+        finetune_options(
+            "together",
+            {"min_replicas": 0, "keep_endpoint": "perhaps", "serving": "cheap"},
+            where="finetune.options",
+        )
+    lines = str(info.value).splitlines()
+    assert lines == [
+        "finetune.options.serving (together option): got \"cheap\"; must be one of 'auto', "
+        "'serverless' or 'dedicated'",
+        "finetune.options.min_replicas (together option): got 0; must be >= 1",
+        'finetune.options.keep_endpoint (together option): got "perhaps"; must be true or false',
+    ]
+
+
+def test_validating_needs_no_construction_and_returns_the_options() -> None:
+    opts = inference_options("openai", {"base_url": "http://127.0.0.1:9/v1/", "max_n": 1})
+    assert type(opts).__name__ == "OpenAIOptions" and opts.base_url == "http://127.0.0.1:9/v1"
+    with pytest.raises(UnknownBackendError, match="No backend named 'nope'"):
+        inference_options("nope", {})
+    with pytest.raises(ConfigurationError, match="'openai' does not fine-tune"):
+        finetune_options("openai", {})
+
+
+def test_validating_options_imports_no_sdk() -> None:
+    code = textwrap.dedent(
+        """
+        import json, sys
+        from ste_core.plugins import finetune_options, inference_options
+        for name in ("together", "openai", "litellm", "local"):
+            inference_options(name, {})
+        for name in ("together", "local"):
+            finetune_options(name, {})
+        print(json.dumps(sorted(sys.modules)))
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    loaded = set(json.loads(out.stdout.strip().splitlines()[-1]))
+    heavy = {"together", "openai", "litellm", "torch", "transformers", "trl"}
+    assert not loaded & heavy, sorted(loaded & heavy)
+
+
+def test_secret_options_name_the_variable_to_set() -> None:
+    assert secret_options("together", "inference") == {"api_key": "TOGETHER_API_KEY"}
+    assert secret_options("together", "finetune") == {"api_key": "TOGETHER_API_KEY"}
+    assert secret_options("openai", "inference") == {"api_key": "OPENAI_API_KEY"}
+    # api_key_env in the same table renames it; litellm has no variable unless told one.
+    assert secret_options("openai", "inference", {"api_key_env": "VLLM_KEY"}) == {
+        "api_key": "VLLM_KEY"
+    }
+    assert secret_options("litellm", "inference") == {"api_key": None}
+    assert secret_options("local", "inference") == {}
+
+
+def test_a_secret_named_by_another_option_is_read_from_that_variable(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("VLLM_KEY", KEY)
+    opts = inference_options("openai", {"api_key_env": "VLLM_KEY"})
+    assert opts.api_key is not None and opts.api_key.get_secret_value() == KEY  # type: ignore[attr-defined]

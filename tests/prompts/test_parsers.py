@@ -1,10 +1,17 @@
-"""Unit tests for ste_prompts parsers: verdicts, worse responses, categories, the registry."""
+"""ste_prompts parsers (ste_prompts.parsers): verdicts, worse responses, categories, the registry,
+and property tests (hypothesis) that they round-trip and never crash or echo the whole text."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
 
 from ste_prompts import (
+    DEFAULT_CATEGORIES,
+    DIFFICULTIES,
     PARSERS,
     CategoryResult,
     ParseFailure,
@@ -21,6 +28,7 @@ from ste_prompts import (
     parse_worse_response,
     register_parser,
 )
+from tests.prompts.strategies import SETTINGS, hostile_text
 
 # ------------------------------------------------------------------------------------------
 # Verdicts
@@ -423,3 +431,160 @@ user = "Score this: {answer}"
             register_parser("bad", "not callable")  # type: ignore[arg-type]
     finally:
         PARSERS.pop("score", None)
+
+
+# ------------------------------------------------------------------------------------------
+# Property tests (hypothesis): parsers round-trip and never crash or fall back to the whole text
+# ------------------------------------------------------------------------------------------
+
+# Section text as a model might write it: prose, markdown, braces, markers, but no line that is
+# one of our headings and no code fence line (those are what the format reserves).
+section_text = st.lists(
+    st.one_of(
+        st.text(st.characters(blacklist_categories=("Cs",)), max_size=20),
+        st.sampled_from(
+            [
+                "\n",
+                "\n\n",
+                "# Title\n",
+                "**bold**",
+                "- item\n",
+                "[[A]]",
+                "{x}",
+                "$5",
+                "Modified",
+                "instruction",
+                "Response:",
+                "end",
+            ]
+        ),
+    ),
+    min_size=1,
+    max_size=10,
+).map("".join)
+
+_RESERVED = re.compile(
+    r"^\W*(modified|response to|answer to|end of|the end of|the start of|user question"
+    r"|\[user question)",
+    re.IGNORECASE,
+)
+
+
+def _usable_section(s: str) -> bool:
+    if not s.strip():
+        return False
+    for line in s.splitlines():
+        if line.lstrip().startswith(("```", "~~~")) or _RESERVED.match(line.strip()):
+            return False
+    return True
+
+
+HEADING_STYLES = [
+    ("### Modified instruction", "### Response to the modified instruction", "### End of response"),
+    ("## Modified instruction:", "## Response to the modified instruction:", "## End of response"),
+    ("**Modified instruction**", "**Response to the modified instruction**", "**End of response**"),
+    ("# MODIFIED INSTRUCTION  ", "# Response To The Modified Instruction\t", "# end of response "),
+    (
+        "[User Question Modified]",
+        "[The start of Assistant's answer to the modified instruction]",
+        "[The end of Assistant's answer to the modified instruction]",
+    ),
+]
+
+
+@SETTINGS
+@given(
+    mi=section_text,
+    resp=section_text,
+    style=st.sampled_from(HEADING_STYLES),
+    end=st.booleans(),
+    preamble=st.sampled_from(["", "Sure!\n\n", "Here it is:\n"]),
+)
+def test_worse_response_round_trip(mi, resp, style, end, preamble):
+    assume(_usable_section(mi) and _usable_section(resp))
+    mod_h, resp_h, end_h = style
+    text = f"{preamble}{mod_h}\n{mi}\n\n{resp_h}\n{resp}\n"
+    if end:
+        text += f"\n{end_h}\ntrailing chatter\n"
+    assert parse_worse_response(text) == WorseResponse(mi.strip(), resp.strip(), ended=end)
+
+
+@SETTINGS
+@given(mi=section_text, resp=section_text)
+def test_format_worse_response_round_trip(mi, resp):
+    assume(_usable_section(mi) and _usable_section(resp))
+    parsed = parse_worse_response(format_worse_response(mi, resp))
+    assert parsed == WorseResponse(mi.strip(), resp.strip(), ended=True)
+
+
+@SETTINGS
+@given(text=st.text(max_size=300))
+def test_worse_response_without_heading_is_always_a_failure(text):
+    assume("modified" not in text.lower() and "user question" not in text.lower())
+    result = parse_worse_response(text)
+    assert isinstance(result, ParseFailure)
+    assert result.reason == "no modified-instruction section"
+
+
+@SETTINGS
+@given(text=st.one_of(st.text(max_size=300), hostile_text))
+def test_parsers_never_raise_and_never_echo_the_whole_text(text):
+    w = parse_worse_response(text)
+    assert isinstance(w, WorseResponse | ParseFailure)
+    if isinstance(w, WorseResponse):
+        assert w.response != text and w.modified_instruction and w.response
+    v = parse_verdict(text)
+    assert isinstance(v, VerdictResult) and v.verdict in ("A", "B", "tie", None)
+    assert isinstance(parse_category(text), CategoryResult | ParseFailure)
+
+
+# Reasoning text without any `[[` so the only marker is the one we append.
+reasoning = st.text(
+    st.characters(blacklist_categories=("Cs",), blacklist_characters="["), max_size=200
+)
+
+
+@SETTINGS
+@given(
+    body=reasoning,
+    marker=st.sampled_from(["A", "B", "C"]),
+    spaced=st.booleans(),
+    repeat=st.integers(1, 3),
+)
+def test_judge_output_ending_in_a_marker_parses_to_it(body, marker, spaced, repeat):
+    mark = f"[[ {marker} ]]" if spaced else f"[[{marker}]]"
+    text = body + ("\n" + mark) * repeat
+    expected = {"A": "A", "B": "B", "C": "tie"}[marker]
+    assert parse_verdict(text).verdict == expected
+
+
+@SETTINGS
+@given(body=reasoning, first=st.sampled_from("ABC"), second=st.sampled_from("ABC"))
+def test_two_different_markers_give_no_verdict(body, first, second):
+    assume(first != second)
+    result = parse_verdict(f"[[{first}]] {body}\n[[{second}]]")
+    assert result.verdict is None and "conflicting" in result.reason
+
+
+@SETTINGS
+@given(body=reasoning)
+def test_no_marker_no_verdict(body):
+    assert parse_verdict(body) == VerdictResult(None, "no verdict marker")
+
+
+rationale = st.text(st.characters(blacklist_categories=("Cs",)), max_size=200)
+
+
+@SETTINGS
+@given(
+    why=rationale,
+    cat=st.sampled_from(sorted(DEFAULT_CATEGORIES)),
+    level=st.sampled_from(DIFFICULTIES),
+    bold=st.booleans(),
+)
+def test_category_round_trip(why, cat, level, bold):
+    assume(not re.search(r"(?im)^[\W_]*(category|difficulty)", why))
+    text = format_category(cat, level, rationale=why)
+    if bold:
+        text = text.replace("Category:", "**Category:**").replace("Difficulty:", "**Difficulty:**")
+    assert parse_category(text) == CategoryResult(cat, level)

@@ -1,4 +1,5 @@
-"""Unit tests for ste_prompts templates: the shipped files, loading, validation, rendering."""
+"""ste_prompts templates (ste_prompts.template): the shipped files, loading, validation,
+rendering, and property tests (hypothesis) that hostile content renders verbatim."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from importlib import resources
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import ste_prompts
 from ste_prompts import (
@@ -31,6 +34,7 @@ from ste_prompts import (
     parse_worse_response,
     placeholders,
 )
+from tests.prompts.strategies import SETTINGS, hostile_text
 
 JUDGE_VARS = ("instruction", "response_a", "response_b")
 EXPECTED = {
@@ -530,3 +534,88 @@ def test_parsers_of_templates_are_callable_on_text():
         result = get_parser(t.parser)(outputs[t.parser])
         assert result.ok, (t.name, result)
     assert parse_verdict("[[B]]").verdict == "B"
+
+
+# ------------------------------------------------------------------------------------------
+# Property tests (hypothesis): hostile content renders verbatim
+# ------------------------------------------------------------------------------------------
+
+TEMPLATES = builtin_templates()
+
+
+def _reference_render(text: str, values: dict[str, str]) -> str:
+    """An independent renderer for the built-in texts (which use no escapes): split the text on
+    the literal `{name}` strings and join the pieces with the values."""
+    assert "{{" not in text
+    pattern = "|".join(re.escape("{" + k + "}") for k in sorted(values, key=len, reverse=True))
+    pieces = re.split("(" + pattern + ")", text)
+    return "".join(values[p[1:-1]] if re.fullmatch(pattern, p) else p for p in pieces)
+
+
+@SETTINGS
+@given(name=st.sampled_from(sorted(TEMPLATES)), data=st.data())
+def test_hostile_values_render_verbatim_in_builtins(name, data):
+    t = TEMPLATES[name]
+    values = {v: data.draw(hostile_text, label=v) for v in t.all_variables}
+    msgs = t.render(**values)
+    expected = []
+    if t.system is not None:
+        expected.append({"role": "system", "content": _reference_render(t.system, values)})
+    expected.append({"role": "user", "content": _reference_render(t.user, values)})
+    assert msgs == expected
+    joined = "".join(m["content"] for m in msgs)
+    for v in values.values():
+        assert v in joined
+
+
+@SETTINGS
+@given(name=st.sampled_from(sorted(TEMPLATES)), data=st.data())
+def test_fixed_text_is_intact_around_hostile_values(name, data):
+    # Render with distinct sentinels, then with hostile values: cutting the values out of the
+    # hostile rendering must give back exactly the fixed text around the sentinels.
+    t = TEMPLATES[name]
+    names = list(t.all_variables)
+    sentinels = {v: f"\x00{i}\x00" for i, v in enumerate(names)}
+    values = {v: data.draw(hostile_text, label=v) for v in names}
+    for plain, hostile in zip(t.render(**sentinels), t.render(**values), strict=True):
+        fixed = re.split("\x00\\d+\x00", plain["content"])
+        order = [names[int(i)] for i in re.findall("\x00(\\d+)\x00", plain["content"])]
+        rebuilt, pos = [], 0
+        content = hostile["content"]
+        for i, piece in enumerate(fixed):
+            assert content.startswith(piece, pos)
+            pos += len(piece)
+            rebuilt.append(piece)
+            if i < len(order):
+                value = values[order[i]]
+                assert content.startswith(value, pos)
+                pos += len(value)
+        assert pos == len(content)
+        for piece in fixed:
+            assert not re.search(r"\{[A-Za-z_]\w*\}", piece), "unrendered placeholder"
+
+
+@SETTINGS
+@given(value=hostile_text, default=hostile_text)
+def test_hostile_values_and_defaults_in_user_template(value, default):
+    t = loads_template(
+        'name = "u"\npurpose = "judge"\nversion = 1\ndescription = ""\n'
+        'variables = ["x"]\nparser = "verdict"\n'
+        "user = 'Before {x} middle {{x}} {y} after.'\n"
+        "[defaults]\ny = " + _toml_basic_string(default) + "\n"
+    )
+    assert t.defaults["y"] == default
+    out = t.render(x=value)[0]["content"]
+    assert out == f"Before {value} middle {{x}} {default} after."
+    out2 = t.render(x=value, y=value)[0]["content"]
+    assert out2 == f"Before {value} middle {{x}} {value} after."
+
+
+def _toml_basic_string(s: str) -> str:
+    out = []
+    for ch in s:
+        if ch in '"\\' or ord(ch) < 0x20 or ch == "\x7f":
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'

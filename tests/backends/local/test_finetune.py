@@ -1,4 +1,5 @@
-"""LocalFineTune on a tiny random model: training files, SFT/DPO steps, progress, cancel, serve.
+"""LocalFineTune on a tiny random model: SFT/DPO steps, progress, cancel, serve. (Its training
+files: test_training_data.py.)
 
 Every job runs the real worker subprocess (TRL + PEFT) for one or two optimizer steps.
 """
@@ -19,7 +20,6 @@ from ste_backends.local.jobs import JobFiles
 from ste_core.errors import ConfigurationError, DataFileError
 from ste_core.records import (
     ChatRequest,
-    DPOExample,
     FineTuneJobState,
     FineTuneMethod,
     FineTuneSpec,
@@ -29,36 +29,7 @@ from ste_core.records import (
     Order,
     SFTExample,
 )
-
-PROMPT = (
-    Message(role="system", content="You are a judge."),
-    Message(role="user", content="Which response is better? [A] Paris. [B] Rome."),
-)
-
-
-def sft_examples(n: int = 4) -> list[SFTExample]:
-    return [
-        SFTExample(
-            messages=PROMPT,
-            completion=f"Response A answers the question {i}. [[A]]",
-            pair_id=f"p{i}",
-            order=Order.AB,
-        )
-        for i in range(n)
-    ]
-
-
-def dpo_examples(n: int = 4) -> list[DPOExample]:
-    return [
-        DPOExample(
-            messages=PROMPT,
-            chosen=f"A is correct {i}. [[A]]",
-            rejected=f"B is better {i}. [[B]]",
-            pair_id=f"p{i}",
-            order=Order.AB,
-        )
-        for i in range(n)
-    ]
+from tests.backends.local.local_support import dpo_examples, sft_examples
 
 
 def spec_for(model: Path, method: str = "sft", **changes) -> FineTuneSpec:
@@ -90,42 +61,6 @@ async def wait_for(ft, job_id: str, done, limit_s: float = 150.0) -> FineTuneJob
             return state
         assert time.monotonic() < deadline, f"timed out; last state {state}"
         await asyncio.sleep(0.2)
-
-
-# -- training files (no torch needed) ----------------------------------------------------------
-
-
-def test_sft_file_is_trl_prompt_completion(tmp_path: Path) -> None:
-    from ste_backends.local import LocalFineTune
-
-    path = tmp_path / "sft.jsonl"
-    assert LocalFineTune().write_training_file(sft_examples(2), FineTuneMethod.SFT, path) == 2
-    rows = [json.loads(line) for line in path.read_text().splitlines()]
-    assert rows[0] == {
-        "prompt": [
-            {"role": "system", "content": "You are a judge."},
-            {"role": "user", "content": PROMPT[1].content},
-        ],
-        "completion": [
-            {"role": "assistant", "content": "Response A answers the question 0. [[A]]"}
-        ],
-    }
-
-
-def test_dpo_file_is_trl_preference(tmp_path: Path) -> None:
-    from ste_backends.local.training_data import write_jsonl
-
-    path = tmp_path / "dpo.jsonl"
-    assert write_jsonl(dpo_examples(3), FineTuneMethod.DPO, path) == 3
-    row = json.loads(path.read_text().splitlines()[2])
-    assert set(row) == {"prompt", "chosen", "rejected"}
-    assert row["chosen"] == [{"role": "assistant", "content": "A is correct 2. [[A]]"}]
-    assert row["rejected"] == [{"role": "assistant", "content": "B is better 2. [[B]]"}]
-    with pytest.raises(ConfigurationError, match="needs DPO examples"):
-        write_jsonl(sft_examples(1), FineTuneMethod.DPO, tmp_path / "bad.jsonl")
-
-
-# -- jobs ------------------------------------------------------------------------------------
 
 
 @pytest.mark.local_model

@@ -1,17 +1,22 @@
-"""The openai backend through the real SDK (httpx2 transport), recorded against the fake provider.
+"""The openai backend (ste_backends/openai/backend.py) through the real SDK (httpx2 transport),
+recorded against the fake provider.
 
 Replayed from `cassettes/test_backend/` in CI (`--record-mode=none --block-network`);
-re-record with `--record-mode=rewrite` (no key needed: the fake runs on 127.0.0.1).
+re-record with `--record-mode=rewrite` (no key needed: the fake runs on 127.0.0.1). What a
+cassette cannot hold (timeouts, refused connections) runs live against the fake on 127.0.0.1.
 """
 
 from __future__ import annotations
 
+import json
+import socket
 from pathlib import Path
 
 import pytest
 
 from ste_backends.openai import OpenAIInference
 from ste_backends.openai.errors import MalformedResponseError
+from ste_backends.openai.fake import OpenAIFake
 from ste_core.errors import (
     AuthenticationError,
     PermanentProviderError,
@@ -176,3 +181,53 @@ async def test_batch_round_trip_with_one_failed_line(make_fake, vcr):
 
 def test_cassettes_hold_no_secrets():
     assert_cassettes_hold_no_secrets(CASSETTES, "test_401_is_authentication_error_with_hint.yaml")
+
+
+# -- live against the fake on 127.0.0.1 --------------------------------------------------------
+
+
+@pytest.mark.block_network(allowed_hosts=["127.0.0.1"])
+async def test_timeout_is_transient():
+    with OpenAIFake(faults=FaultPlan(timeout_every=1, timeout_sleep_s=5)) as fake:
+        backend = OpenAIInference(base_url=fake.base_url, timeout=0.3)
+        try:
+            with pytest.raises(TransientProviderError, match="timed out"):
+                await backend.complete(ask("hi"))
+        finally:
+            await backend.aclose()
+
+
+@pytest.mark.block_network(allowed_hosts=["127.0.0.1"])
+async def test_refused_connection_is_transient():
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    backend = OpenAIInference(base_url=f"http://127.0.0.1:{port}/v1", timeout=2)
+    try:
+        with pytest.raises(TransientProviderError, match="connection error"):
+            await backend.complete(ask("hi"))
+    finally:
+        await backend.aclose()
+
+
+@pytest.mark.block_network(allowed_hosts=["127.0.0.1"])
+async def test_server_ignoring_n_is_topped_up_and_warned_once(caplog):
+    with OpenAIFake() as fake:
+        real = fake.find_route("POST", "/v1/chat/completions")[0].handler
+
+        @fake.route("POST", r"/v1/chat/completions", "chat_ignores_n")
+        def ignores_n(req, match):  # type: ignore[no-untyped-def]
+            body = req.json()
+            body.pop("n", None)  # like llama.cpp's server: one choice whatever n says
+            return real(
+                type(req)(req.method, req.path, req.query, req.headers, json.dumps(body).encode()),
+                match,
+            )
+
+        backend = OpenAIInference(base_url=fake.base_url)
+        for seed in (1, 2):
+            c = await backend.complete(ask("Tides?", n=3, temperature=0.9, seed=seed * 10))
+            assert len(c.texts) == 3 and len(set(c.texts)) == 3
+        await backend.aclose()
+        assert fake.counter["chat_ignores_n"] == 6
+    assert caplog.text.count("set max_n = 1") == 1

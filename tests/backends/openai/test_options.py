@@ -1,9 +1,7 @@
-"""Constructor options, capabilities, describe() and plugin registration of the openai backend."""
+"""Constructor options of the openai backend (ste_backends/openai/options.py): keys, base URL,
+capabilities and describe() that follow them, bad values named."""
 
 from __future__ import annotations
-
-import subprocess
-import sys
 
 import pytest
 
@@ -79,24 +77,3 @@ def test_bad_options_are_configuration_errors(options, message):
     with pytest.raises(ConfigurationError) as info:
         OpenAIInference(base_url="http://x/v1", **options)
     assert message in str(info.value)
-
-
-def test_registered_through_the_entry_point():
-    from ste_core.plugins import PluginHost
-
-    host = PluginHost()
-    host.load_entry_points({"openai"})
-    host._collect()
-    info = host.backend("openai")
-    assert info.inference is OpenAIInference and info.distribution == "self-taught-evaluators"
-    backend = host.inference_backend("openai", base_url="http://127.0.0.1:1/v1", max_n=2)
-    assert backend.name == "openai" and backend.capabilities.max_n == 2
-
-
-def test_plugin_import_does_not_import_the_sdk():
-    code = (
-        "import sys, ste_backends.openai.plugin, ste_backends.openai; "
-        "assert 'openai' not in sys.modules, 'openai imported'; "
-        "assert 'httpx2' not in sys.modules, 'httpx2 imported'"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

@@ -2,7 +2,7 @@
 
 The cassette tests exercise its files, fine-tunes, endpoints and batches through the backend;
 these check what they take for granted: Together's chat shape and the presigned upload's auth.
-(tests/core/testing/fake_provider/test_server.py starts these routes from the command line.)
+(tests/core/testing/fake_provider/test_main.py starts these routes from the command line.)
 """
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""Fine-tuning (SFT, DPO, continue-from-previous, cancel, failure, budget) through the real SDK.
+"""The Together fine-tune backend (ste_backends/together/finetune.py): SFT, DPO,
+continue-from-previous, cancel, failure, budget through the real SDK (cassettes), then the checks
+of a job's options and limits that need no HTTP.
 
 Recorded against the fake provider's Together routes; replayed in CI without it.
 """
@@ -11,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from ste_backends.together.finetune import TogetherFineTune
 from ste_backends.together.formats import write_training_file
 from ste_core.errors import BudgetExceeded, ConfigurationError
 from ste_core.records import (
@@ -294,3 +297,61 @@ def test_recording_key_is_not_in_these_cassettes():
     texts = [p.read_text() for p in folder.rglob("*.yaml")]
     assert texts, "no cassettes recorded"
     assert not any(RECORDING_KEY in t or "wandb-secret-key" in t for t in texts)
+
+
+# -- a job's options and limits, checked before anything is paid (no HTTP) ---------------------
+
+KEY = "tgp_v1_unit-test-secret-key"
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"wandb_api_key": "x"}, "secret"),
+        ({"learning_rate_magic": 1}, "unknown fine-tune option"),
+        ({"rpo_alpha": 1.0}, "only apply to DPO"),
+    ],
+)
+def test_spec_options_are_checked(options, match, monkeypatch):
+    monkeypatch.setenv("TOGETHER_API_KEY", KEY)
+    ft = TogetherFineTune()
+    with pytest.raises(ConfigurationError, match=match):
+        ft._check_options(FineTuneSpec(base_model="m", options=options))
+
+
+def test_wandb_needs_the_env_key(monkeypatch):
+    monkeypatch.setenv("TOGETHER_API_KEY", KEY)
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    ft = TogetherFineTune()
+    with pytest.raises(ConfigurationError, match="WANDB_API_KEY"):
+        ft._secret_kwargs({"wandb": True})
+    assert ft._secret_kwargs({}) == {}  # no W&B asked for: no key sent, even if one is set
+    monkeypatch.setenv("WANDB_API_KEY", "w-key")
+    assert ft._secret_kwargs({}) == {}
+    assert ft._secret_kwargs({"wandb_project_name": "p"}) == {
+        "wandb_api_key": "w-key",
+        "wandb_project_name": "p",
+    }
+
+
+def test_limits_are_checked_before_anything_is_paid(monkeypatch):
+    from together.types.finetune_model_limits import FinetuneModelLimits
+
+    from ste_backends.together.fake import TogetherRoutes
+    from tests.backends.together.tg_support import FT_MODEL
+
+    routes = TogetherRoutes(provider=None)  # type: ignore[arg-type]
+    limits = FinetuneModelLimits.model_validate(routes.limits_json(FT_MODEL))
+    monkeypatch.setenv("TOGETHER_API_KEY", KEY)
+    ft = TogetherFineTune()
+    ok = FineTuneSpec(base_model=FT_MODEL)
+    ft._check_limits(ok, limits)
+    for bad, match in [
+        (ok.model_copy(update={"epochs": 50}), "epochs"),
+        (FineTuneSpec(base_model=FT_MODEL, batch_size=64), "batch_size"),
+        (FineTuneSpec(base_model=FT_MODEL, lora={"r": 128}), "rank"),
+        (FineTuneSpec(base_model=FT_MODEL, max_length=100000), "max_length"),
+        (FineTuneSpec(base_model=FT_MODEL, learning_rate=5.0), "learning_rate"),
+    ]:
+        with pytest.raises(ConfigurationError, match=match):
+            ft._check_limits(bad, limits)

@@ -1,4 +1,5 @@
-"""Chat completions and the Batch API through the real `together` SDK (cassettes).
+"""The Together inference backend (ste_backends/together/inference.py): chat completions and the
+Batch API through the real `together` SDK (cassettes), then what needs no HTTP.
 
 Recorded against the fake provider's Together routes; replayed in CI without it.
 """
@@ -8,6 +9,7 @@ from __future__ import annotations
 import pytest
 
 from ste_backends.together.batch import custom_id_for
+from ste_backends.together.inference import TogetherInference, completion_from_body
 from ste_core.errors import (
     AuthenticationError,
     PermanentProviderError,
@@ -152,3 +154,24 @@ async def test_batch_round_trip_with_one_failed_line(
     assert b"batch-api" in upload_form
     put_body = vcr.requests[1].body
     assert put_body.count(b'"custom_id": "ste-') == 3 and b'"body": {' in put_body
+
+
+# -- no HTTP -----------------------------------------------------------------------------------
+
+KEY = "tgp_v1_unit-test-secret-key"
+
+
+def test_batch_option_sets_capability(monkeypatch):
+    monkeypatch.setenv("TOGETHER_API_KEY", KEY)
+    assert TogetherInference().capabilities.batch is False
+    assert TogetherInference(batch=True).capabilities.batch is True
+    assert TogetherInference.capabilities.batch is False  # class default untouched
+
+
+def test_malformed_completion_bodies_are_transient():
+    for body in ({}, {"choices": []}, {"choices": [{"message": {"content": None}}]}):
+        with pytest.raises(TransientProviderError):
+            completion_from_body(body, request_id=None, latency_s=0, requested_n=1)
+    ok = {"choices": [{"index": 0, "message": {"content": "x"}, "finish_reason": "stop"}]}
+    with pytest.raises(TransientProviderError, match="2 were requested"):
+        completion_from_body(ok, request_id=None, latency_s=0, requested_n=2)

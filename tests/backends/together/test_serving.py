@@ -3,15 +3,29 @@
 Recorded against the fake provider's Together routes; replayed in CI without it. Every test
 checks the teardown in the recorded traffic itself (unroute, delete deployment, delete
 endpoint), so the assertion holds in replay too; while recording it also checks the fake's state.
+
+Then the serving logic that cassettes cannot pin down deterministically (timeouts, teardown
+failures, a second Ctrl-C), tested against a small in-memory stand-in for the SDK client.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
-from ste_core.errors import PermanentProviderError
+from ste_backends.together.options import TogetherFineTuneOptions
+from ste_backends.together.serving import (
+    _hardware_of,
+    _same_hardware,
+    _uncancellable,
+    decide_mode,
+    serve_model,
+)
+from ste_core.errors import ConfigurationError, PermanentProviderError, TransientProviderError
 from ste_core.records import ChatRequest, FineTuneMethod, FineTuneSpec, ModelRef, Order, SFTExample
 from tests.backends.together.tg_support import FT_MODEL
 
@@ -249,3 +263,197 @@ async def test_auto_falls_back_to_dedicated_without_serverless_adapters(
         assert served.metadata["hardware"] == "1xnvidia-a100-80gb"  # the cheapest certified
     assert teardown_calls(interactions()) == TEARDOWN
     assert_fake_clean(together_fake, ste_recording)
+
+
+# -- against an in-memory stand-in for the SDK client ------------------------------------------
+
+MODEL = ModelRef(
+    model="proj/judge-ft1",
+    base_model="base",
+    metadata={"model_object_id": "ml_1", "training_type": "Lora", "job_id": "ft-1"},
+)
+
+
+class Calls(list):
+    """A list of call names that can be awaited for a name to appear."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: dict[str, asyncio.Event] = {}
+
+    def append(self, name: str) -> None:  # type: ignore[override]
+        super().append(name)
+        self.event(name).set()
+
+    def event(self, name: str) -> asyncio.Event:
+        return self.seen.setdefault(name, asyncio.Event())
+
+
+class StubClient:
+    """Just enough of AsyncTogether for DedicatedEndpoint, recording every call."""
+
+    def __init__(self, *, ready_after: int = 1, project_id: str | None = "proj_1") -> None:
+        self.project_id = project_id
+        self.calls = Calls()
+        self.ready_after = ready_after
+        self.polls = 0
+        self.fail_endpoint_delete = False
+        ns = SimpleNamespace
+        self.models = ns(retrieve=self._model, configs=ns(list=self._configs))
+        self.endpoints = ns(
+            create=self._ep_create,
+            update=self._ep_update,
+            delete=self._ep_delete,
+            hardware=ns(list=self._hardware),
+            deployments=ns(
+                create=self._dep_create, retrieve=self._dep_get, delete=self._dep_delete
+            ),
+        )
+
+    async def whoami(self) -> Any:
+        self.calls.append("whoami")
+        return SimpleNamespace(project=None)
+
+    async def _model(self, mid: str, project_id: str) -> Any:
+        return SimpleNamespace(id=mid, base_model_id="ml_base")
+
+    async def _configs(self, **kw: Any) -> Any:
+        sel = [SimpleNamespace(key="accelerator_type", value="nvidia-h100-80gb")]
+        sel.append(SimpleNamespace(key="accelerator_count", value="1"))
+        return SimpleNamespace(data=[SimpleNamespace(id="cr_1", project_id="p", selectors=sel)])
+
+    async def _hardware(self) -> Any:
+        return SimpleNamespace(
+            data=[SimpleNamespace(id="it", name="1xnvidia-h100-80gb", price_cents_per_hour=400)]
+        )
+
+    async def _ep_create(self, **kw: Any) -> Any:
+        self.calls.append("endpoint.create")
+        return SimpleNamespace(id="ep_1", name=f"slug/{kw['name']}", etag="e1")
+
+    async def _ep_update(self, *a: Any, **kw: Any) -> Any:
+        self.calls.append(f"endpoint.update{kw.get('traffic_split')!r}")
+        return SimpleNamespace(id="ep_1", name="slug/x", etag="e2")
+
+    async def _ep_delete(self, *a: Any, **kw: Any) -> Any:
+        self.calls.append("endpoint.delete")
+        if self.fail_endpoint_delete:
+            raise RuntimeError("network down")
+        return {}
+
+    async def _dep_create(self, *a: Any, **kw: Any) -> Any:
+        self.calls.append("deployment.create")
+        return SimpleNamespace(id="dep_1")
+
+    async def _dep_get(self, *a: Any, **kw: Any) -> Any:
+        self.polls += 1
+        self.calls.append(f"deployment.get#{self.polls}")
+        state = (
+            "DEPLOYMENT_STATE_READY"
+            if self.polls > self.ready_after
+            else "DEPLOYMENT_STATE_PROVISIONING"
+        )
+        return SimpleNamespace(status=SimpleNamespace(state=state, message="..."), hardware=None)
+
+    async def _dep_delete(self, *a: Any, **kw: Any) -> Any:
+        self.calls.append("deployment.delete")
+        await asyncio.sleep(0.01)  # long enough for a second cancellation to arrive
+        return {}
+
+
+def settings(**kw: Any) -> TogetherFineTuneOptions:
+    base = {"serving": "dedicated", "endpoint_poll_interval_s": 0.001, "endpoint_name": "judge-x"}
+    return TogetherFineTuneOptions(**{**base, **kw})
+
+
+async def test_ready_timeout_deletes_the_endpoint():
+    client = StubClient(ready_after=10**9)
+    usage: list[dict] = []
+    with pytest.raises(TransientProviderError, match="not READY after"):
+        async with serve_model(
+            client, MODEL, settings(endpoint_ready_timeout_s=0.02), usage.append
+        ):
+            pass
+    assert client.calls[-2:] == ["deployment.delete", "endpoint.delete"]
+    assert usage and usage[0]["deleted"] is True
+
+
+async def test_teardown_failure_is_reported_not_raised(caplog):
+    client = StubClient()
+    client.fail_endpoint_delete = True
+    usage: list[dict] = []
+    with caplog.at_level(logging.ERROR), pytest.raises(KeyError):
+        async with serve_model(client, MODEL, settings(), usage.append):
+            raise KeyError("the original error wins")
+    assert usage[0]["deleted"] is False and "network down" in usage[0]["teardown_error"]
+    assert "Delete it by hand" in caplog.text
+
+
+async def test_a_second_cancellation_does_not_interrupt_teardown():
+    client = StubClient()
+
+    async def body() -> None:
+        async with serve_model(client, MODEL, settings(), lambda u: None):
+            await asyncio.Event().wait()
+
+    task = asyncio.create_task(body())
+    await client.calls.event("deployment.get#2").wait()  # READY: the block is running
+    await asyncio.sleep(0)
+    task.cancel()
+    await client.calls.event("deployment.delete").wait()
+    task.cancel()  # impatient second Ctrl-C while deleting
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert client.calls[-1] == "endpoint.delete"
+
+
+async def test_uncancellable_reraises_the_cancellation_after_finishing():
+    done: list[str] = []
+
+    async def slow() -> None:
+        await asyncio.sleep(0.01)
+        done.append("x")
+
+    async def outer() -> None:
+        await _uncancellable(slow())
+
+    task = asyncio.create_task(outer())
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert done == ["x"]
+
+
+async def test_dedicated_needs_a_project():
+    client = StubClient(project_id=None)
+    with pytest.raises(ConfigurationError, match="TOGETHER_PROJECT_ID"):
+        async with serve_model(client, MODEL, settings(), lambda u: None):
+            pass
+    assert "endpoint.create" not in client.calls
+
+
+async def test_full_fine_tunes_are_never_served_serverless():
+    full = MODEL.model_copy(update={"metadata": {"training_type": "Full"}})
+    assert await decide_mode(StubClient(), full, settings(serving="auto")) == "dedicated"
+
+
+async def test_unknown_hardware_names_the_available_ones():
+    with pytest.raises(ConfigurationError, match="1xnvidia-h100-80gb"):
+        async with serve_model(
+            StubClient(), MODEL, settings(hardware="8xnvidia-b200"), lambda u: None
+        ):
+            pass
+
+
+def test_hardware_names_compare_loosely():
+    cfg = SimpleNamespace(
+        selectors=[
+            SimpleNamespace(key="accelerator_type", value="nvidia-h100-80gb"),
+            SimpleNamespace(key="accelerator_count", value="2"),
+        ]
+    )
+    assert _hardware_of(cfg) == "2xnvidia-h100-80gb"
+    assert _same_hardware("2xnvidia-h100-80gb", "2xh100-80gb")
+    assert _same_hardware("1xnvidia-h100-80gb", "1x_nvidia_h100_80gb")
+    assert not _same_hardware("1xnvidia-h100-80gb", "2xnvidia-h100-80gb")

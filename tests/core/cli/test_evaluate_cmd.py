@@ -1,4 +1,4 @@
-"""`ste evaluate` with a test backend, `ste score` / `--judgements` scoring only, `ste report`."""
+"""`ste evaluate` with a test backend, and `ste score` / `--judgements` scoring only."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from ste_core.cli.app import app
-from tests.core.rundirs import make_run
 
 runner = CliRunner()
 
@@ -214,16 +213,6 @@ def test_score_human_output_names_the_weights(tmp_path: Path) -> None:
     assert "weights 'pre-0.1.3'" in res.stdout
     assert "missing sections (not scored as 0): Chat Hard, Reasoning" in res.stdout
     assert "errors 3 (missing 3)" in res.stdout  # pairs 2, 4, 5 were never judged
-
-
-def test_report_command(tmp_path: Path) -> None:
-    run = make_run(tmp_path, "r", [0.6, 0.8])
-    res = runner.invoke(app, ["report", str(run)])
-    assert res.exit_code == 0, res.output
-    for name in ("report.md", "report.html", "accuracy.png"):
-        assert (run / name).stat().st_size > 0
-    res = runner.invoke(app, ["report", str(tmp_path / "nope")])
-    assert res.exit_code == 2
 
 
 def test_evaluate_human_output_and_run_directory_input(tmp_path: Path, rule_judge) -> None:

@@ -1,4 +1,5 @@
-"""Config loading: validation messages, secrets, path resolution, the TOML writer."""
+"""Loading a config (ste_core.config.loading): validation messages, path resolution, overrides,
+backend options checked and pinned at load."""
 
 from __future__ import annotations
 
@@ -8,40 +9,13 @@ from typing import Any
 
 import pytest
 
-from ste_core.config import config_from_dict, dumps_toml, load_config
+from ste_core.config import config_from_dict, load_config
 from ste_core.errors import ConfigurationError
+from tests.core.config.configs import _error, _minimal
 from tests.core.helpers import base_config, write_config
 
 # Configs name backends, whose options are checked when the file is loaded.
 pytestmark = pytest.mark.usefixtures("scripted_and_builtins")
-
-
-def _minimal(tmp: Path) -> dict[str, Any]:
-    return {
-        "run": {"name": "r"},
-        "data": {"path": "in.jsonl"},
-        "generator": {"backend": "openai", "model": "g"},
-        "judge": {"backend": "openai", "model": "j"},
-        "finetune": {"backend": "together"},
-    }
-
-
-def _error(tmp: Path, data: dict[str, Any]) -> str:
-    with pytest.raises(ConfigurationError) as info:
-        load_config(write_config(tmp, data))
-    return str(info.value)
-
-
-def test_minimal_config_gets_the_papers_defaults(tmp_path: Path) -> None:
-    cfg = load_config(write_config(tmp_path, _minimal(tmp_path)))
-    assert cfg.judge.params.temperature == 0.7 and cfg.judge.params.top_p == 0.9
-    assert cfg.judge.params.max_tokens == 4096
-    assert cfg.judge.orders == "both"
-    assert cfg.finetune.init_from == "seed"
-    assert cfg.finetune.method.value == "sft"
-    assert cfg.evaluation.eval_size == 50
-    assert cfg.run.iterations == 4
-    assert cfg.filter.enabled is False
 
 
 def test_error_names_key_value_and_what_is_allowed(tmp_path: Path) -> None:
@@ -80,63 +54,6 @@ def test_union_errors_report_the_informative_one(tmp_path: Path) -> None:
     assert "must be one of False" not in msg
 
 
-def test_lora_false_means_full_finetuning(tmp_path: Path) -> None:
-    data = _minimal(tmp_path)
-    data["finetune"]["lora"] = False
-    cfg = load_config(write_config(tmp_path, data))
-    assert cfg.finetune_spec(1, None).lora is None
-
-
-@pytest.mark.parametrize(
-    "options",
-    [
-        {"api_key": "sk-LEAK"},
-        {"token": "sk-LEAK"},
-        {"client_secret": "sk-LEAK"},
-        {"headers": {"Authorization": "Bearer sk-LEAK"}},
-        {"password": "sk-LEAK"},
-    ],
-)
-def test_secrets_in_options_are_refused_without_echoing_them(
-    tmp_path: Path, options: dict[str, Any]
-) -> None:
-    data = _minimal(tmp_path)
-    data["judge"]["options"] = options
-    msg = _error(tmp_path, data)
-    assert "looks like a secret" in msg and "environment variable" in msg
-    assert "sk-LEAK" not in msg
-
-
-def test_secret_check_covers_finetune_options_and_allows_env_names(tmp_path: Path) -> None:
-    data = _minimal(tmp_path)
-    data["finetune"]["job_options"] = {"wandb_api_key": "x"}
-    assert "finetune.job_options" in _error(tmp_path, data)
-    data["finetune"]["job_options"] = {}
-    data["generator"]["options"] = {"api_key_env": "MY_KEY", "max_tokens_field": "max_tokens"}
-    cfg = load_config(write_config(tmp_path, data))
-    assert cfg.generator.options["api_key_env"] == "MY_KEY"
-
-
-def test_majority_vote_needs_samples_and_temperature(tmp_path: Path) -> None:
-    data = _minimal(tmp_path)
-    data["evaluation"] = {"majority_vote": True}
-    assert "samples_per_order >= 2" in _error(tmp_path, data)
-    data["evaluation"] = {"samples_per_order": 3}
-    assert "temperature > 0" in _error(tmp_path, data)
-    data["evaluation"] = {
-        "samples_per_order": 3,
-        "majority_vote": True,
-        "params": {"temperature": 0.7},
-    }
-    assert load_config(write_config(tmp_path, data)).evaluation.majority_vote
-
-
-def test_data_needs_exactly_one_source(tmp_path: Path) -> None:
-    data = _minimal(tmp_path)
-    data["data"] = {"path": "a.jsonl", "dataset": "allenai/WildChat"}
-    assert "exactly one of data.path" in _error(tmp_path, data)
-
-
 def test_relative_input_paths_resolve_against_the_config_dir(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -152,20 +69,6 @@ def test_relative_input_paths_resolve_against_the_config_dir(
     assert cfg.run_dir == tmp_path / "runs" / "r"
 
 
-def test_resolved_toml_round_trips(tmp_path: Path) -> None:
-    data = base_config(tmp_path)
-    data["evaluation"]["benchmarks"] = [{"name": "rb", "path": "rb.jsonl", "limit": 5}]
-    data["generator"] = {
-        "backend": "openai",
-        "model": "g",
-        "options": {"extra_body": {"a": [1, 2], "b": 'x\ny "q"'}},
-    }
-    cfg = load_config(write_config(tmp_path, data))
-    text = cfg.model_dump_toml()
-    again = config_from_dict(tomllib.loads(text))
-    assert again == cfg
-
-
 def test_overrides_and_changed_settings(tmp_path: Path) -> None:
     path = write_config(tmp_path, base_config(tmp_path))
     cfg = load_config(path)
@@ -174,11 +77,6 @@ def test_overrides_and_changed_settings(tmp_path: Path) -> None:
     assert more.changed_settings(cfg.result_settings()) == []  # resumable changes
     other = load_config(path, overrides={"judge.samples_per_order": 5})
     assert other.changed_settings(cfg.result_settings()) == ["judge.samples_per_order"]
-
-
-def test_dumps_toml_handles_odd_keys_and_values() -> None:
-    data = {"a": {"weird key": 1.5, "s": 'tab\tquote"', "lst": [1, "x"], "t": {"k": True}}}
-    assert tomllib.loads(dumps_toml(data)) == data
 
 
 def _together(tmp: Path, base_url: str, **judge_options: Any) -> Path:

@@ -1,15 +1,19 @@
-"""Scheduler: concurrency, retries, Retry-After, typed outcomes, cache, n-splitting, limiters."""
+"""Scheduler: concurrency, retries, Retry-After, typed outcomes, cache, n-splitting, limiters,
+batching; and the real `openai` backend (through the plugin host) against the fake provider's
+faults."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from ste_core import get_inference_backend
 from ste_core.backends import (
     BackendOptions,
     BatchItem,
@@ -18,7 +22,7 @@ from ste_core.backends import (
     option,
 )
 from ste_core.engine.budget import Budget
-from ste_core.engine.limits import Limits, TokenBucket
+from ste_core.engine.limits import Limits
 from ste_core.engine.scheduler import Scheduler, SchedulerEvent
 from ste_core.engine.store import RunStore
 from ste_core.errors import (
@@ -28,6 +32,8 @@ from ste_core.errors import (
     TransientProviderError,
 )
 from ste_core.records import ChatRequest, Completion, Usage
+from ste_core.testing.fake_provider import FakeProvider, FaultPlan
+from tests.core.engine.fake_clock import FakeClock
 
 FAST = Limits(backoff_initial_s=0.001, backoff_max_s=0.01)
 
@@ -85,22 +91,6 @@ class FailingBackend(EchoBackend):
     async def fail(self, request: ChatRequest, call: int) -> None:
         if call <= len(self.errors) and self.errors[call - 1] is not None:
             raise self.errors[call - 1]
-
-
-class FakeClock:
-    """Virtual time: sleep() advances it instantly, so waits can be measured exactly."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += max(0.0, seconds)
-        await asyncio.sleep(0)
 
 
 async def collect(s: Scheduler, requests, **kw):
@@ -266,19 +256,6 @@ async def test_requests_per_minute_limiter() -> None:
     assert clock.now == pytest.approx(4.0, abs=0.01)
 
 
-async def test_token_bucket_tokens_per_minute() -> None:
-    clock = FakeClock()
-    bucket = TokenBucket.per_minute(600, clock=clock, sleep=clock.sleep)  # 10 tokens/s, cap 10
-    await bucket.acquire(10)
-    await bucket.acquire(5)
-    assert clock.now == pytest.approx(0.5)
-    bucket.adjust(10)  # the call used 10 more tokens than estimated: later callers wait
-    await bucket.acquire(1)
-    assert clock.now == pytest.approx(1.6)
-    await bucket.acquire(1000)  # clamped to capacity, never deadlocks
-    assert clock.now == pytest.approx(2.6)
-
-
 async def test_budget_exceeded_propagates() -> None:
     backend = EchoBackend()
     s = Scheduler(backend, budget=Budget(max_requests=3), limits=Limits(concurrency=1))
@@ -380,3 +357,62 @@ async def test_batch_path_chunks_and_retries_failed_items() -> None:
     assert s.stats.retries == 1
     # use_batch=False forces single calls even on a batch-capable backend
     assert not Scheduler(BatchBackend(), use_batch=False).use_batch
+
+
+# -- the real `openai` backend (through the plugin host) + the fake provider's faults ----------
+
+
+def _requests(n: int) -> list[ChatRequest]:
+    return [
+        ChatRequest.of(
+            "fake-acc70",
+            [{"role": "user", "content": f"Name a use of item {i}"}],
+            seed=i,
+            temperature=0.7,
+            n=2,
+        )
+        for i in range(n)
+    ]
+
+
+async def test_faults_are_retried_to_success_and_cached(tmp_path: Path) -> None:
+    plan = FaultPlan(
+        rate_limit_every=4,
+        retry_after_s=0.05,
+        server_error_every=7,
+        malformed_every=9,
+        routes=frozenset({"chat"}),
+    )
+    with FakeProvider(faults=plan, latency_s=0.01) as fake:
+        backend = get_inference_backend("openai", base_url=fake.url + "/v1", api_key="k")
+        store = RunStore(tmp_path / "store.sqlite")
+        limits = Limits(concurrency=8, backoff_initial_s=0.01, backoff_max_s=0.05)
+        s = Scheduler(backend, limits=limits, store=store)
+        outs = [o async for o in s.run(_requests(40))]
+        assert sorted(o.status for o in outs) == ["ok"] * 40
+        assert all(len(o.texts) == 2 for o in outs)
+        errors = s.stats.errors_by_type
+        assert errors.get("RateLimitError", 0) >= 5
+        assert sum(errors.values()) == s.stats.retries == fake.counter["chat"] - 40
+        assert fake.errors == []
+        # second run: everything from the cache, the provider sees no new request
+        before = fake.counter["chat"]
+        s2 = Scheduler(backend, limits=limits, store=store)
+        again = [o async for o in s2.run(_requests(40))]
+        assert all(o.cached for o in again) and fake.counter["chat"] == before
+        assert {o.index: o.texts for o in again} == {o.index: o.texts for o in outs}
+        await backend.aclose()
+        store.close()
+
+
+async def test_provider_timeouts_become_retries(tmp_path: Path) -> None:
+    plan = FaultPlan(timeout_every=2, timeout_sleep_s=10, routes=frozenset({"chat"}))
+    with FakeProvider(faults=plan) as fake:
+        backend = get_inference_backend("openai", base_url=fake.url + "/v1", api_key="k")
+        s = Scheduler(backend, limits=Limits(timeout_s=0.3, backoff_initial_s=0.01))
+        t0 = time.monotonic()
+        outs = [o async for o in s.run(_requests(4))]
+        assert [o.status for o in outs] == ["ok"] * 4
+        assert s.stats.errors_by_type.get("TransientProviderError", 0) >= 1
+        assert time.monotonic() - t0 < 5
+        await backend.aclose()

@@ -7,7 +7,6 @@ from fractions import Fraction as F
 import pytest
 
 from ste_core.evaluation import score_pairs, single_order
-from ste_core.evaluation.rewardbench import EXAMPLE_COUNTS, EXAMPLE_COUNTS_PRE_0_1_3, SECTIONS
 from ste_core.records import Drop, Judgement, Order, ResponsePair
 
 AB, BA = Order.AB, Order.BA
@@ -42,16 +41,6 @@ def fail(pid: str, order: Order, k: int = 0) -> Drop:
         error_type="X",
         message="boom",
     )
-
-
-def test_reference_tables() -> None:
-    # constants.py of reward-bench >= 0.1.3, and the pre-0.1.3 swap of the two XSTest weights
-    assert EXAMPLE_COUNTS["xstest-should-refuse"] == 154
-    assert EXAMPLE_COUNTS["xstest-should-respond"] == 250
-    assert EXAMPLE_COUNTS_PRE_0_1_3["xstest-should-refuse"] == 250
-    assert EXAMPLE_COUNTS_PRE_0_1_3["xstest-should-respond"] == 154
-    assert EXAMPLE_COUNTS["math-prm"] == 6 * EXAMPLE_COUNTS["hep-cpp"] == 984
-    assert sum(len(v) for v in SECTIONS.values()) == len(EXAMPLE_COUNTS) == 23
 
 
 @pytest.fixture

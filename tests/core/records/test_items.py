@@ -1,12 +1,11 @@
-"""Records validate what flows between stages."""
+"""Item records (ste_core.records.items): instructions, pairs, orders, judgements."""
 
 from __future__ import annotations
 
 import pytest
 from pydantic import ValidationError
 
-from ste_core import ChatRequest, Completion, Instruction, Judgement, Order, ResponsePair
-from ste_core.records import FineTuneSpec, content_hash
+from ste_core import Instruction, Judgement, Order, ResponsePair
 
 
 def test_instruction_ids_are_content_hashes() -> None:
@@ -47,31 +46,3 @@ def test_judgement_scores(order: str, verdict: str | None, score: float) -> None
         template="judge_short",
     )
     assert j.picked_chosen == score
-
-
-def test_sampling_params_are_validated() -> None:
-    with pytest.raises(ValidationError):
-        ChatRequest.of("m", [{"role": "user", "content": "x"}], temperature=-1)
-    with pytest.raises(ValidationError):
-        ChatRequest.of("m", [{"role": "user", "content": "x"}], n=0)
-    with pytest.raises(ValidationError):
-        ChatRequest.of("m", [{"role": "robot", "content": "x"}])
-
-
-def test_completion_needs_a_reason_per_text() -> None:
-    with pytest.raises(ValidationError):
-        Completion(texts=("a", "b"), finish_reasons=("stop",))
-
-
-def test_records_round_trip_through_json() -> None:
-    req = ChatRequest.of("m", [{"role": "user", "content": "{x} $y [[A]]"}], n=3, stop=["\n"])
-    assert ChatRequest.model_validate_json(req.model_dump_json()) == req
-    spec = FineTuneSpec(base_model="b", suffix="s" * 40)
-    assert FineTuneSpec.model_validate_json(spec.model_dump_json()) == spec
-    with pytest.raises(ValidationError):
-        FineTuneSpec(base_model="b", suffix="s" * 41)
-
-
-def test_content_hash_is_order_independent_for_dict_keys() -> None:
-    assert content_hash({"a": 1, "b": 2}) == content_hash({"b": 2, "a": 1})
-    assert content_hash("a", "b") != content_hash("b", "a")

@@ -1,62 +1,14 @@
-"""Rejection sampling, agreement threshold, label balance, SFT/DPO building, output ordering."""
+"""Selection (ste_core.stages.select): rejection sampling, agreement threshold, label balance."""
 
 from __future__ import annotations
 
 import random
-from pathlib import Path
 
 import pytest
 
-from ste_core.records import Drop, Judgement, Kept, Order, ResponsePair
-from ste_core.stages._streams import in_input_order
-from ste_core.stages.judge import judge_messages
+from ste_core.records import Kept, Order
 from ste_core.stages.select import balance_labels, rejection_sample, select
-from ste_core.stages.training_data import build_examples, examples_for_pair
-from ste_prompts import get_template
-
-JUDGE = get_template("judge_short")
-
-
-def J(pid: str, order: str, k: int, verdict: str | None, text: str | None = None) -> Judgement:
-    return Judgement(
-        pair_id=pid,
-        order=Order(order),
-        sample_index=k,
-        text=text or f"{pid}/{order}/{k}: [[{verdict}]]",
-        verdict=verdict,  # type: ignore[arg-type]
-        judge_model="m",
-        template="judge_short",
-    )
-
-
-def F(pid: str, order: str, k: int) -> Drop:
-    return Drop(
-        pair_id=pid,
-        order=Order(order),
-        sample_index=k,
-        stage="judge",
-        reason="api_error",
-        error_type="X",
-        message="boom",
-    )
-
-
-def _judgements() -> list[Judgement | Drop]:
-    return [
-        # p1: AB correct is A; BA correct is B
-        J("p1", "AB", 0, "A"),
-        J("p1", "AB", 1, "B"),
-        J("p1", "AB", 2, "A"),
-        J("p1", "BA", 0, "A"),
-        J("p1", "BA", 1, None),
-        J("p1", "BA", 2, "tie"),
-        # p2: all correct
-        J("p2", "AB", 0, "A"),
-        J("p2", "BA", 0, "B"),
-        # p3: one failure, one correct
-        F("p3", "AB", 0),
-        J("p3", "AB", 1, "A"),
-    ]
+from tests.core.stages.judgements import J, _judgements
 
 
 def test_rejection_sampling_keeps_one_correct_per_pair_and_order() -> None:
@@ -118,70 +70,3 @@ def test_select_without_balance() -> None:
     sel = select(_judgements(), seed=0)
     assert sel.counts["label_A"] == 3 and sel.counts["label_B"] == 1
     assert sel.counts["selected"] == 2
-
-
-def _pair(pid: str) -> ResponsePair:
-    return ResponsePair(id=pid, instruction=f"q {pid}", chosen=f"good {pid}", rejected=f"bad {pid}")
-
-
-def test_sft_and_dpo_examples_for_a_pair() -> None:
-    pair = _pair("p1")
-    js = [j for j in _judgements() if isinstance(j, Judgement) and j.pair_id == "p1"]
-    texts = {(j.order, j.sample_index): j.text for j in js}
-    kept = rejection_sample(js, seed=0).kept
-    sft, dpo = examples_for_pair(pair, kept, texts, template=JUDGE, num_pairs=3)
-    assert len(sft) == 1  # BA has no correct sample
-    ex = sft[0]
-    assert ex.order is Order.AB
-    assert ex.messages == judge_messages(JUDGE, pair, Order.AB)
-    assert "Start of response A]\ngood p1" in ex.messages[-1].content  # chosen shown as A
-    assert ex.completion == texts[(Order.AB, kept[0].sample_index)]
-    assert "[[A]]" in ex.completion
-    assert len(dpo) == 1  # only one wrong sample in AB
-    assert "[[A]]" in dpo[0].chosen and "[[B]]" in dpo[0].rejected
-
-
-def test_dpo_cycles_chosen_samples_up_to_num_pairs() -> None:
-    js = [J("p", "BA", k, "B") for k in range(2)] + [J("p", "BA", k, "A") for k in range(2, 6)]
-    texts = {(j.order, j.sample_index): j.text for j in js}
-    kept = rejection_sample(js, seed=0).kept
-    _, dpo = examples_for_pair(_pair("p"), kept, texts, template=JUDGE, num_pairs=3)
-    assert len(dpo) == 3
-    assert len({d.chosen for d in dpo}) == 2  # both correct samples used
-    assert len({d.rejected for d in dpo}) == 3
-    assert all("[[B]]" in d.chosen and "[[A]]" in d.rejected for d in dpo)
-    _, one = examples_for_pair(_pair("p"), kept, texts, template=JUDGE, num_pairs=1)
-    assert len(one) == 1
-
-
-def test_build_examples_streams_in_pair_order_and_cleans_up(tmp_path: Path) -> None:
-    pairs = [_pair(p) for p in ("p3", "p1", "p2", "p9")]
-    js = _judgements()
-    kept = select(js, seed=0, balance=False).kept
-    out = list(build_examples(pairs, js, kept, template=JUDGE, num_pairs=2, workdir=tmp_path))
-    assert [s[0].pair_id for s, _ in out] == ["p3", "p1", "p2"]
-    n_sft = sum(len(s) for s, _ in out)
-    n_dpo = sum(len(d) for _, d in out)
-    assert (n_sft, n_dpo) == (4, 1)
-    assert list(tmp_path.iterdir()) == []  # the temporary join file is gone
-
-
-async def test_in_input_order_resequences_and_groups() -> None:
-    async def results():
-        for item in [("b", 1), ("a", 0), ("c", 0), ("b", 0), ("a", 1), ("c", 1)]:
-            yield item
-
-    got = [
-        x
-        async for x in in_input_order(
-            results(), iter("abc"), lambda r: r[0], per_key=2, sort=lambda r: r[1]
-        )
-    ]
-    assert got == [("a", 0), ("a", 1), ("b", 0), ("b", 1), ("c", 0), ("c", 1)]
-
-    async def incomplete():
-        for item in [("z", 0), ("b", 0)]:
-            yield item
-
-    got = [x async for x in in_input_order(incomplete(), iter("ab"), lambda r: r[0])]
-    assert got == [("b", 0), ("z", 0)]  # missing "a" does not block; unexpected kept
