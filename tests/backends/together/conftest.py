@@ -20,9 +20,9 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
-from tg_support import FT_MODEL, LIVE, RECORDING_KEY, REPLAY_URL
 
 from ste_backends.together.fake import TogetherFake
+from tests.backends.together.tg_support import FT_MODEL, LIVE, RECORDING_KEY, REPLAY_URL
 
 
 @pytest.fixture

@@ -1,0 +1,217 @@
+"""LocalFineTune on a tiny random model: SFT/DPO steps, progress, cancel, serve. (Its training
+files: test_training_data.py.)
+
+Every job runs the real worker subprocess (TRL + PEFT) for one or two optimizer steps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from ste_backends.local.jobs import JobFiles
+from ste_core.errors import ConfigurationError, DataFileError
+from ste_core.records import (
+    ChatRequest,
+    FineTuneJobState,
+    FineTuneMethod,
+    FineTuneSpec,
+    JobStatus,
+    LoRAConfig,
+    Message,
+    Order,
+    SFTExample,
+)
+from tests.backends.local.local_support import dpo_examples, sft_examples
+
+
+def spec_for(model: Path, method: str = "sft", **changes) -> FineTuneSpec:
+    values = {
+        "base_model": str(model),
+        "method": FineTuneMethod(method),
+        "lora": LoRAConfig(r=4, alpha=8, dropout=0.0),
+        "batch_size": 2,
+        "learning_rate": 1e-3,
+        "max_length": 256,
+        "seed": 1,
+        **changes,
+    }
+    return FineTuneSpec(**values)
+
+
+def finetuner(tmp_path: Path, **options):
+    from ste_backends.local import LocalFineTune
+
+    options.setdefault("max_steps", 1)
+    return LocalFineTune(device="cpu", output_dir=tmp_path / "jobs", **options)
+
+
+async def wait_for(ft, job_id: str, done, limit_s: float = 150.0) -> FineTuneJobState:
+    deadline = time.monotonic() + limit_s
+    while True:
+        state = await ft.poll(job_id)
+        if done(state):
+            return state
+        assert time.monotonic() < deadline, f"timed out; last state {state}"
+        await asyncio.sleep(0.2)
+
+
+@pytest.mark.local_model
+@pytest.mark.timeout(300)
+async def test_sft_then_continue_with_dpo_and_serve(tiny_model_dir: Path, tmp_path: Path) -> None:
+    from ste_backends.local import LocalFineTune, LocalInference
+    from ste_backends.local.models import MODEL_CACHE
+
+    ft = finetuner(tmp_path)
+    train = tmp_path / "sft.jsonl"
+    # One example whose prompt alone is longer than max_length: TRL cuts its judgement off
+    # entirely and drops it; the backend must say so, not train on it silently.
+    long = SFTExample(
+        messages=(Message(role="user", content="very long question " * 200),),
+        completion="[[A]]",
+        pair_id="long",
+        order=Order.AB,
+    )
+    ft.write_training_file([*sft_examples(4), long], FineTuneMethod.SFT, train)
+    first = await ft.submit(spec_for(tiny_model_dir), train)
+    assert first.status in (JobStatus.QUEUED, JobStatus.RUNNING)
+    assert Path(first.job_id).parent == (tmp_path / "jobs").resolve()
+
+    state = await wait_for(ft, first.job_id, lambda s: s.status.terminal)
+    assert state.status is JobStatus.SUCCEEDED, (state.message, state.events)
+    assert state.progress == 1.0
+    assert any(e.startswith("step 1/1 loss=") for e in state.events), state.events
+    assert any("1 of 5 examples are longer than max_length" in e for e in state.events)
+    assert any("TRL dropped 1 of 5 examples" in e for e in state.events)
+    ref = state.model
+    assert ref is not None and ref.inference_backend == "local"
+    assert ref.base_model == str(tiny_model_dir)
+    adapter = Path(ref.model)
+    assert (adapter / "adapter_config.json").is_file()
+    assert (adapter / "adapter_model.safetensors").is_file()
+    assert (adapter / "tokenizer_config.json").is_file()
+    config = json.loads((adapter / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == str(tiny_model_dir) and config["r"] == 4
+
+    # A new backend instance (a resumed run) polls the same job from its directory alone.
+    resumed = await LocalFineTune(device="cpu").poll(first.job_id)
+    assert resumed.status is JobStatus.SUCCEEDED and resumed.model == ref
+
+    # The adapter is served by path: LocalInference attaches it to its base model.
+    async with ft.serve(ref) as served:
+        assert served == ref
+        inf = LocalInference(device="cpu")
+        out = await inf.complete(
+            ChatRequest.of(
+                served.model,
+                [{"role": "user", "content": "hi"}],
+                max_tokens=4,
+                n=2,
+                temperature=1.0,
+                seed=2,
+            )
+        )
+        assert len(out.texts) == 2 and out.usage.completion_tokens <= 8
+        (loaded,) = MODEL_CACHE._models.values()
+        assert loaded.adapter_dir == str(adapter.resolve())  # noqa: ASYNC240
+        from peft import PeftModel
+
+        assert isinstance(loaded.model, PeftModel)
+    assert MODEL_CACHE.loaded_names() == []  # serve's exit freed it
+
+    # init_from = previous: DPO continues training this adapter (loaded trainable).
+    dpo_file = tmp_path / "dpo.jsonl"
+    ft.write_training_file(dpo_examples(4), FineTuneMethod.DPO, dpo_file)
+    cont = await ft.submit(spec_for(tiny_model_dir, "dpo", from_model=ref.model), dpo_file)
+    state = await wait_for(ft, cont.job_id, lambda s: s.status.terminal)
+    assert state.status is JobStatus.SUCCEEDED, (state.message, state.events)
+    assert any(e.startswith("continuing adapter ") for e in state.events)
+    assert any(e.startswith("step 1/1 loss=") for e in state.events), state.events
+    assert state.model is not None and state.model.base_model == str(tiny_model_dir)
+    new_adapter = Path(state.model.model)
+    assert new_adapter != adapter and (new_adapter / "adapter_model.safetensors").is_file()
+    assert not (new_adapter / "ref").exists()  # DPO's frozen reference copy is not saved
+    await ft.aclose()
+
+
+@pytest.mark.local_model
+@pytest.mark.timeout(240)
+async def test_dpo_from_the_seed_model(tiny_model_dir: Path, tmp_path: Path) -> None:
+    ft = finetuner(tmp_path, max_steps=2)
+    path = tmp_path / "dpo.jsonl"
+    ft.write_training_file(dpo_examples(4), FineTuneMethod.DPO, path)
+    job = await ft.submit(spec_for(tiny_model_dir, "dpo"), path)
+    state = await wait_for(ft, job.job_id, lambda s: s.status.terminal)
+    assert state.status is JobStatus.SUCCEEDED, (state.message, state.events)
+    steps = [e for e in state.events if re.match(r"step \d+/\d+ loss=", e)]
+    assert [e.split()[1] for e in steps] == ["1/2", "2/2"]
+    assert any("new LoRA adapter r=4" in e for e in state.events)
+    assert state.model is not None
+    assert Path(state.model.model, "adapter_config.json").is_file()  # noqa: ASYNC240
+
+
+@pytest.mark.local_model
+@pytest.mark.timeout(240)
+async def test_cancel_stops_a_running_job(tiny_model_dir: Path, tmp_path: Path) -> None:
+    from ste_backends.local.jobs import pid_alive
+
+    ft = finetuner(tmp_path, max_steps=100_000, cancel_grace_seconds=30)
+    path = tmp_path / "sft.jsonl"
+    ft.write_training_file(sft_examples(4), FineTuneMethod.SFT, path)
+    job = await ft.submit(spec_for(tiny_model_dir), path)
+    running = await wait_for(ft, job.job_id, lambda s: s.status.terminal or (s.progress or 0) > 0)
+    assert running.status is JobStatus.RUNNING, (running.message, running.events)
+    pid = JobFiles(job.job_id).worker_pid()
+
+    state = await ft.cancel(job.job_id)
+    assert state.status is JobStatus.CANCELLED
+    assert "cancelled" in (state.message or "")
+    assert not pid_alive(pid)
+    assert not (Path(job.job_id) / "adapter").exists()
+    assert (await ft.cancel(job.job_id)).status is JobStatus.CANCELLED  # idempotent
+
+
+@pytest.mark.local_model
+@pytest.mark.timeout(120)
+async def test_a_worker_that_dies_is_reported_failed(tiny_model_dir: Path, tmp_path: Path) -> None:
+    ft = finetuner(tmp_path)
+    path = tmp_path / "sft.jsonl"
+    ft.write_training_file(sft_examples(2), FineTuneMethod.SFT, path)
+    job = await ft.submit(spec_for(tiny_model_dir), path)
+    pid = JobFiles(job.job_id).worker_pid()
+    os.kill(pid, signal.SIGKILL)
+    state = await wait_for(ft, job.job_id, lambda s: s.status.terminal, limit_s=60)
+    assert state.status is JobStatus.FAILED
+    assert "exited" in (state.message or "") and "worker.log" in (state.message or "")
+
+
+async def test_submit_rejects_what_it_cannot_do(tmp_path: Path) -> None:
+    tiny_model_dir = tmp_path / "model"
+    ft = finetuner(tmp_path)
+    path = tmp_path / "sft.jsonl"
+    ft.write_training_file(sft_examples(2), FineTuneMethod.SFT, path)
+    with pytest.raises(ConfigurationError, match="LoRA adapters only"):
+        await ft.submit(spec_for(tiny_model_dir, lora=None), path)
+    with pytest.raises(ConfigurationError, match="Unknown fine-tune spec option"):
+        await ft.submit(spec_for(tiny_model_dir, options={"n_epochs": 3}), path)
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    with pytest.raises(ConfigurationError, match="holds no examples"):
+        await ft.submit(spec_for(tiny_model_dir), empty)
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text(path.read_text() + "{cut off\n")
+    with pytest.raises(DataFileError, match=r"broken\.jsonl:3: not valid JSON"):
+        await ft.submit(spec_for(tiny_model_dir), broken)
+    with pytest.raises(ConfigurationError, match="No local fine-tune job"):
+        await ft.poll(str(tmp_path / "nowhere"))
+    with pytest.raises(ConfigurationError, match=r"epochs \(local option\): unknown key"):
+        finetuner(tmp_path, epochs=3)
+    assert await ft.estimate_cost(spec_for(tiny_model_dir), path) == 0.0
+    assert not (tmp_path / "jobs").exists()  # nothing was started

@@ -1,0 +1,85 @@
+"""The config schema (ste_core.config.schema): the paper's defaults, cross-field rules, secrets
+refused in options tables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ste_core.config import load_config
+from tests.core.config.configs import _error, _minimal
+from tests.core.helpers import write_config
+
+# Configs name backends, whose options are checked when the file is loaded.
+pytestmark = pytest.mark.usefixtures("scripted_and_builtins")
+
+
+def test_minimal_config_gets_the_papers_defaults(tmp_path: Path) -> None:
+    cfg = load_config(write_config(tmp_path, _minimal(tmp_path)))
+    assert cfg.judge.params.temperature == 0.7 and cfg.judge.params.top_p == 0.9
+    assert cfg.judge.params.max_tokens == 4096
+    assert cfg.judge.orders == "both"
+    assert cfg.finetune.init_from == "seed"
+    assert cfg.finetune.method.value == "sft"
+    assert cfg.evaluation.eval_size == 50
+    assert cfg.run.iterations == 4
+    assert cfg.filter.enabled is False
+
+
+def test_lora_false_means_full_finetuning(tmp_path: Path) -> None:
+    data = _minimal(tmp_path)
+    data["finetune"]["lora"] = False
+    cfg = load_config(write_config(tmp_path, data))
+    assert cfg.finetune_spec(1, None).lora is None
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"api_key": "sk-LEAK"},
+        {"token": "sk-LEAK"},
+        {"client_secret": "sk-LEAK"},
+        {"headers": {"Authorization": "Bearer sk-LEAK"}},
+        {"password": "sk-LEAK"},
+    ],
+)
+def test_secrets_in_options_are_refused_without_echoing_them(
+    tmp_path: Path, options: dict[str, Any]
+) -> None:
+    data = _minimal(tmp_path)
+    data["judge"]["options"] = options
+    msg = _error(tmp_path, data)
+    assert "looks like a secret" in msg and "environment variable" in msg
+    assert "sk-LEAK" not in msg
+
+
+def test_secret_check_covers_finetune_options_and_allows_env_names(tmp_path: Path) -> None:
+    data = _minimal(tmp_path)
+    data["finetune"]["job_options"] = {"wandb_api_key": "x"}
+    assert "finetune.job_options" in _error(tmp_path, data)
+    data["finetune"]["job_options"] = {}
+    data["generator"]["options"] = {"api_key_env": "MY_KEY", "max_tokens_field": "max_tokens"}
+    cfg = load_config(write_config(tmp_path, data))
+    assert cfg.generator.options["api_key_env"] == "MY_KEY"
+
+
+def test_majority_vote_needs_samples_and_temperature(tmp_path: Path) -> None:
+    data = _minimal(tmp_path)
+    data["evaluation"] = {"majority_vote": True}
+    assert "samples_per_order >= 2" in _error(tmp_path, data)
+    data["evaluation"] = {"samples_per_order": 3}
+    assert "temperature > 0" in _error(tmp_path, data)
+    data["evaluation"] = {
+        "samples_per_order": 3,
+        "majority_vote": True,
+        "params": {"temperature": 0.7},
+    }
+    assert load_config(write_config(tmp_path, data)).evaluation.majority_vote
+
+
+def test_data_needs_exactly_one_source(tmp_path: Path) -> None:
+    data = _minimal(tmp_path)
+    data["data"] = {"path": "a.jsonl", "dataset": "allenai/WildChat"}
+    assert "exactly one of data.path" in _error(tmp_path, data)
