@@ -64,6 +64,9 @@ from ste_core.stages.judge import read_judgements
 
 __all__ = ["Pipeline", "PlannedStep", "RunResult", "prerequisites", "run", "schedule"]
 
+#: how long a graceful stop lets the requests in flight finish
+STOP_GRACE_S = 15.0
+
 
 @dataclass
 class RunResult:
@@ -162,6 +165,9 @@ class Pipeline:
         self._fresh = fresh
         # The open run; kept (closed) after `aclose` so `store`/`manifest` stay inspectable.
         self._ctx: RunContext | None = None
+        # The task inside `run()`, for `stop()`; and the task that cancels it after a stop.
+        self._running: asyncio.Task[Any] | None = None
+        self._stopper: asyncio.Future[None] | None = None
 
     @classmethod
     def from_config(
@@ -216,22 +222,48 @@ class Pipeline:
 
     def run_sync(self, *, iterations: int | None = None) -> RunResult:
         """`run()` in a fresh event loop (scripts; in a notebook use `await pipeline.run()`).
-        SIGTERM is treated like Ctrl-C: the current stage stops, endpoints are torn down,
-        state is saved."""
+
+        Ctrl-C and SIGTERM stop gracefully (`stop`): nothing new is sent, the requests in flight
+        finish and are kept, then the run stops as if cancelled (endpoints torn down, state
+        saved). A second Ctrl-C stops at once."""
 
         async def main() -> RunResult:
-            task = asyncio.current_task()
             loop = asyncio.get_running_loop()
-            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                assert task is not None
-                loop.add_signal_handler(signal.SIGTERM, task.cancel)
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                    loop.add_signal_handler(sig, self.stop)
             return await self.run(iterations=iterations)
 
         return asyncio.run(main())
 
+    def stop(self, grace_s: float = STOP_GRACE_S) -> None:
+        """Stop the running `run()` gracefully: send nothing more, let the requests in flight
+        finish (their answers are cached, so a resumed run asks none of them again), then
+        cancel it; after `grace_s` it is cancelled anyway. A second call cancels at once."""
+        task, ctx = self._running, self._ctx
+        if task is None or task.done():
+            return
+        if ctx is None or ctx.gate.closed:
+            task.cancel()
+            return
+        in_flight = ctx.gate.in_flight
+        self.reporter.warning(
+            f"stopping: {in_flight} request(s) in flight may finish (at most {grace_s:.0f} s) "
+            "and are kept; nothing new is sent. Press Ctrl-C again to stop at once."
+        )
+        ctx.gate.close()
+
+        async def cancel_when_drained() -> None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(ctx.gate.drained(), grace_s)
+            task.cancel()
+
+        self._stopper = asyncio.ensure_future(cancel_when_drained())
+
     async def run(self, *, iterations: int | None = None) -> RunResult:
         """Run (or resume) the whole loop; returns the metrics of every evaluated judge."""
         ctx = self._context()
+        self._running = asyncio.current_task()
         k = iterations if iterations is not None else self.config.run.iterations
         status = "failed"
         try:

@@ -58,6 +58,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ste_core.backends import InferenceBackend
 from ste_core.engine.batching import Batcher
 from ste_core.engine.budget import Budget, estimate_tokens
+from ste_core.engine.gate import Gate
 from ste_core.engine.limits import Limits, TokenBucket
 from ste_core.engine.retry import RetryPolicy
 from ste_core.engine.store import RunStore
@@ -139,6 +140,7 @@ class Scheduler:
         limits: Limits | None = None,
         store: RunStore | None = None,
         budget: Budget | None = None,
+        gate: Gate | None = None,
         on_event: Callable[[SchedulerEvent], None] | None = None,
         use_batch: bool | None = None,
         rng: random.Random | None = None,
@@ -154,6 +156,7 @@ class Scheduler:
         )
         self.store = store
         self.budget = budget
+        self.gate = gate
         self.on_event = on_event
         caps = backend.capabilities
         self.use_batch = caps.batch if use_batch is None else bool(use_batch and caps.batch)
@@ -408,9 +411,9 @@ class Scheduler:
             await self._wait_pause()
             try:
                 if batcher is not None:
-                    completion = await self._sent(request, lambda: batcher.submit(request))
+                    completion = await self._sent(request, key, lambda: batcher.submit(request))
                 else:
-                    completion = await self._attempt(request)
+                    completion = await self._attempt(request, key)
             except (BudgetExceeded, asyncio.CancelledError):
                 raise
             except SteError as exc:
@@ -430,8 +433,6 @@ class Scheduler:
                 )
                 raise _Failure(exc, attempt) from exc
             else:
-                if self.store is not None and key is not None:
-                    self.store.cache_put(key, completion, request=request)
                 return completion, attempt
             self._count_error(error)
             if not self._retry.should_retry(attempt, error):
@@ -443,7 +444,7 @@ class Scheduler:
             self.stats.retries += 1
             await self._sleep(delay)
 
-    async def _attempt(self, request: ChatRequest) -> Completion:
+    async def _attempt(self, request: ChatRequest, key: str | None) -> Completion:
         """One direct call: concurrency slot, rate limiters, timeout."""
         assert self._sem is not None
         async with self._sem:
@@ -466,7 +467,7 @@ class Scheduler:
                         provider=self.backend.name,
                     ) from exc
 
-            completion = await self._sent(request, call)
+            completion = await self._sent(request, key, call)
             if self._tpm is not None:
                 self._tpm.adjust(completion.usage.total_tokens - estimate)
             if not completion.latency_s:
@@ -474,28 +475,37 @@ class Scheduler:
             return completion
 
     async def _sent(
-        self, request: ChatRequest, send: Callable[[], Awaitable[Completion]]
+        self, request: ChatRequest, key: str | None, send: Callable[[], Awaitable[Completion]]
     ) -> Completion:
         """`send()` one provider attempt, reserved in the budget first (at the last moment,
-        once a slot and the rate limiters let it go) and then settled or released."""
+        once a slot and the rate limiters let it go), then settled or released; an answer is
+        cached before the attempt leaves the gate (a graceful stop keeps it)."""
         if self._halted is not None:
             raise self._halted
-        ticket = self.budget.reserve(request) if self.budget is not None else None
-        self.stats.requests += 1
+        if self.gate is not None:
+            await self.gate.enter()  # after a graceful stop, nothing more goes out
         try:
-            completion = await send()
-        except asyncio.CancelledError:
-            raise  # the provider may have it (and bill it): the reservation stands
-        except BaseException:
+            ticket = self.budget.reserve(request) if self.budget is not None else None
+            self.stats.requests += 1
+            try:
+                completion = await send()
+            except asyncio.CancelledError:
+                raise  # the provider may have it (and bill it): the reservation stands
+            except BaseException:
+                if ticket is not None:
+                    self.budget.release(ticket)  # type: ignore[union-attr]
+                raise
+            if self.store is not None and key is not None:
+                self.store.cache_put(key, completion, request=request)
+            self.stats.usage = self.stats.usage + completion.usage
             if ticket is not None:
-                self.budget.release(ticket)  # type: ignore[union-attr]
-            raise
-        self.stats.usage = self.stats.usage + completion.usage
-        if ticket is not None:
-            self.stats.cost_usd += self.budget.settle(ticket, completion)  # type: ignore[union-attr]
-        elif completion.cost_usd is not None:
-            self.stats.cost_usd += completion.cost_usd
-        return completion
+                self.stats.cost_usd += self.budget.settle(ticket, completion)  # type: ignore[union-attr]
+            elif completion.cost_usd is not None:
+                self.stats.cost_usd += completion.cost_usd
+            return completion
+        finally:
+            if self.gate is not None:
+                self.gate.leave()
 
     # -- bookkeeping -------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from ste_core.backends import FineTuneBackend, InferenceBackend
 from ste_core.config import Config, pinned_options
 from ste_core.engine.budget import Budget, estimate_request_tokens
+from ste_core.engine.gate import Gate
 from ste_core.engine.limits import Limits
 from ste_core.engine.scheduler import Scheduler
 from ste_core.engine.store import RunStore
@@ -62,6 +63,8 @@ class RunContext:
     budget: Budget
     #: the stages being run (their counts records make each iteration's funnel)
     plan: Sequence[Stage[Any]] = ()
+    #: closed by a graceful stop: no new request goes out, those in flight finish
+    gate: Gate = field(default_factory=Gate)
     closed: bool = field(default=False, init=False)
     # Role schedulers by backend setup; see `scheduler`.
     _schedulers: dict[str, Scheduler] = field(default_factory=dict, init=False, repr=False)
@@ -172,6 +175,7 @@ class RunContext:
             limits=limits,
             store=self.store,
             budget=self.budget,
+            gate=self.gate,
             on_event=self.reporter.scheduler_event,
         )
 

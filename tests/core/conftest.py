@@ -19,6 +19,7 @@ def scripted(monkeypatch: pytest.MonkeyPatch) -> Iterator[type[ScriptedInference
     get_host().register_plugin(_Plugin(), name="scripted-test")
     ScriptedInference.calls = []
     ScriptedInference.fail_every = None
+    ScriptedInference.delay_s = 0.0
     ScriptedFineTune.jobs = {}
     ScriptedFineTune.submits = 0
     ScriptedFineTune.served = []

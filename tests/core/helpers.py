@@ -7,6 +7,7 @@ third-party plugin would be, under the backend name "scripted".
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator, Iterable
@@ -54,6 +55,7 @@ class ScriptedInference(InferenceBackend):
     capabilities: ClassVar[InferenceCapabilities] = InferenceCapabilities(max_n=None)
     calls: ClassVar[list[str]] = []
     fail_every: ClassVar[int | None] = None  # every k-th call raises a transient error
+    delay_s: ClassVar[float] = 0.0  # how long each call takes
 
     def __init__(self, options: ScriptedInferenceOptions | None = None, /, **values: Any) -> None:
         super().__init__(options, **values)
@@ -63,6 +65,8 @@ class ScriptedInference(InferenceBackend):
         type(self).calls.append(request.model)
         # "<model>@<session>" is a serving session's temporary name for <model> (an endpoint).
         model_name = request.model.split("@", 1)[0]
+        if type(self).delay_s:
+            await asyncio.sleep(type(self).delay_s)
         k = type(self).fail_every
         if k and len(type(self).calls) % k == 0:
             raise TransientProviderError("injected", provider="scripted")

@@ -3,6 +3,7 @@ HTTP): files, funnel, resume, budget, fine-tune failures, serving lifecycle, hoo
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 
 from ste_core import IterationMetrics, hookimpl
+from ste_core.engine.store import RunStore
 from ste_core.errors import BudgetExceeded, ConfigurationError, FineTuneFailed, SteError
 from ste_core.pipeline import Pipeline
 from ste_core.plugins import get_host
@@ -393,8 +395,6 @@ async def test_a_run_of_version_1_resumes_with_its_spending_and_metrics(
     what the earlier sessions spent, and the next judge is compared with the previous one."""
     import sqlite3
 
-    from ste_core.engine.store import RunStore
-
     first = await Pipeline(config_with(tmp_path, **{"run.iterations": 1})).run()
     root = first.run_dir
     spent = json.loads((root / "manifest.json").read_text())["usage"]["requests"]
@@ -455,3 +455,43 @@ async def test_max_cost_stops_before_a_fine_tune_that_would_go_over(
     assert manifest["cost_usd"]["finetune"] == pytest.approx(0.25)
     result = await Pipeline(config_with(tmp_path, **{"budget.max_cost_usd": 1.0})).run()
     assert result.status == "succeeded" and ScriptedFineTune.submits == 2
+
+
+async def _until_requests_are_in_flight(pipe: Pipeline) -> int:
+    for _ in range(1000):
+        if pipe._ctx is not None and pipe._ctx.gate.in_flight:
+            return pipe._ctx.gate.in_flight
+        await asyncio.sleep(0.005)
+    raise AssertionError("no request went out")
+
+
+def _cached(cfg: Any) -> int:
+    with RunStore.open_read_only(cfg.run_dir / "store.sqlite") as store:
+        return store.cache_size()
+
+
+async def test_stop_lets_the_requests_in_flight_finish_and_a_second_stop_is_at_once(
+    tmp_path: Path, scripted
+) -> None:
+    ScriptedInference.delay_s = 0.2
+    cfg = config_with(tmp_path)
+    pipe = Pipeline(cfg)
+    task = asyncio.ensure_future(pipe.run())
+    assert await _until_requests_are_in_flight(pipe) > 0
+    pipe.stop()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    # Every request sent was answered and cached (each call here is one request); none new went
+    # out after the stop.
+    sent = len(ScriptedInference.calls)
+    assert _cached(cfg) == sent
+    assert json.loads((cfg.run_dir / "manifest.json").read_text())["status"] == "interrupted"
+    # A second stop does not wait: the requests on the wire are cancelled, their answers lost.
+    resumed = Pipeline(cfg)
+    again = asyncio.ensure_future(resumed.run())
+    assert await _until_requests_are_in_flight(resumed) > 0
+    resumed.stop()
+    resumed.stop()
+    with pytest.raises(asyncio.CancelledError):
+        await again
+    assert _cached(cfg) < len(ScriptedInference.calls)

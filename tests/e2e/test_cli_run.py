@@ -479,6 +479,42 @@ def test_a_refused_key_stops_the_run_at_once_and_it_resumes_after_the_fix(
     assert fixed.returncode == 0, fixed.stderr
 
 
+def test_a_graceful_stop_keeps_the_answers_in_flight(
+    tmp_path: Path, fakes: tuple[FakeProvider, FakeProvider]
+) -> None:
+    """SIGTERM during generation, then during judging: each time no new request goes out, the
+    ones in flight finish and are cached, and the run stops (exit 130). Resuming asks none of
+    them again: over the three sessions the fake answers exactly the requests of a clean run,
+    and the files are the clean run's."""
+    oa, tg = fakes
+    ref, ref_counts = _reference(tmp_path, oa, tg)
+    oa.latency_s = 0.1  # four requests on the wire at any moment
+    config = _write_run(tmp_path / "stop", oa, tg)
+    start = oa.counter["chat"]
+    for stop_after in (20, 120):  # in eval_pairs (generation), then in a judging stage
+        proc = subprocess.Popen(
+            [*STE, "run", str(config)],
+            env=_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=config.parent,
+        )
+        deadline = time.monotonic() + 60
+        while oa.counter["chat"] - start < stop_after:
+            assert proc.poll() is None, proc.communicate()[1]
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130, err
+        assert "stopping:" in err and "request(s) in flight" in err
+    done = _ste(config)
+    assert done.returncode == 0, done.stderr
+    assert oa.counter["chat"] - start == ref_counts["openai_chat"]  # not one asked twice
+    _assert_same_outputs(ref, tmp_path / "stop" / "runs" / "e2e")
+
+
 def test_sigterm_while_a_dedicated_endpoint_judges_tears_it_down(
     tmp_path: Path, fakes: tuple[FakeProvider, FakeProvider]
 ) -> None:
