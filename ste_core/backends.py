@@ -51,8 +51,10 @@ from ste_core.records import (
     FineTuneMethod,
     FineTuneSpec,
     ModelRef,
+    Resource,
     SFTExample,
 )
+from ste_core.resources import Resources
 from ste_core.validation import problems
 
 # Keys of a field's `json_schema_extra` set by `option()` / `secret()`.
@@ -310,6 +312,7 @@ class _Backend:
     Options: ClassVar[type[BackendOptions]] = BackendOptions
 
     options: BackendOptions
+    _resources: Resources | None = None
 
     def __init__(self, options: BackendOptions | None = None, /, **values: Any) -> None:
         """Take validated `options` (an instance of `Options`) or raw option `values`."""
@@ -331,6 +334,33 @@ class _Backend:
         """What identifies this backend's answers: its name and every result-changing option
         with its effective value. Enters request cache keys and the manifest; never a secret."""
         return {"backend": self.name, **self.options.result_options()}
+
+    # -- paid resources: endpoints, batch jobs ----------------------------------------------------
+
+    @property
+    def resources(self) -> Resources:
+        """Where this backend records the endpoints and batch jobs it creates, before the call
+        that creates them returns (see `ste_core.resources`): the run's ledger inside a run
+        (the run sets it), in memory for a backend used alone."""
+        if self._resources is None:
+            self._resources = Resources(self.name)
+        return self._resources
+
+    @resources.setter
+    def resources(self, value: Resources) -> None:
+        self._resources = value
+
+    async def resource_state(self, resource: Resource) -> str | None:
+        """The provider's state of `resource` (one this backend created; it may come from a
+        session that died), or None when it no longer exists. Override it in a backend that
+        creates resources; the default knows none and says so."""
+        raise NotImplementedError(f"backend {self.name!r} creates no {resource.kind} resources")
+
+    async def reap(self, resource: Resource) -> str:
+        """Tear `resource` down at the provider (stop and delete an endpoint, cancel a batch
+        job) and end it in `resources`; return what was done, for the user. Called for what a
+        dead session left open and is not reused, and by `ste cleanup --yes`."""
+        raise NotImplementedError(f"backend {self.name!r} creates no {resource.kind} resources")
 
     async def aclose(self) -> None:
         """Release clients, connections or GPU memory."""

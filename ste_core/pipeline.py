@@ -57,6 +57,7 @@ from ste_core.run.context import RunContext
 from ste_core.run.exports import write_summary
 from ste_core.run.io import read_rows
 from ste_core.run.progress import Reporter
+from ste_core.run.recovery import reap_left_open
 from ste_core.run.rundir import RunDir
 from ste_core.run.serving import Judge, judge_session
 from ste_core.stages import STAGES, Stage, Step, stage_named
@@ -268,8 +269,10 @@ class Pipeline:
         status = "failed"
         try:
             steps = schedule(self.config, k, self.plan)
+            await reap_left_open(ctx, keep=self._served_next(ctx, steps))
             for group in _judge_groups(steps):
                 await self._run_group(ctx, group, steps)
+            await reap_left_open(ctx, kinds=("endpoint", "batch"))
             status = "succeeded"
             return RunResult(
                 run_dir=self.rundir.root,
@@ -286,6 +289,19 @@ class Pipeline:
         finally:
             self._finish(ctx, status)
             await self.aclose()
+
+    @staticmethod
+    def _served_next(ctx: RunContext, steps: list[PlannedStep]) -> set[str]:
+        """The fine-tuned model the next unfinished step calls (an endpoint a dead session left
+        serving it is reused rather than torn down and created again)."""
+        for s in steps:
+            if ctx.store.stage_done(s.iteration, s.stage.name):
+                continue
+            if s.judge:  # M_j, j >= 1
+                with contextlib.suppress(SteError):
+                    return {ctx.model_ref(s.judge).model}
+            return set()
+        return set()
 
     async def stage(self, name: str, iteration: int = 0, *, force: bool = False) -> dict[str, int]:
         """Run one stage (its prerequisites must be done); `force` re-runs a finished one (cached

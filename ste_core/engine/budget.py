@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -105,6 +106,7 @@ class Budget:
         spent_usd: float = 0.0,
         requests: int = 0,
         ledger: RunStore | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         if max_cost_usd is not None and max_cost_usd < 0:
             raise ValueError("budget.max_cost_usd must be >= 0 (or unset for no limit)")
@@ -115,12 +117,29 @@ class Budget:
         self.input_per_million = input_per_million
         self.output_per_million = output_per_million
         self.expected_completion_tokens = expected_completion_tokens
-        self.spent_usd = spent_usd
+        self._fixed_usd = spent_usd  # everything but the hourly accrual of open resources
         self.requests = requests
         self._ledger = ledger
         self._reserved: dict[int, float] = {}  # ticket -> estimated cost of a request in flight
+        # ticket -> (USD per hour, unix time it started): endpoints billed while they live
+        self._hourly: dict[int, tuple[float, float]] = {}
+        self._clock = clock
         self._tickets = 0
         self._lock = threading.Lock()
+        if ledger is not None:
+            for resource in ledger.resources(open_only=True):
+                if resource.usd_per_hour:
+                    self._hourly[resource.entry] = (resource.usd_per_hour, resource.created)
+
+    @property
+    def spent_usd(self) -> float:
+        """Spent so far: settled costs, reservations at their estimates, and what every open
+        hourly-priced resource (a dedicated endpoint) has accrued up to now."""
+        now = self._clock()
+        accrued = sum(
+            rate * max(0.0, now - since) / 3600.0 for rate, since in self._hourly.values()
+        )
+        return self._fixed_usd + accrued
 
     @property
     def priced(self) -> bool:
@@ -162,7 +181,7 @@ class Budget:
         with self._lock:
             self._refuse_if_over(estimate, requests)
             self.requests += requests
-            self.spent_usd += estimate
+            self._fixed_usd += estimate
             if self._ledger is not None:
                 ticket = self._ledger.ledger_reserve(kind, estimate_usd=estimate, requests=requests)
             else:
@@ -182,7 +201,7 @@ class Budget:
         """A reserved thing ended at `cost_usd` (it replaces the estimate). The ticket may come
         from an earlier session (a job re-attached to): its estimate is in the ledger."""
         with self._lock:
-            self.spent_usd += cost_usd - self._unreserve(ticket)
+            self._fixed_usd += cost_usd - self._unreserve(ticket)
         if self._ledger is not None:
             self._ledger.ledger_settle(ticket, cost_usd=cost_usd, usage=usage)
 
@@ -190,9 +209,31 @@ class Budget:
         """The reserved thing failed without being paid for (an error, not an answer): it still
         counts as a request, its estimated cost is given back."""
         with self._lock:
-            self.spent_usd -= self._unreserve(ticket)
+            self._fixed_usd -= self._unreserve(ticket)
         if self._ledger is not None:
             self._ledger.ledger_release(ticket)
+
+    # -- resources billed by the hour (endpoints) ------------------------------------------------
+
+    def hold(self, estimate_usd: float) -> None:
+        """Count a resource about to be created (written to the ledger by its caller) at its
+        estimated cost, or raise BudgetExceeded when the run is at or over a cost limit."""
+        with self._lock:
+            self._refuse_if_over(estimate_usd, 0, paid=True)
+            self._fixed_usd += estimate_usd
+
+    def accrue(self, ticket: int, usd_per_hour: float, since: float) -> None:
+        """Ledger entry `ticket` (a resource) costs `usd_per_hour` from unix time `since` on,
+        until `stop_accruing`."""
+        with self._lock:
+            self._hourly[ticket] = (usd_per_hour, since)
+
+    def stop_accruing(self, ticket: int, change_usd: float) -> None:
+        """The resource ended: its accrual stops and `change_usd` (its final cost less the
+        estimate it was held at) is counted."""
+        with self._lock:
+            self._hourly.pop(ticket, None)
+            self._fixed_usd += change_usd
 
     def _unreserve(self, ticket: int) -> float:
         """The estimate `ticket` holds in `spent_usd` (0 once settled or released)."""
@@ -207,13 +248,16 @@ class Budget:
         with self._lock:
             self._refuse_if_over(estimated_cost_usd, estimated_requests)
 
-    def _refuse_if_over(self, estimated_cost_usd: float, estimated_requests: int) -> None:
+    def _refuse_if_over(
+        self, estimated_cost_usd: float, estimated_requests: int, *, paid: bool = False
+    ) -> None:
+        """`paid`: the thing costs money even without an estimate (a resource)."""
         spent, reqs = self.spent_usd, self.requests
         # A request with no cost estimate is refused once the money is used up (spent > 0 so a
         # free local backend is never stopped by max_cost_usd = 0).
         if self.max_cost_usd is not None and (
             spent + estimated_cost_usd > self.max_cost_usd
-            or (estimated_requests > 0 and spent > 0 and spent >= self.max_cost_usd)
+            or ((estimated_requests > 0 or paid) and spent > 0 and spent >= self.max_cost_usd)
         ):
             raise BudgetExceeded(
                 f"Budget: ${spent:.4f} spent so far, and the next step needs about "

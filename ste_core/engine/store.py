@@ -15,11 +15,14 @@ Tables:
 - `stages`: which (iteration, stage) finished, with its counts (its part of the funnel) and usage.
 - `manifest`: the run's `RunManifest` (one row); `metrics`: each judge's `IterationMetrics`.
   manifest.json and metrics.json are exports of these rows (`ste_core.run.exports`).
-- `ledger`: every paid provider request, written before it is sent (`reserved`, with its
-  estimated cost) and updated when it ends (`settled` with its cost and tokens, or `released`
-  when it failed). The budget of a resumed run is summed from it, so a session killed in the
-  middle of a stage still counts: a request left `reserved` may have been billed, and counts
-  at its estimate.
+- `ledger`: every paid thing. A provider request is written before it is sent (`reserved`, with
+  its estimated cost) and updated when it ends (`settled` with its cost and tokens, or
+  `released` when it failed); a fine-tune job likewise. A resource that outlives a request (an
+  endpoint, a batch job: a `Resource`) is written `creating` before the call that creates it,
+  then gets its provider id, goes `live`, and is `ended` with its cost; one with an hourly
+  price accrues cost while it is open. The budget of a resumed run is summed from it, so a
+  session killed in the middle of a stage still counts: a request left `reserved` may have been
+  billed, and counts at its estimate; an endpoint left open goes on accruing until it is ended.
 
 Readers that must never write (a report on a live run) open it with `RunStore.open_read_only`.
 
@@ -43,6 +46,7 @@ from ste_core.records import (
     ChatRequest,
     Completion,
     IterationMetrics,
+    Resource,
     RunManifest,
     StageUsage,
     Usage,
@@ -89,9 +93,33 @@ CREATE TABLE IF NOT EXISTS ledger (
     prompt_tokens INTEGER NOT NULL DEFAULT 0,
     completion_tokens INTEGER NOT NULL DEFAULT 0,
     created REAL NOT NULL,
-    updated REAL NOT NULL
+    updated REAL NOT NULL,
+    backend TEXT,
+    section TEXT,
+    key TEXT,
+    provider_id TEXT,
+    detail TEXT,
+    usd_per_hour REAL,
+    ready REAL,
+    ended REAL
 );
 """
+
+#: Columns added to `ledger` after it first shipped (a store written then gains them on open).
+_LEDGER_RESOURCE_COLUMNS = {
+    "backend": "TEXT",
+    "section": "TEXT",
+    "key": "TEXT",
+    "provider_id": "TEXT",
+    "detail": "TEXT",
+    "usd_per_hour": "REAL",
+    "ready": "REAL",
+    "ended": "REAL",
+}
+_RESOURCE_COLUMNS = (
+    "id, kind, backend, section, key, provider_id, state, detail, usd_per_hour, created, ready, "
+    "ended, cost_usd, estimate_usd"
+)
 
 #: Bump when the cache key recipe changes, so old entries are simply never hit again.
 CACHE_KEY_VERSION = 1
@@ -138,6 +166,10 @@ class RunStore:
             columns = {row[1] for row in self._conn.execute("PRAGMA table_info(stages)")}
             if "usage" not in columns:  # a store written by ste 0.1
                 self._conn.execute("ALTER TABLE stages ADD COLUMN usage TEXT")
+            have = {row[1] for row in self._conn.execute("PRAGMA table_info(ledger)")}
+            for column, kind in _LEDGER_RESOURCE_COLUMNS.items():
+                if column not in have:
+                    self._conn.execute(f"ALTER TABLE ledger ADD COLUMN {column} {kind}")
 
     @classmethod
     def open_read_only(cls, path: Path | str) -> RunStore:
@@ -379,14 +411,112 @@ class RunStore:
 
     def ledger_totals(self) -> tuple[int, float]:
         """(requests, USD) over the whole ledger: settled costs, and the estimate of whatever is
-        still reserved (sent by a session that died before the answer came back)."""
+        still reserved (sent by a session that died before the answer came back). An open
+        resource counts at its estimate here; its hourly accrual is `Budget`'s (see
+        `resources`)."""
         rows = self._rows(
             "SELECT COALESCE(SUM(requests), 0), "
-            "COALESCE(SUM(CASE WHEN state = 'reserved' THEN estimate_usd "
+            "COALESCE(SUM(CASE WHEN state IN ('reserved', 'creating', 'live') THEN estimate_usd "
             "ELSE COALESCE(cost_usd, 0) END), 0) FROM ledger"
         )
         requests, usd = rows[0] if rows else (0, 0.0)
         return int(requests), float(usd)
+
+    # -- resources (endpoints, batch jobs) ---------------------------------------------------------
+
+    def resource_begin(
+        self,
+        kind: str,
+        *,
+        backend: str,
+        section: str = "",
+        key: str = "",
+        detail: Mapping[str, Any] | None = None,
+        usd_per_hour: float | None = None,
+        estimate_usd: float = 0.0,
+    ) -> Resource:
+        """A resource about to be created at a provider; committed before the create call."""
+        now = time.time()
+        with self._lock:
+            cursor = self._conn.execute(
+                "INSERT INTO ledger (kind, state, requests, estimate_usd, created, updated, "
+                "backend, section, key, detail, usd_per_hour) "
+                "VALUES (?, 'creating', 0, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    kind,
+                    estimate_usd,
+                    now,
+                    now,
+                    backend,
+                    section,
+                    key,
+                    json.dumps(dict(detail or {}), sort_keys=True),
+                    usd_per_hour,
+                ),
+            )
+            entry = int(cursor.lastrowid or 0)
+        return self.resource(entry)
+
+    def resource_update(
+        self,
+        entry: int,
+        *,
+        provider_id: str | None = None,
+        state: str | None = None,
+        detail: Mapping[str, Any] | None = None,
+        usd_per_hour: float | None = None,
+        cost_usd: float | None = None,
+    ) -> Resource:
+        """Change what is given (merging `detail` into the stored one); ending it (`state`
+        'ended') stamps its end time, going 'live' its ready time."""
+        current = self.resource(entry)
+        merged = {**current.detail, **(detail or {})}
+        now = time.time()
+        ready = now if state == "live" and current.ready is None else current.ready
+        ended = now if state == "ended" and current.ended is None else current.ended
+        with self._lock:
+            self._conn.execute(
+                "UPDATE ledger SET provider_id = ?, state = ?, detail = ?, usd_per_hour = ?, "
+                "cost_usd = ?, ready = ?, ended = ?, updated = ? WHERE id = ?",
+                (
+                    provider_id if provider_id is not None else current.provider_id,
+                    state or current.state,
+                    json.dumps(merged, sort_keys=True),
+                    usd_per_hour if usd_per_hour is not None else current.usd_per_hour,
+                    cost_usd if cost_usd is not None else current.cost_usd,
+                    ready,
+                    ended,
+                    now,
+                    entry,
+                ),
+            )
+        return self.resource(entry)
+
+    def resource(self, entry: int) -> Resource:
+        """The resource of ledger entry `entry` (KeyError when there is none)."""
+        rows = self._rows(f"SELECT {_RESOURCE_COLUMNS} FROM ledger WHERE id = ?", (entry,))
+        if not rows or rows[0][2] is None:
+            raise KeyError(f"ledger entry {entry} is not a resource")
+        return _resource(rows[0])
+
+    def resources(
+        self, *, kind: str | None = None, backend: str | None = None, open_only: bool = False
+    ) -> list[Resource]:
+        """The resources in the ledger, oldest first; `open_only`: those not known to be ended."""
+        where, params = ["backend IS NOT NULL"], []
+        if kind is not None:
+            where.append("kind = ?")
+            params.append(kind)
+        if backend is not None:
+            where.append("backend = ?")
+            params.append(backend)
+        if open_only:
+            where.append("state IN ('creating', 'live')")
+        rows = self._rows(
+            f"SELECT {_RESOURCE_COLUMNS} FROM ledger WHERE {' AND '.join(where)} ORDER BY id",
+            tuple(params),
+        )
+        return [_resource(row) for row in rows]
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -403,3 +533,38 @@ class RunStore:
 
     def __repr__(self) -> str:
         return f"RunStore({str(self.path)!r})"
+
+
+def _resource(row: tuple[Any, ...]) -> Resource:
+    (
+        entry,
+        kind,
+        backend,
+        section,
+        key,
+        provider_id,
+        state,
+        detail,
+        rate,
+        created,
+        ready,
+        ended,
+        cost,
+        estimate,
+    ) = row
+    return Resource(
+        entry=int(entry),
+        kind=kind,
+        backend=backend,
+        section=section or "",
+        key=key or "",
+        provider_id=provider_id,
+        state=state,
+        detail=json.loads(detail or "{}"),
+        usd_per_hour=rate,
+        created=created,
+        ready=ready,
+        ended=ended,
+        cost_usd=cost,
+        estimate_usd=estimate or 0.0,
+    )

@@ -9,6 +9,7 @@ edits old ones.
   SFTExample, DPOExample, and Drop (an item that produced nothing, and why)
 - `finetune`: FineTuneSpec, LoRAConfig, FineTuneJobState, JobStatus, ModelRef
 - `scores`: EvalScore (and its parts), PairedTest
+- `resources`: Resource (an endpoint or batch job in the run's ledger)
 - `run`: Funnel, StageUsage, RunManifest, IterationMetrics (what the run store holds)
 """
 
@@ -44,6 +45,7 @@ from ste_core.records.items import (
     Verdict,
     judgement_from_row,
 )
+from ste_core.records.resources import Resource, ResourceState
 from ste_core.records.run import (
     BackendOrigin,
     CostTotals,
@@ -96,6 +98,8 @@ __all__ = [
     "PairedResult",
     "PairedTest",
     "Record",
+    "Resource",
+    "ResourceState",
     "ResponsePair",
     "RewardBenchScore",
     "RunManifest",

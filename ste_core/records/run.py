@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
@@ -111,6 +111,8 @@ class StageUsage(UsageTotals):
 class CostTotals(_Part):
     inference: float = 0.0
     finetune: float = 0.0
+    #: dedicated endpoints' uptime at their hourly price
+    endpoints: float = 0.0
     total: float = 0.0
 
 
@@ -139,6 +141,8 @@ class EndpointRecord(_Part):
     model: str
     served_as: str
     seconds: float
+    #: what the dedicated endpoints of the session cost (None: served without one, or unpriced)
+    cost_usd: float | None = None
 
 
 class SessionRecord(_Part):
@@ -186,13 +190,10 @@ class RunManifest(_Part):
         )
         self.add_cost("inference", delta.cost_usd)
 
-    def add_cost(self, kind: str, usd: float) -> None:
-        c = self.cost_usd
-        inference = round(c.inference + usd, 6) if kind == "inference" else c.inference
-        finetune = round(c.finetune + usd, 6) if kind == "finetune" else c.finetune
-        self.cost_usd = CostTotals(
-            inference=inference, finetune=finetune, total=round(inference + finetune, 6)
-        )
+    def add_cost(self, kind: Literal["inference", "finetune", "endpoints"], usd: float) -> None:
+        parts = self.cost_usd.model_dump(exclude={"total"})
+        parts[kind] = round(parts[kind] + usd, 6)
+        self.cost_usd = CostTotals(**parts, total=round(sum(parts.values()), 6))
 
     def record_stage(self, iteration: int, stage: str, seconds: float) -> None:
         self.seconds[f"{iteration}/{stage}"] = round(seconds, 3)

@@ -33,6 +33,7 @@ from ste_core.records import (
     RunManifest,
     StageUsage,
 )
+from ste_core.resources import LedgerResources, Resources
 from ste_core.run.exports import export_manifest, export_metrics, read_version_1_exports
 from ste_core.run.progress import Reporter
 from ste_core.run.rundir import RunDir, package_versions
@@ -190,6 +191,7 @@ class RunContext:
         )
         if key not in self._schedulers:
             backend = get_inference_backend(section.backend, **dict(section.options))
+            backend.resources = self.resources_of(backend, role)
             self._backends.append(backend)
             self._schedulers[key] = self.new_scheduler(backend, section.limits)
         return self._schedulers[key]
@@ -205,6 +207,7 @@ class RunContext:
         """A scheduler over a new backend (`wrap`ped) that lives only for the block: its usage
         counts in `schedulers()` meanwhile, and the backend is closed on exit."""
         inner = get_inference_backend(backend_name, **options)
+        inner.resources = self.resources_of(inner, "finetune")
         try:
             scheduler = self.new_scheduler(wrap(inner), limits)
             self._temporary.append(scheduler)
@@ -226,7 +229,15 @@ class RunContext:
             self._finetune = get_finetune_backend(
                 self.config.finetune.backend, **dict(self.config.finetune.options)
             )
+            self._finetune.resources = self.resources_of(self._finetune, "finetune")
         return self._finetune
+
+    def resources_of(self, backend: InferenceBackend | FineTuneBackend, section: str) -> Resources:
+        """The run's ledger as `backend` (of config section `section`) records its endpoints
+        and batch jobs in, charged to the run's budget, its notices on the console."""
+        return LedgerResources(
+            self.store, self.budget, backend.name, section, notify=self.reporter.info
+        )
 
     # -- what a stage used ----------------------------------------------------------------------
 

@@ -41,7 +41,7 @@ async def judge_session(ctx: RunContext, j: int) -> AsyncIterator[Judge]:
         return
     ref = ctx.model_ref(j)
     ft = ctx.finetune_backend()
-    started = time.monotonic()
+    started, since = time.monotonic(), time.time()
     served_model = ref.model
     try:
         async with ft.serve(ref) as served:
@@ -63,15 +63,32 @@ async def judge_session(ctx: RunContext, j: int) -> AsyncIterator[Judge]:
             ) as scheduler:
                 yield Judge(j, ref.model, scheduler, f"judge_iter_{j}")
     finally:
+        cost = _endpoint_cost(ctx, ref.model, since)
         ctx.manifest.endpoints.append(
             EndpointRecord(
                 iteration=j,
                 model=ref.model,
                 served_as=served_model,
                 seconds=round(time.monotonic() - started, 3),
+                cost_usd=round(cost, 6) if cost is not None else None,
             )
         )
+        if cost:
+            ctx.manifest.add_cost("endpoints", cost)
         ctx.save_manifest()
+
+
+def _endpoint_cost(ctx: RunContext, model: str, since: float) -> float | None:
+    """What the endpoints that served `model` in a session begun at `since` cost: ended in it
+    (one reused from a dead session counts whole, its earlier uptime included); None when no
+    priced endpoint served it."""
+    costs = [
+        r.accrued_usd()
+        for r in ctx.store.resources(kind="endpoint")
+        if r.key == model and (r.ended is None or r.ended >= since)
+    ]
+    priced = [c for c in costs if c is not None]
+    return sum(priced) if priced else None
 
 
 class ServedModelBackend(InferenceBackend):

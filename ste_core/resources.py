@@ -1,0 +1,222 @@
+"""Where a backend records the paid resources it creates: dedicated endpoints, batch jobs.
+
+A request is recorded by the core (the scheduler reserves it in the run's ledger before sending
+it). A resource that outlives a request is created by the backend itself, so the backend records
+it, through its `resources` (a `Resources`), in three steps:
+
+    resource = self.resources.begin("endpoint", key=model, detail={"name": name},
+                                    usd_per_hour=price)   # committed before the create call
+    created = await client.endpoints.create(...)
+    resource = self.resources.update(resource, provider_id=created.id)  # first thing after
+    ...
+    self.resources.end(resource)                          # deleted: its cost is final
+
+A run killed anywhere in between leaves the entry open in the ledger, and the next session finds
+it with `open()`: a batch job is re-attached to (polled, its results collected; never submitted
+again while it may still finish), an endpoint still serving the model needed is reused, and one
+that is not is torn down (`FineTuneBackend.reap` / `InferenceBackend.reap`), with a warning
+naming it and its accrued cost. `ste cleanup RUN_DIR` lists and tears down whatever is still open.
+
+Outside a run (a backend used as a library) `resources` is an in-memory `Resources`: the same
+calls work, nothing is persisted. Inside a run it is a `LedgerResources` over the run store,
+which also charges the budget: `begin` refuses (BudgetExceeded) when the run is already over
+`max_cost_usd`, and an hourly price accrues into the budget until `end`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from ste_core.records import Resource, ResourceState
+
+if TYPE_CHECKING:
+    from ste_core.engine.budget import Budget
+    from ste_core.engine.store import RunStore
+
+__all__ = ["LedgerResources", "Resources"]
+
+
+class Resources:
+    """The resources one backend created, in memory (the base: a backend used alone).
+
+    `backend` names the backend, `section` the config section whose backend it is ("generator",
+    "judge", "finetune"); `notify` shows a line to the person running ste (the run's console);
+    by default it does nothing (backends also log at INFO).
+    """
+
+    def __init__(
+        self,
+        backend: str = "",
+        section: str = "",
+        *,
+        notify: Callable[[str], None] | None = None,
+    ) -> None:
+        self.backend, self.section = backend, section
+        self._notify = notify
+        self._items: dict[int, Resource] = {}
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+
+    def notify(self, message: str) -> None:
+        """Tell the user something they pay for happened (an endpoint created, ready, deleted)."""
+        if self._notify is not None:
+            self._notify(message)
+
+    def begin(
+        self,
+        kind: str,
+        *,
+        key: str = "",
+        detail: Mapping[str, Any] | None = None,
+        usd_per_hour: float | None = None,
+        estimate_usd: float = 0.0,
+    ) -> Resource:
+        """Record a resource about to be created; call it *before* the create call."""
+        with self._lock:
+            resource = Resource(
+                entry=next(self._ids),
+                kind=kind,
+                backend=self.backend,
+                section=self.section,
+                key=key,
+                detail=dict(detail or {}),
+                usd_per_hour=usd_per_hour,
+                created=time.time(),
+            )
+            self._items[resource.entry] = resource
+        return resource
+
+    def update(
+        self,
+        resource: Resource,
+        *,
+        provider_id: str | None = None,
+        state: ResourceState | None = None,
+        detail: Mapping[str, Any] | None = None,
+        usd_per_hour: float | None = None,
+    ) -> Resource:
+        """Record its provider id (right after the create call returns), that it is `live`
+        (ready, running), new details or its hourly price."""
+        with self._lock:
+            current = self._items.get(resource.entry, resource)
+            now = time.time()
+            changes: dict[str, Any] = {"detail": {**current.detail, **(detail or {})}}
+            if provider_id is not None:
+                changes["provider_id"] = provider_id
+            if usd_per_hour is not None:
+                changes["usd_per_hour"] = usd_per_hour
+            if state is not None:
+                changes["state"] = state
+                if state == "live" and current.ready is None:
+                    changes["ready"] = now
+                if state == "ended" and current.ended is None:
+                    changes["ended"] = now
+            updated = current.model_copy(update=changes)
+            self._items[resource.entry] = updated
+        return updated
+
+    def end(self, resource: Resource, *, cost_usd: float | None = None) -> Resource:
+        """It no longer exists at the provider (or no longer bills): its final cost is
+        `cost_usd`, else what its hourly price accrued."""
+        current = self._items.get(resource.entry, resource)
+        ended = self.update(current, state="ended")
+        cost = cost_usd if cost_usd is not None else (ended.accrued_usd() or 0.0)
+        with self._lock:
+            final = ended.model_copy(update={"cost_usd": cost})
+            self._items[resource.entry] = final
+        return final
+
+    def open(self, kind: str | None = None) -> list[Resource]:
+        """This backend's resources not known to be ended (also those of a session that died),
+        oldest first."""
+        with self._lock:
+            return [r for r in self._items.values() if r.open and (kind is None or r.kind == kind)]
+
+    def all(self) -> list[Resource]:
+        """Every resource this backend recorded, oldest first."""
+        with self._lock:
+            return list(self._items.values())
+
+
+class LedgerResources(Resources):
+    """`Resources` in the run's ledger (the run store), charged to the run's budget."""
+
+    def __init__(
+        self,
+        store: RunStore,
+        budget: Budget | None,
+        backend: str,
+        section: str = "",
+        *,
+        notify: Callable[[str], None] | None = None,
+    ) -> None:
+        super().__init__(backend, section, notify=notify)
+        self.store, self.budget = store, budget
+
+    def begin(
+        self,
+        kind: str,
+        *,
+        key: str = "",
+        detail: Mapping[str, Any] | None = None,
+        usd_per_hour: float | None = None,
+        estimate_usd: float = 0.0,
+    ) -> Resource:
+        if self.budget is not None:
+            self.budget.hold(estimate_usd)
+        resource = self.store.resource_begin(
+            kind,
+            backend=self.backend,
+            section=self.section,
+            key=key,
+            detail=detail,
+            usd_per_hour=usd_per_hour,
+            estimate_usd=estimate_usd,
+        )
+        self._accrue(resource)
+        return resource
+
+    def update(
+        self,
+        resource: Resource,
+        *,
+        provider_id: str | None = None,
+        state: ResourceState | None = None,
+        detail: Mapping[str, Any] | None = None,
+        usd_per_hour: float | None = None,
+    ) -> Resource:
+        updated = self.store.resource_update(
+            resource.entry,
+            provider_id=provider_id,
+            state=state,
+            detail=detail,
+            usd_per_hour=usd_per_hour,
+        )
+        if usd_per_hour is not None:
+            self._accrue(updated)
+        return updated
+
+    def end(self, resource: Resource, *, cost_usd: float | None = None) -> Resource:
+        current = self.store.resource(resource.entry)
+        if not current.open:
+            return current
+        cost = cost_usd if cost_usd is not None else (current.accrued_usd() or 0.0)
+        ended = self.store.resource_update(resource.entry, state="ended", cost_usd=cost)
+        if self.budget is not None:
+            # Its estimate is counted until now; the final cost replaces it.
+            self.budget.stop_accruing(resource.entry, cost - current.estimate_usd)
+        return ended
+
+    def open(self, kind: str | None = None) -> list[Resource]:
+        return self.store.resources(kind=kind, backend=self.backend, open_only=True)
+
+    def all(self) -> list[Resource]:
+        return self.store.resources(backend=self.backend)
+
+    def _accrue(self, resource: Resource) -> None:
+        if self.budget is not None and resource.usd_per_hour:
+            self.budget.accrue(resource.entry, resource.usd_per_hour, resource.created)
