@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import typer
 
-from ste_core.cli import backends_cmd, evaluate_cmd, report_cmd, run_cmd, templates_cmd
+from ste_core.cli import (
+    backends_cmd,
+    cleanup_cmd,
+    evaluate_cmd,
+    report_cmd,
+    run_cmd,
+    templates_cmd,
+)
 
 app = typer.Typer(
     name="ste",
@@ -19,6 +26,7 @@ app.command("run")(run_cmd.run)
 app.command("evaluate")(evaluate_cmd.evaluate)
 app.command("score")(evaluate_cmd.score)
 app.command("report")(report_cmd.report)
+app.command("cleanup")(cleanup_cmd.cleanup)
 app.command("backends")(backends_cmd.backends)
 app.command("templates")(templates_cmd.templates)
 

@@ -11,11 +11,13 @@ At the end of a finished run, whatever is still open is reaped.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Collection
+from collections.abc import AsyncIterator, Collection
 
 from ste_core.backends import FineTuneBackend, InferenceBackend
 from ste_core.records import Resource
+from ste_core.run.cleanup import make_backend
 from ste_core.run.context import RunContext
 
 log = logging.getLogger(__name__)
@@ -33,11 +35,11 @@ async def reap_left_open(
     for resource in ctx.store.resources(open_only=True):
         if resource.kind not in kinds or resource.key in keep:
             continue
-        backend = backend_for(ctx, resource)
         cost = resource.accrued_usd()
         spent = f" (about ${cost:.2f} so far)" if cost is not None else ""
         try:
-            what = await backend.reap(resource)
+            async with _backend_for(ctx, resource) as backend:
+                what = await backend.reap(resource)
         except Exception as exc:
             ctx.reporter.warning(
                 f"{resource.label()} was left open by an earlier session{spent} and could not "
@@ -56,8 +58,22 @@ async def reap_left_open(
     return reaped
 
 
-def backend_for(ctx: RunContext, resource: Resource) -> InferenceBackend | FineTuneBackend:
-    """The run's backend that created `resource` (by its config section)."""
-    if resource.section in ("generator", "judge"):
-        return ctx.scheduler(resource.section).backend  # type: ignore[arg-type]
-    return ctx.finetune_backend()
+@contextlib.asynccontextmanager
+async def _backend_for(
+    ctx: RunContext, resource: Resource
+) -> AsyncIterator[InferenceBackend | FineTuneBackend]:
+    """The run's backend of the kind that created `resource`: the fine-tune backend for an
+    endpoint, the role's inference backend for a batch job (a served judge's is made for the
+    occasion, and closed after)."""
+    if resource.kind == "endpoint":
+        yield ctx.finetune_backend()
+    elif resource.section in ("generator", "judge"):
+        yield ctx.scheduler(resource.section).backend  # type: ignore[arg-type]
+    else:
+        backend = make_backend(ctx.config, resource)
+        backend.resources = ctx.resources_of(backend, resource.section)
+        try:
+            yield backend
+        finally:
+            with contextlib.suppress(Exception):
+                await backend.aclose()

@@ -25,6 +25,9 @@ def scripted(monkeypatch: pytest.MonkeyPatch) -> Iterator[type[ScriptedInference
     ScriptedFineTune.served = []
     ScriptedFineTune.torn_down = []
     ScriptedFineTune.fail_jobs = False
+    ScriptedFineTune.endpoints = {}
+    ScriptedFineTune.created = []
+    ScriptedFineTune.reused = []
     yield ScriptedInference
     reset_host()
 

@@ -33,6 +33,7 @@ from ste_core.records import (
     FineTuneSpec,
     JobStatus,
     ModelRef,
+    Resource,
     Usage,
 )
 from ste_core.testing.fake_provider import ScriptedModel
@@ -93,6 +94,9 @@ class ScriptedInference(InferenceBackend):
 
 class ScriptedFineTuneOptions(BackendOptions):
     polls_to_finish: int = option(2, ge=1, changes_results=False, help="polls until a job succeeds")
+    dedicated: bool = option(
+        False, changes_results=False, help="serve through billed 'endpoints' in `resources`"
+    )
 
 
 class ScriptedFineTune(FineTuneBackend):
@@ -109,6 +113,11 @@ class ScriptedFineTune(FineTuneBackend):
     served: ClassVar[list[str]] = []
     torn_down: ClassVar[list[str]] = []
     fail_jobs: ClassVar[bool] = False
+    #: the "provider's" live dedicated endpoints: id -> model (with `dedicated`)
+    endpoints: ClassVar[dict[str, str]] = {}
+    created: ClassVar[list[str]] = []
+    reused: ClassVar[list[str]] = []
+    usd_per_hour: ClassVar[float] = 3.6
 
     def write_training_file(
         self, examples: Iterable[Any], method: FineTuneMethod, path: Path
@@ -174,13 +183,36 @@ class ScriptedFineTune(FineTuneBackend):
         async def cm() -> AsyncIterator[ModelRef]:
             type(self).served.append(model.model)
             session = len(type(self).served)
+            endpoint = await self._endpoint(model) if self.options.dedicated else None
             try:
                 # Like a dedicated endpoint: a different name in every serving session.
                 yield model.model_copy(update={"model": f"{model.model}@{session}"})
             finally:
                 type(self).torn_down.append(model.model)
+                if endpoint is not None:
+                    await self.reap(endpoint)
 
         return cm()
+
+    async def _endpoint(self, model: ModelRef) -> Resource:
+        """Reuse a live endpoint a dead session left for `model`, or create one."""
+        for left in self.resources.open("endpoint"):
+            if left.key == model.model and left.provider_id in self.endpoints:
+                type(self).reused.append(left.provider_id or "")
+                return left
+        resource = self.resources.begin("endpoint", key=model.model, usd_per_hour=self.usd_per_hour)
+        endpoint_id = f"ep-{len(self.created) + 1}"
+        type(self).created.append(endpoint_id)
+        self.endpoints[endpoint_id] = model.model
+        return self.resources.update(resource, provider_id=endpoint_id, state="live")
+
+    async def resource_state(self, resource: Resource) -> str | None:
+        return "READY" if resource.provider_id in self.endpoints else None
+
+    async def reap(self, resource: Resource) -> str:
+        self.endpoints.pop(resource.provider_id or "", None)
+        self.resources.end(resource)
+        return "deleted"
 
 
 class _Plugin:
