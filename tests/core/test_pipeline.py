@@ -457,6 +457,28 @@ async def test_max_cost_stops_before_a_fine_tune_that_would_go_over(
     assert result.status == "succeeded" and ScriptedFineTune.submits == 2
 
 
+async def test_max_cost_counts_the_uptime_of_dedicated_endpoints(
+    tmp_path: Path, scripted, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With $1.20, the jobs alone fit ($0.25 spent, $0.50 estimated for the second); an
+    endpoint billed at $100 a second while M1 is evaluated and judges does not leave room for
+    the second job."""
+    monkeypatch.setattr(ScriptedFineTune, "usd_per_hour", 360_000.0)
+    cfg = config_with(
+        tmp_path,
+        **{
+            "budget.max_cost_usd": 1.2,
+            "finetune.options": {"polls_to_finish": 2, "dedicated": True},
+        },
+    )
+    with pytest.raises(BudgetExceeded, match=r"max_cost_usd = \$1\.2000"):
+        await Pipeline(cfg).run()
+    assert ScriptedFineTune.submits == 1 and ScriptedFineTune.endpoints == {}
+    manifest = json.loads((cfg.run_dir / "manifest.json").read_text())
+    assert manifest["status"] == "stopped_at_budget"
+    assert manifest["cost_usd"]["endpoints"] > 0.5
+
+
 async def _until_requests_are_in_flight(pipe: Pipeline) -> int:
     for _ in range(1000):
         if pipe._ctx is not None and pipe._ctx.gate.in_flight:
