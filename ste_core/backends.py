@@ -448,6 +448,26 @@ class FineTuneBackend(_Backend, ABC):
     async def cancel(self, job_id: str) -> FineTuneJobState:
         """Ask the provider to stop the job."""
 
+    async def resource_state(self, resource: Resource) -> str | None:
+        """A fine-tune job's status while it runs (None once it ended, or when it never got an
+        id); a backend that creates other resources (endpoints) overrides this and calls it for
+        `finetune_job`."""
+        if resource.kind != "finetune_job":
+            return await super().resource_state(resource)
+        if resource.provider_id is None:
+            return None
+        state = await self.poll(resource.provider_id)
+        return None if state.status.terminal else state.status.value
+
+    async def reap(self, resource: Resource) -> str:
+        """Cancel a fine-tune job left running (see `resource_state`)."""
+        if resource.kind != "finetune_job":
+            return await super().reap(resource)
+        if resource.provider_id is not None:
+            await self.cancel(resource.provider_id)
+        self.resources.end(resource, cost_usd=0.0)
+        return "cancelled" if resource.provider_id else "closed (it was never created)"
+
     def serve(self, model: ModelRef) -> contextlib.AbstractAsyncContextManager[ModelRef]:
         """Make `model` callable for inference for the duration of the `async with` block.
 

@@ -41,10 +41,10 @@ class Found:
 
 
 def make_backend(config: Config, resource: Resource) -> InferenceBackend | FineTuneBackend:
-    """A backend able to act on `resource`: the fine-tune backend for an endpoint, else the
-    inference backend of the section that created it (a served judge's is the fine-tune
-    section's `inference_options`)."""
-    if resource.kind == "endpoint":
+    """A backend able to act on `resource`: the inference backend of the section that created a
+    batch job (a served judge's is the fine-tune section's `inference_options`), else (an
+    endpoint, a fine-tune job) the fine-tune backend."""
+    if resource.kind != "batch":
         return get_finetune_backend(config.finetune.backend, **dict(config.finetune.options))
     if resource.section in ("generator", "judge"):
         section = config.generator if resource.section == "generator" else config.judge

@@ -62,10 +62,10 @@ async def reap_left_open(
 async def _backend_for(
     ctx: RunContext, resource: Resource
 ) -> AsyncIterator[InferenceBackend | FineTuneBackend]:
-    """The run's backend of the kind that created `resource`: the fine-tune backend for an
-    endpoint, the role's inference backend for a batch job (a served judge's is made for the
-    occasion, and closed after)."""
-    if resource.kind == "endpoint":
+    """The run's backend of the kind that created `resource`: the role's inference backend for
+    a batch job (a served judge's is made for the occasion, and closed after), else the
+    fine-tune backend."""
+    if resource.kind != "batch":
         yield ctx.finetune_backend()
     elif resource.section in ("generator", "judge"):
         yield ctx.scheduler(resource.section).backend  # type: ignore[arg-type]

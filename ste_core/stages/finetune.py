@@ -37,6 +37,7 @@ from typing import Any
 from ste_core.backends import FineTuneBackend
 from ste_core.engine.budget import Budget
 from ste_core.engine.retry import RetryPolicy
+from ste_core.engine.shield import to_the_end
 from ste_core.engine.store import RunStore
 from ste_core.errors import ConfigurationError, FineTuneFailed, SteError
 from ste_core.records import (
@@ -45,10 +46,14 @@ from ste_core.records import (
     FineTuneSpec,
     JobStatus,
     ModelRef,
+    Resource,
 )
 from ste_core.run.io import count_lines
 from ste_core.stages.base import Counts, Stage, Step
 from ste_core.stages.training_data import training_file
+
+#: the kind of ledger resource a fine-tune job is recorded as
+JOB = "finetune_job"
 
 log = logging.getLogger(__name__)
 
@@ -210,6 +215,25 @@ async def run_finetune(
                 saved.get("job_id"),
             )
 
+    # The job as a resource in the ledger (kind "finetune_job"), so `ste cleanup` finds a job
+    # left running and cancels it. Its cost is the ledger entry in `paid`, not this one's.
+    resources = backend.resources
+    job: Resource | None = None
+
+    def track(found_id: str) -> Resource:
+        """The ledger entry of job `found_id` (an earlier session's, or a new one)."""
+        left = resources.open(JOB)
+        same = next((r for r in left if r.provider_id == found_id), None)
+        begun = next((r for r in left if r.provider_id is None and r.key == spec.suffix), None)
+        entry = same or begun or resources.begin(JOB, key=spec.suffix or "")
+        return resources.update(
+            entry, provider_id=found_id, state="live", detail={"name": found_id}
+        )
+
+    def ended() -> None:
+        if job is not None:
+            resources.end(job, cost_usd=0.0)
+
     def settle(cost_usd: float | None) -> None:
         """The job ended: its ledger entry gets its cost (nothing for a job that failed)."""
         entry = paid.pop("ledger_entry", None)
@@ -244,13 +268,19 @@ async def run_finetune(
                 **paid,
             },
         )
+        # One an interrupted submit left without an id is this same submit, asked again.
+        left = [r for r in resources.open(JOB) if r.provider_id is None and r.key == spec.suffix]
+        begun = left[0] if left else resources.begin(JOB, key=spec.suffix or "")
         try:
             first = await backend.submit(spec, training_file)
         except SteError:
             settle(None)  # refused: no job, nothing to pay
+            resources.end(begun, cost_usd=0.0)
             raise
         # The id is on disk before anything else can go wrong: a resumed run re-attaches to it.
         store.set_state(state_key, _dump(first, training_file_sha256=digest, **paid))
+        nonlocal job
+        job = track(first.job_id)
         if on_submitted is not None:
             on_submitted(first.job_id)
         if on_state is not None:
@@ -259,6 +289,8 @@ async def run_finetune(
 
     if job_id is None:
         job_id = await submit()
+    elif job is None:
+        job = track(job_id)
 
     try:
         started = time.monotonic()
@@ -274,6 +306,8 @@ async def run_finetune(
             store.set_state(state_key, _dump(state, training_file_sha256=digest, **paid))
             if on_state is not None:
                 on_state(state)
+            if state.status.terminal:
+                ended()
             if state.status is JobStatus.SUCCEEDED:
                 if state.model is None:
                     raise FineTuneFailed(
@@ -315,11 +349,18 @@ async def run_finetune(
                 backend.name,
             )
             raise
-        # Shielded: the cancellation that brought us here must not cancel the cancel request.
-        try:
-            state = await asyncio.shield(backend.cancel(job_id))
+
+        async def cancel_and_record() -> None:
+            state = await backend.cancel(job_id)
+            ended()
             store.set_state(state_key, _dump(state, training_file_sha256=digest, **paid))
             log.warning("interrupted: asked %s to cancel fine-tune job %s", backend.name, job_id)
+
+        # The cancellation that brought us here (or a second Ctrl-C) must not cut the cancel off.
+        try:
+            await to_the_end(cancel_and_record())
+        except asyncio.CancelledError:
+            pass  # the cancel went through; the interrupt is re-raised below
         except Exception as exc:  # the interrupt matters more; say what to clean up by hand
             log.error(
                 "could not cancel fine-tune job %s (%r): cancel it at the provider", job_id, exc

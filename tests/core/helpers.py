@@ -207,9 +207,13 @@ class ScriptedFineTune(FineTuneBackend):
         return self.resources.update(resource, provider_id=endpoint_id, state="live")
 
     async def resource_state(self, resource: Resource) -> str | None:
+        if resource.kind != "endpoint":
+            return await super().resource_state(resource)
         return "READY" if resource.provider_id in self.endpoints else None
 
     async def reap(self, resource: Resource) -> str:
+        if resource.kind != "endpoint":
+            return await super().reap(resource)
         self.endpoints.pop(resource.provider_id or "", None)
         self.resources.end(resource)
         return "deleted"

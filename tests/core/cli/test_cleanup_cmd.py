@@ -45,3 +45,23 @@ def test_cleanup_lists_then_tears_down_what_the_run_left_open(tmp_path: Path, sc
 def test_cleanup_of_a_directory_that_is_no_run_exits_2(tmp_path: Path, scripted) -> None:
     out = CliRunner().invoke(app, ["cleanup", str(tmp_path)])
     assert out.exit_code == 2 and "not a run directory" in out.output
+
+
+def test_cleanup_cancels_a_fine_tune_job_left_training(tmp_path: Path, scripted) -> None:
+    data = base_config(tmp_path)
+    data["run"]["iterations"] = 1
+    cfg = load_config(write_config(tmp_path, data))
+    Pipeline(cfg).run_sync()
+    ScriptedFineTune.jobs["job-9"] = {"polls": -100, "model": "m-ft9", "suffix": "ste-t-it9"}
+    with RunStore(cfg.run_dir / "store.sqlite") as store:
+        r = store.resource_begin(
+            "finetune_job", backend="scripted", section="finetune", key="ste-t-it9"
+        )
+        store.resource_update(r.entry, provider_id="job-9", state="live")
+
+    dry = CliRunner().invoke(app, ["cleanup", str(cfg.run_dir)])
+    assert dry.exit_code == 0, dry.output
+    assert "finetune_job ste-t-it9 (id job-9)" in dry.output and "live: running" in dry.output
+    done = CliRunner().invoke(app, ["cleanup", str(cfg.run_dir), "--yes"])
+    assert done.exit_code == 0 and "cancelled" in done.output, done.output
+    assert ScriptedFineTune.jobs["job-9"]["cancelled"] is True

@@ -14,7 +14,8 @@ from ste_core.engine.budget import Budget
 from ste_core.engine.retry import POLL_MAX_DELAY_S, POLL_MAX_RETRIES
 from ste_core.engine.store import RunStore
 from ste_core.errors import BudgetExceeded, ConfigurationError, FineTuneFailed
-from ste_core.records import FineTuneMethod, FineTuneSpec
+from ste_core.records import FineTuneJobState, FineTuneMethod, FineTuneSpec
+from ste_core.resources import LedgerResources
 from ste_core.stages import finetune as finetune_stage
 from ste_core.stages.finetune import FineTuneTimeout, run_finetune
 from tests.core.helpers import ScriptedFineTune
@@ -477,3 +478,54 @@ async def test_a_failed_job_gives_its_estimate_back(ft, store, train) -> None:
             ft, SPEC, train, store=store, state_key="finetune/1", budget=budget, poll_interval_s=0
         )
     assert budget.spent_usd == 0 and store.ledger_totals() == (0, 0.0)
+
+
+async def test_a_running_job_is_open_in_the_ledger_until_it_ends(ft, store, train) -> None:
+    """So that `ste cleanup` finds a job a run left training; one entry per job, re-attaches
+    included."""
+    ft.resources = LedgerResources(store, None, "scripted", "finetune")
+    task = asyncio.ensure_future(
+        run_finetune(ft, SPEC, train, store=store, state_key="k", poll_interval_s=0.05)
+    )
+    await asyncio.sleep(0.02)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    [job] = store.resources(kind="finetune_job", open_only=True)
+    assert (job.provider_id, job.key, job.state) == ("job-1", "ste-t-it1", "live")
+    await run_finetune(ft, SPEC, train, store=store, state_key="k", poll_interval_s=0)
+    assert [(r.provider_id, r.state) for r in store.resources(kind="finetune_job")] == [
+        ("job-1", "ended")
+    ]
+
+
+async def test_the_cancel_on_interrupt_reaches_the_provider_through_a_second_ctrl_c(
+    store, train
+) -> None:
+    class SlowCancel(ScriptedFineTune):
+        async def cancel(self, job_id: str) -> FineTuneJobState:
+            await asyncio.sleep(0.1)
+            return await super().cancel(job_id)
+
+    ScriptedFineTune.jobs = {}
+    ft = SlowCancel(polls_to_finish=100)
+    ft.resources = LedgerResources(store, None, "scripted", "finetune")
+    task = asyncio.ensure_future(
+        run_finetune(
+            ft,
+            SPEC,
+            train,
+            store=store,
+            state_key="k",
+            poll_interval_s=0.01,
+            cancel_on_interrupt=True,
+        )
+    )
+    await asyncio.sleep(0.03)
+    task.cancel()
+    await asyncio.sleep(0.02)
+    task.cancel()  # the second Ctrl-C, while the cancel request is on its way
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert ScriptedFineTune.jobs["job-1"].get("cancelled") is True
+    assert store.resources(kind="finetune_job", open_only=True) == []
