@@ -31,6 +31,7 @@ from pydantic import BaseModel
 from ste_core.backends import BackendOptions, FineTuneBackend, InferenceBackend
 from ste_core.errors import ConfigurationError, MissingDependencyError, UnknownBackendError
 from ste_core.hookspecs import Hookspecs, RegisterBackends, RegisterTemplates
+from ste_core.validation import did_you_mean
 
 ENTRY_POINT_GROUP = "ste"
 OWN_DISTRIBUTION = "self-taught-evaluators"
@@ -260,9 +261,10 @@ class PluginHost:
             return self.backends[name]
         except KeyError:
             known = ", ".join(sorted(self.backends)) or "none"
+            hint = did_you_mean(name, self.backends)
             raise UnknownBackendError(
-                f"No backend named '{name}'. Registered backends: {known}. Run `ste backends` to "
-                "see them, or install the plugin that provides it."
+                f"No backend named '{name}'{hint}. Registered backends: {known}. Run `ste "
+                "backends` to see them, or install the plugin that provides it."
             ) from None
 
     def inference_backend(

@@ -1,16 +1,16 @@
 """One actionable line per problem from a pydantic `ValidationError`: `key: got VALUE; what is
 allowed`, never a traceback.
 
-Backend options (`ste_core.backends.BackendOptions`) report through `problems()`. It is written
-for any model, so that the config loader can report the same way; `ste_core/config.py` still has
-its own copy of this table and can switch to `problems()` with `model=Config`.
+Backend options (`ste_core.backends.BackendOptions`) and the config (`ste_core.config.loading`,
+with `model=Config`) report through `problems()`; a misspelt key gets a "did you mean".
 """
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -84,6 +84,12 @@ def _model_of(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """' (did you mean "x"?)' for the known name closest to a misspelt `name`, else ''."""
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.75)
+    return f' (did you mean "{close[0]}"?)' if close else ""
+
+
 def _got(value: Any) -> str:
     text = json.dumps(value, default=str, ensure_ascii=False)
     return text if len(text) <= 80 else text[:77] + "..."
@@ -97,7 +103,8 @@ def _describe(err: ErrorDetails, allowed: list[str] | None, *, show: bool) -> st
     if kind == "extra_forbidden":
         if allowed is None:
             return "unknown key"
-        return f"unknown key; allowed keys: {', '.join(allowed) or 'none'}"
+        hint = did_you_mean(str(err["loc"][-1]), allowed) if err["loc"] else ""
+        return f"unknown key{hint}; allowed keys: {', '.join(allowed) or 'none'}"
     if kind == "greater_than_equal":
         return got + f"must be >= {ctx['ge']}"
     if kind == "greater_than":

@@ -16,6 +16,7 @@ never scanned again, so user content can contain anything, the placeholder synta
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import os
@@ -324,7 +325,9 @@ def get_template(
         return known[name_or_path]
     if _looks_like_path(name_or_path):
         return load_template(name_or_path)
+    close = difflib.get_close_matches(name_or_path, list(known), n=1, cutoff=0.75)
+    hint = f' (did you mean "{close[0]}"?)' if close else ""
     raise TemplateError(
-        f"unknown template {name_or_path!r}; available: {', '.join(sorted(known)) or 'none'} "
-        "(or give the path of a .toml template file)"
+        f"unknown template {name_or_path!r}{hint}; available: "
+        f"{', '.join(sorted(known)) or 'none'} (or give the path of a .toml template file)"
     )

@@ -31,15 +31,33 @@ app.command("backends")(backends_cmd.backends)
 app.command("templates")(templates_cmd.templates)
 
 
-@app.callback()
-def _root(
-    version: bool = typer.Option(False, "--version", help="Show the version and exit."),
-) -> None:
-    if version:
+def _show_version(value: bool) -> None:
+    if value:
         from ste_core import __version__
 
         typer.echo(f"ste {__version__}")
         raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False,
+        "--version",
+        is_eager=True,  # before the "missing command" check: `ste --version` alone works
+        callback=_show_version,
+        help="Show the version and exit.",
+    ),
+    debug: bool = typer.Option(
+        False, "--debug", help="Show the traceback of an error (for a bug report)."
+    ),
+) -> None:
+    global _debug
+    _debug = debug
+
+
+#: set by --debug: errors are raised with their traceback instead of summarised
+_debug = False
 
 
 def _short_warning(message, category, filename, lineno, line=None):  # type: ignore[no-untyped-def]
@@ -48,10 +66,34 @@ def _short_warning(message, category, filename, lineno, line=None):  # type: ign
 
 
 def main() -> None:
+    """The console script: every error a person can meet is one message and an exit code, never
+    a traceback (unless --debug)."""
     import warnings
 
+    from ste_core.errors import SteError
+    from ste_prompts.template import TemplateError
+
     warnings.formatwarning = _short_warning
-    app()
+    try:
+        app()  # usage errors and --help are typer's (standalone mode); the rest comes here
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        raise SystemExit(130) from None
+    except (SteError, TemplateError) as exc:
+        if _debug:
+            raise
+        typer.echo(f"error: {exc}", err=True)
+        raise SystemExit(2 if isinstance(exc, TemplateError) else 1) from None
+    except Exception as exc:
+        if _debug:
+            raise
+        typer.echo(
+            f"internal error: {type(exc).__name__}: {exc}\n"
+            "This is a bug in ste or a plugin: run the same command with `ste --debug ...` for "
+            "the traceback and report it.",
+            err=True,
+        )
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":  # python -m ste_core.cli.app

@@ -16,9 +16,11 @@ def cleanup(
         typer.Option("--yes", help="Tear down what is live (without it: only list, a dry run)."),
     ] = False,
 ) -> None:
-    """List the endpoints and batch jobs the run created that may still be live (and billing) at
-    the provider; `--yes` stops and deletes them. For a run you abandon; a run you resume tears
-    down what it does not reuse by itself."""
+    """List what a run left live (and billing) at the provider; --yes tears it down.
+
+    Endpoints, batch jobs and fine-tune jobs the run's ledger holds open, with the provider's
+    state and the cost so far. For a run you abandon: a run you resume cleans up by itself.
+    """
     import asyncio
 
     from ste_core.config import load_config

@@ -25,7 +25,7 @@ from pydantic import ValidationError
 
 from ste_core.config.schema import SECRET_MARK, Config
 from ste_core.errors import ConfigurationError
-from ste_core.validation import problems
+from ste_core.validation import did_you_mean, problems
 
 __all__ = ["config_from_dict", "format_validation_error", "load_config", "pinned_options"]
 
@@ -116,8 +116,9 @@ def _checked_options(cfg: Config, base: Path) -> tuple[Config, list[str]]:
         if info is None:
             if table != "finetune.inference_options":  # named once, under its own section
                 known = ", ".join(sorted(host.backends)) or "none"
+                hint = did_you_mean(backend, host.backends)
                 lines.append(
-                    f"  {role}.backend: got {backend!r}; registered backends: {known} "
+                    f"  {role}.backend: got {backend!r}{hint}; registered backends: {known} "
                     "(`ste backends` lists them; a plugin's backend appears once it is installed)"
                 )
             continue

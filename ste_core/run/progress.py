@@ -13,9 +13,12 @@ The pipeline talks to a `Reporter`; which one is chosen by the CLI flags:
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import time
 from typing import IO, Any
+
+from rich.markup import escape
 
 __all__ = ["JsonReporter", "QuietReporter", "Reporter", "RichReporter", "make_reporter"]
 
@@ -157,6 +160,10 @@ class RichReporter(Reporter):
         )
         self._task: Any = None
         self._started = False
+        # Log records go above the live bars, not through them (a raw stderr write while the
+        # bars are live leaves half-drawn bars behind).
+        self._log_handler = _ConsoleLogHandler(self)
+        logging.getLogger().addHandler(self._log_handler)
 
     def _ensure(self) -> None:
         if not self._started:
@@ -214,18 +221,36 @@ class RichReporter(Reporter):
             self.console.print(f"[dim]{label}: done earlier[/dim]")
             return
         funnel = ", ".join(f"{k} {v}" for k, v in counts.items() if v not in (0, None))
-        self.console.print(f"[green]✓[/green] {label} ({seconds:.1f}s): {funnel}")
+        self.console.print(f"[green]✓[/green] {label} ({seconds:.1f}s): {escape(funnel)}")
+
+    # Messages come from providers, configs and option names: never read as rich markup (it
+    # would eat "[budget]" or "pip install 'x[local]'").
 
     def info(self, message: str) -> None:
-        self.console.print(message)
+        self.console.print(message, markup=False, highlight=False)
 
     def warning(self, message: str) -> None:
-        self.console.print(f"[yellow]warning:[/yellow] {message}")
+        self.console.print(f"[yellow]warning:[/yellow] {escape(message)}", highlight=False)
 
     def close(self) -> None:
+        logging.getLogger().removeHandler(self._log_handler)
         if self._started:
             self._progress.stop()
             self._started = False
+
+
+class _ConsoleLogHandler(logging.Handler):
+    """Warnings and errors logged by any module, shown as the reporter's warnings."""
+
+    def __init__(self, reporter: RichReporter) -> None:
+        super().__init__(level=logging.WARNING)
+        self.reporter = reporter
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.reporter.warning(record.getMessage())
+        except Exception:  # logging must never break the run
+            self.handleError(record)
 
 
 def _label(iteration: int, stage: str) -> str:

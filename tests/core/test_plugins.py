@@ -336,7 +336,9 @@ def test_an_unknown_option_names_the_allowed_keys() -> None:
     with pytest.raises(ConfigurationError) as info:
         inference_options("together", {"bacth": True}, where="judge.options")
     message = str(info.value)
-    assert message.startswith("judge.options.bacth (together option): unknown key; allowed keys:")
+    assert message.startswith(
+        'judge.options.bacth (together option): unknown key (did you mean "batch"?); allowed keys:'
+    )
     assert "batch, batch_poll_interval_s" in message
     assert info.value.__cause__ is None and info.value.__suppress_context__  # no pydantic trace
 

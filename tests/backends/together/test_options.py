@@ -109,7 +109,8 @@ def test_bad_finetune_options_are_configuration_errors(kwargs, message, monkeypa
         ),
         (
             {"timeout": 5},
-            "timeout (together option): unknown key; allowed keys: api_key, base_url, project_id,",
+            'timeout (together option): unknown key (did you mean "timeout_s"?); allowed keys: '
+            "api_key, base_url, project_id,",
         ),
     ],
 )

@@ -33,7 +33,10 @@ def test_unknown_key_lists_the_allowed_keys(tmp_path: Path) -> None:
     data = _minimal(tmp_path)
     data["judge"]["sample_per_order"] = 3
     msg = _error(tmp_path, data)
-    assert "judge.sample_per_order: unknown key; allowed keys:" in msg
+    assert (
+        'judge.sample_per_order: unknown key (did you mean "samples_per_order"?); allowed keys:'
+        in msg
+    )
     assert "samples_per_order" in msg
 
 
@@ -106,7 +109,10 @@ def test_a_misspelt_backend_option_stops_ste_run_before_any_request(
         result = CliRunner().invoke(app, ["run", str(config)])
         assert fake.requests_total == 0
     assert result.exit_code == 2, result.output
-    assert "judge.options.bacth (together option): unknown key; allowed keys:" in result.output
+    assert (
+        'judge.options.bacth (together option): unknown key (did you mean "batch"?); allowed keys:'
+        in result.output
+    )
     assert "batch" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "runs").exists()  # refused while loading, before the run started
 
@@ -166,3 +172,18 @@ def test_templates_are_checked_when_the_config_is_loaded(tmp_path: Path) -> None
     assert "judge_eval_plan" in message  # the known names are listed
     assert "generator.worse_template: got 'judge_short', a template for 'judge'" in message
     assert "'worse_response' template is needed" in message
+
+
+def test_a_misspelt_key_or_backend_gets_a_did_you_mean(tmp_path, scripted) -> None:
+    from ste_core.errors import ConfigurationError
+    from tests.core.helpers import base_config, write_config
+
+    data = base_config(tmp_path)
+    data["judge"]["tempalte"] = "judge_short"
+    with pytest.raises(ConfigurationError) as bad_key:
+        load_config(write_config(tmp_path, data))
+    assert 'judge.tempalte: unknown key (did you mean "template"?)' in str(bad_key.value)
+    data = base_config(tmp_path)
+    data["judge"]["backend"] = "scriptd"
+    with pytest.raises(ConfigurationError, match=r"got 'scriptd' \(did you mean \"scripted\"\?\)"):
+        load_config(write_config(tmp_path, data))

@@ -51,3 +51,26 @@ def test_rich_reporter_prints_funnels_and_quiet_prints_only_warnings() -> None:
     assert quiet.getvalue() == "warning: careful\n"
     assert isinstance(make_reporter(log_json=True, quiet=True), JsonReporter)
     assert type(make_reporter(quiet=True)) is Reporter
+
+
+def test_rich_reporter_prints_brackets_and_log_warnings_as_given() -> None:
+    """Text from configs and providers is never rich markup; logged warnings come out as the
+    reporter's warnings (above the live bars)."""
+    import io
+    import logging
+
+    from ste_core.run.progress import RichReporter
+
+    stream = io.StringIO()
+    reporter = RichReporter(stream)
+    try:
+        reporter.warning("set input_per_million in [budget]")
+        reporter.info("pip install 'self-taught-evaluators[litellm]'")
+        logging.getLogger("ste_backends.x").warning("endpoint [judge] gone")
+    finally:
+        reporter.close()
+    logging.getLogger("ste_backends.x").warning("after close: not shown")
+    text = stream.getvalue()
+    assert "warning: set input_per_million in [budget]" in text
+    assert "pip install 'self-taught-evaluators[litellm]'" in text
+    assert "warning: endpoint [judge] gone" in text and "after close" not in text
