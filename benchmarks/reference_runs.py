@@ -45,7 +45,15 @@ WORDS = [
     "ember",
 ]
 #: files whose bytes carry times, paths or ids that change from run to run by design
-NOT_COMPARED = {"store.sqlite", "manifest.json", "report.html", "report.md", "accuracy.png"}
+# status.json holds a pid and times: it differs between any two runs.
+NOT_COMPARED = {
+    "store.sqlite",
+    "manifest.json",
+    "report.html",
+    "report.md",
+    "accuracy.png",
+    "status.json",
+}
 
 
 def instructions(variant: str) -> list[str]:

@@ -56,10 +56,11 @@ from ste_core.records import (
 from ste_core.run.context import RunContext
 from ste_core.run.exports import write_summary
 from ste_core.run.io import read_rows
-from ste_core.run.progress import Reporter
+from ste_core.run.progress import Reporter, Tee
 from ste_core.run.recovery import reap_left_open
 from ste_core.run.rundir import RunDir
 from ste_core.run.serving import Judge, judge_session
+from ste_core.run.status import LiveStatus
 from ste_core.stages import STAGES, Stage, Step, stage_named
 from ste_core.stages.judge import read_judgements
 
@@ -162,7 +163,9 @@ class Pipeline:
         self.config = config
         self.plan = tuple(plan)
         self.rundir = RunDir(config.run_dir)
-        self.reporter = reporter or Reporter()
+        # Besides the console's, every run keeps status.json current for `ste status`.
+        self._live = LiveStatus(self.rundir.root)
+        self.reporter: Reporter = Tee(reporter or Reporter(), self._live)
         self._fresh = fresh
         # The open run; kept (closed) after `aclose` so `store`/`manifest` stay inspectable.
         self._ctx: RunContext | None = None
@@ -391,6 +394,7 @@ class Pipeline:
 
     def _finish(self, ctx: RunContext, status: str) -> None:
         ctx.end_session(status)
+        self._live.close()
         self._write_reports(ctx.store)
         metrics = ctx.store.metrics()
         fire_event(

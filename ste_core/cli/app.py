@@ -10,6 +10,7 @@ from ste_core.cli import (
     evaluate_cmd,
     report_cmd,
     run_cmd,
+    status_cmd,
     templates_cmd,
 )
 
@@ -25,6 +26,8 @@ app = typer.Typer(
 app.command("run")(run_cmd.run)
 app.command("evaluate")(evaluate_cmd.evaluate)
 app.command("score")(evaluate_cmd.score)
+app.command("status")(status_cmd.status)
+app.command("runs")(status_cmd.runs)
 app.command("report")(report_cmd.report)
 app.command("cleanup")(cleanup_cmd.cleanup)
 app.command("backends")(backends_cmd.backends)

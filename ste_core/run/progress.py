@@ -20,7 +20,14 @@ from typing import IO, Any
 
 from rich.markup import escape
 
-__all__ = ["JsonReporter", "QuietReporter", "Reporter", "RichReporter", "make_reporter"]
+__all__ = [
+    "JsonReporter",
+    "QuietReporter",
+    "Reporter",
+    "RichReporter",
+    "Tee",
+    "make_reporter",
+]
 
 
 class Reporter:
@@ -251,6 +258,48 @@ class _ConsoleLogHandler(logging.Handler):
             self.reporter.warning(record.getMessage())
         except Exception:  # logging must never break the run
             self.handleError(record)
+
+
+class Tee(Reporter):
+    """Sends every event to several reporters (the console's and the run's status file)."""
+
+    def __init__(self, *reporters: Reporter) -> None:
+        super().__init__()
+        self.reporters = reporters
+
+    def stage_started(self, iteration: int, stage: str, total: int | None = None) -> None:
+        for r in self.reporters:
+            r.stage_started(iteration, stage, total)
+
+    def progress(self, done: int, total: int | None = None, **kw: Any) -> None:
+        for r in self.reporters:
+            r.progress(done, total, **kw)
+
+    def scheduler_event(self, event: Any) -> None:
+        for r in self.reporters:
+            r.scheduler_event(event)
+
+    def finetune_state(self, state: Any) -> None:
+        for r in self.reporters:
+            r.finetune_state(state)
+
+    def stage_finished(
+        self, iteration: int, stage: str, counts: dict[str, Any], seconds: float, *, skipped: bool
+    ) -> None:
+        for r in self.reporters:
+            r.stage_finished(iteration, stage, counts, seconds, skipped=skipped)
+
+    def info(self, message: str) -> None:
+        for r in self.reporters:
+            r.info(message)
+
+    def warning(self, message: str) -> None:
+        for r in self.reporters:
+            r.warning(message)
+
+    def close(self) -> None:
+        for r in self.reporters:
+            r.close()
 
 
 def _label(iteration: int, stage: str) -> str:
