@@ -3,6 +3,7 @@ existing judge outputs, no model call). Heavy imports happen inside the function
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import sys
@@ -247,7 +248,10 @@ def evaluate(
     concurrency: int | None = typer.Option(None, "--concurrency", min=1),
     limit: int | None = typer.Option(None, "--limit", min=1, help="Judge only the first N pairs."),
     out: Annotated[
-        Path | None, typer.Option("--out", help=r"Output directory \[default: ste-eval/<model>].")
+        Path | None,
+        typer.Option(
+            "--out", help=r"Output directory \[default: ste-eval/<model>/<pairs>-<digest>]."
+        ),
     ] = None,
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not reuse cached answers."),
     judgements: Annotated[
@@ -317,7 +321,7 @@ def evaluate(
         )
         raise _fail(msgs) from None
 
-    out_dir = out or Path("ste-eval") / re.sub(r"[^A-Za-z0-9_.\-]+", "_", judge_cfg.model)
+    out_dir = out or _default_out(pf.path, judge_cfg, eval_cfg, seed, limit)
     result = _run_evaluation(pf, judge_cfg, eval_cfg, out_dir, seed, weights, no_cache)
     score_path = out_dir / "score.json"
     payload = _payload(
@@ -335,6 +339,26 @@ def evaluate(
     lines = _skips_text(str(pf.path), pf.skipped)
     lines.append(f"wrote {result.judgements_path} and {score_path}")
     _emit(payload, result.score, as_json, lines)
+
+
+def _default_out(pairs: Path, judge: Any, evaluation: Any, seed: int, limit: int | None) -> Path:
+    """ste-eval/<model>/<pairs>-<digest of everything that changes the result>: evaluating the
+    same model on other pairs, or with another template or sampling, never overwrites an earlier
+    evaluation; the same command again reuses its folder (and its cached answers)."""
+    from ste_core.records import content_hash
+
+    def safe(text: str) -> str:
+        return re.sub(r"[^A-Za-z0-9_.\-]+", "_", text)
+
+    digest = content_hash(
+        hashlib.sha256(pairs.read_bytes()).hexdigest(),
+        judge.backend,
+        judge.options,
+        evaluation.model_dump(mode="json"),
+        seed,
+        limit,
+    )[:8]
+    return Path("ste-eval").resolve() / safe(judge.model) / f"{safe(pairs.stem)}-{digest}"
 
 
 def _run_evaluation(

@@ -240,3 +240,26 @@ def test_evaluate_human_output_and_run_directory_input(tmp_path: Path, rule_judg
     assert "accuracy   70.0% [" in res.stdout
     assert "model      rule-1  template judge_short" in res.stdout
     assert "weights 'current'" in res.stdout
+
+
+def test_the_default_output_folder_is_one_per_evaluation(
+    tmp_path: Path, rule_judge, monkeypatch
+) -> None:
+    """The same model on other pairs (or with other settings) never overwrites an earlier
+    evaluation; the same command again reuses its folder."""
+    monkeypatch.chdir(tmp_path)
+    first = write_pairs_file(tmp_path / "rb.jsonl")
+    second = tmp_path / "rb2.jsonl"
+    second.write_text(first.read_text().replace("q1", "q1 again"))
+
+    def folder(pairs: Path, *extra: str) -> Path:
+        args = ["evaluate", str(pairs), "-b", "rulejudge", "-m", "rule-1", "--json", *extra]
+        res = runner.invoke(app, args)
+        assert res.exit_code == 0, res.output
+        return Path(json.loads(res.stdout)["judgements_file"]).parent
+
+    a, b = folder(first), folder(second)
+    c, again = folder(first, "--orders", "single"), folder(first)
+    assert len({a, b, c}) == 3 and again == a
+    assert a.parent == b.parent == tmp_path / "ste-eval" / "rule-1"
+    assert a.name.startswith("rb-") and b.name.startswith("rb2-")
