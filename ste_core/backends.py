@@ -286,6 +286,11 @@ class FineTuneCapabilities(BaseModel):
     )
     lora: bool = True
     full: bool = False
+    outlives_interrupt: bool = Field(
+        True,
+        description="a job keeps running when ste is interrupted (a hosted job); False for a "
+        "local worker that Ctrl-C stops too",
+    )
 
 
 class BatchItem(BaseModel):

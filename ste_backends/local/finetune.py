@@ -68,6 +68,7 @@ class LocalFineTune(FineTuneBackend):
         continue_from_previous=True,
         lora=True,
         full=False,
+        outlives_interrupt=False,  # the worker stops with ste (see _spawn_worker)
     )
 
     def __init__(self, options: LocalFineTuneOptions | None = None, /, **values: Any) -> None:

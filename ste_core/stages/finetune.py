@@ -341,6 +341,14 @@ async def run_finetune(
                 )
             await asyncio.sleep(poll_interval_s)
     except (asyncio.CancelledError, KeyboardInterrupt):
+        if not backend.capabilities.outlives_interrupt:
+            log.warning(
+                "interrupted: the %s training worker of job %s stops too; re-running the same "
+                "command trains again",
+                backend.name,
+                job_id,
+            )
+            raise
         if not cancel_on_interrupt:
             log.warning(
                 "interrupted: fine-tune job %s keeps running at %s; re-run the same command to "

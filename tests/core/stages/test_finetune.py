@@ -529,3 +529,34 @@ async def test_the_cancel_on_interrupt_reaches_the_provider_through_a_second_ctr
         await task
     assert ScriptedFineTune.jobs["job-1"].get("cancelled") is True
     assert store.resources(kind="finetune_job", open_only=True) == []
+
+
+async def test_an_interrupt_says_what_happens_to_the_job(store, train, caplog) -> None:
+    """A hosted job keeps running (re-attach later); a local worker stops with ste."""
+
+    class LocalLike(ScriptedFineTune):
+        capabilities = ScriptedFineTune.capabilities.model_copy(
+            update={"outlives_interrupt": False}
+        )
+
+    for backend, expected in (
+        (ScriptedFineTune(polls_to_finish=100), "keeps running at"),
+        (LocalLike(polls_to_finish=100), "stops too; re-running the same command trains again"),
+    ):
+        ScriptedFineTune.jobs = {}
+        caplog.clear()
+        task = asyncio.ensure_future(
+            run_finetune(
+                backend,
+                SPEC,
+                train,
+                store=store,
+                state_key=str(id(backend)),
+                poll_interval_s=0.01,
+            )
+        )
+        await asyncio.sleep(0.03)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert expected in caplog.text
