@@ -18,7 +18,7 @@ app = typer.Typer(
     name="ste",
     help="Self-Taught Evaluators: train an LLM-as-a-Judge without human labels.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish
     pretty_exceptions_enable=False,
 )
 
@@ -31,7 +31,7 @@ app.command("runs")(status_cmd.runs)
 app.command("report")(report_cmd.report)
 app.command("cleanup")(cleanup_cmd.cleanup)
 app.command("backends")(backends_cmd.backends)
-app.command("templates")(templates_cmd.templates)
+app.add_typer(templates_cmd.app, name="templates")
 
 
 def _show_version(value: bool) -> None:

@@ -6,21 +6,42 @@ import json
 
 import typer
 
+app = typer.Typer(
+    help="List prompt templates (name, purpose, version, variables, parser, origin); "
+    "`ste templates show NAME` prints one.",
+    no_args_is_help=False,
+    invoke_without_command=True,
+)
 
+
+@app.command("show")
+def show_template(name: str = typer.Argument(help="A template name (or a .toml file).")) -> None:
+    """Print one template's full text (system and user prompts)."""
+    from ste_core.plugins import get_host
+
+    t = get_host().template(name)
+    if t.system:
+        typer.echo(f"--- system ---\n{t.system}")
+    typer.echo(f"--- user ---\n{t.user}")
+
+
+@app.callback()
 def templates(
+    ctx: typer.Context,
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
-    show: str | None = typer.Option(None, "--show", help="Print one template's full text."),
+    show: str | None = typer.Option(
+        None, "--show", help="Same as `ste templates show NAME`.", hidden=True
+    ),
 ) -> None:
     """List prompt templates: name, purpose, version, variables, parser, origin."""
     from ste_core.plugins import get_host
 
-    host = get_host()
-    if show is not None:
-        t = host.template(show)
-        if t.system:
-            typer.echo(f"--- system ---\n{t.system}")
-        typer.echo(f"--- user ---\n{t.user}")
+    if ctx.invoked_subcommand is not None:
         return
+    if show is not None:
+        show_template(show)
+        return
+    host = get_host()
     rows = [
         {
             "name": t.name,
@@ -40,13 +61,14 @@ def templates(
     from rich.table import Table
 
     table = Table(title="ste templates")
-    for col in ("name", "purpose", "version", "variables", "parser", "from"):
-        table.add_column(col)
+    # The version is in --json; at 80 columns every column counts.
+    for col in ("name", "purpose", "variables", "parser", "from"):
+        # Names are copied into configs: never cut them; the other columns wrap.
+        table.add_column(col, no_wrap=col == "name", overflow="fold")
     for r in rows:
         table.add_row(
             r["name"],
             r["purpose"],
-            str(r["version"]),
             ", ".join(r["variables"]),
             r["parser"],
             r["from"] or "-",

@@ -26,7 +26,7 @@ def test_version_alone_prints_the_version() -> None:
 
 
 def test_a_user_error_is_one_line_and_no_traceback(monkeypatch, capsys) -> None:
-    code = run_main(monkeypatch, "templates", "--show", "judge_shortt")
+    code = run_main(monkeypatch, "templates", "show", "judge_shortt")
     err = capsys.readouterr().err
     assert code == 2
     assert err.startswith("error: unknown template 'judge_shortt' (did you mean \"judge_short\"?)")
@@ -47,3 +47,16 @@ def test_a_bug_says_so_and_debug_shows_the_traceback(monkeypatch, capsys) -> Non
     monkeypatch.setattr(sys, "argv", ["ste", "--debug", "templates", "--show", "x"])
     with pytest.raises(RuntimeError, match="boom"):
         main()
+
+
+def test_templates_lists_and_shows_one() -> None:
+    listing = CliRunner().invoke(app, ["templates", "--json"])
+    assert listing.exit_code == 0 and '"name": "judge_short"' in listing.output
+    shown = CliRunner().invoke(app, ["templates", "show", "judge_short"])
+    assert shown.exit_code == 0 and "--- user ---" in shown.output
+    assert CliRunner().invoke(app, ["templates", "--show", "judge_short"]).output == shown.output
+
+
+def test_shell_completion_is_offered() -> None:
+    out = CliRunner().invoke(app, ["--help"])
+    assert "--install-completion" in out.output
