@@ -8,6 +8,7 @@ from ste_core.cli import (
     backends_cmd,
     cleanup_cmd,
     evaluate_cmd,
+    init_cmd,
     report_cmd,
     run_cmd,
     status_cmd,
@@ -23,6 +24,7 @@ app = typer.Typer(
 )
 
 # In the order a user meets them: the loop, measuring judges, then what is installed.
+app.command("init")(init_cmd.init)
 app.command("run")(run_cmd.run)
 app.command("evaluate")(evaluate_cmd.evaluate)
 app.command("score")(evaluate_cmd.score)
