@@ -293,6 +293,18 @@ class FineTuneCapabilities(BaseModel):
     )
 
 
+@dataclass(frozen=True)
+class FineTuneOutlook:
+    """What a fine-tune job and the serving of its model will take, known before any request
+    (for the preflight's estimate of a whole run; see `FineTuneBackend.outlook`)."""
+
+    #: USD per job; None: unknown until the provider prices the job's training file
+    job_cost_usd: float | None = None
+    #: whether serving the fine-tuned model creates a dedicated endpoint (billed by the hour);
+    #: None: decided only when serving (e.g. Together's `serving = "auto"`)
+    dedicated_endpoint: bool | None = None
+
+
 class BatchItem(BaseModel):
     """One answer from `complete_many`: the index of its request and a completion or an error."""
 
@@ -430,6 +442,13 @@ class FineTuneBackend(_Backend, ABC):
     async def estimate_cost(self, spec: FineTuneSpec, training_file: Path) -> float | None:
         """USD the job is expected to cost, or None when the provider gives no estimate."""
         return None
+
+    def outlook(self, spec: FineTuneSpec) -> FineTuneOutlook:
+        """A job's cost and how its model is served, as far as they are known without sending
+        anything and before its training file exists (`ste run --check`). The default knows
+        neither; a backend with a price table, free local training or a fixed serving mode says
+        so here. `estimate_cost` is the exact estimate, once the training file exists."""
+        return FineTuneOutlook()
 
     @abstractmethod
     async def submit(self, spec: FineTuneSpec, training_file: Path) -> FineTuneJobState:

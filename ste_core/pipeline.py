@@ -64,7 +64,15 @@ from ste_core.run.status import LiveStatus
 from ste_core.stages import STAGES, Stage, Step, stage_named
 from ste_core.stages.judge import read_judgements
 
-__all__ = ["Pipeline", "PlannedStep", "RunResult", "prerequisites", "run", "schedule"]
+__all__ = [
+    "Pipeline",
+    "PlannedStep",
+    "RunResult",
+    "judge_groups",
+    "prerequisites",
+    "run",
+    "schedule",
+]
 
 #: how long a graceful stop lets the requests in flight finish
 STOP_GRACE_S = 15.0
@@ -265,15 +273,20 @@ class Pipeline:
         self._stopper = asyncio.ensure_future(cancel_when_drained())
 
     async def run(self, *, iterations: int | None = None) -> RunResult:
-        """Run (or resume) the whole loop; returns the metrics of every evaluated judge."""
-        ctx = self._context()
+        """Run (or resume) the whole loop; returns the metrics of every evaluated judge.
+
+        The preflight comes first, before the run directory is touched: a backend that cannot
+        be built (a missing key, say) stops it there; an estimate over the budget is a warning
+        (the budget stops the run exactly where it runs out)."""
         self._running = asyncio.current_task()
         k = iterations if iterations is not None else self.config.run.iterations
+        await self._preflight(k)
+        ctx = self._context()
         status = "failed"
         try:
             steps = schedule(self.config, k, self.plan)
             await reap_left_open(ctx, keep=self._served_next(ctx, steps))
-            for group in _judge_groups(steps):
+            for group in judge_groups(steps):
                 await self._run_group(ctx, group, steps)
             await reap_left_open(ctx, kinds=("endpoint", "batch"))
             status = "succeeded"
@@ -292,6 +305,28 @@ class Pipeline:
         finally:
             self._finish(ctx, status)
             await self.aclose()
+
+    async def _preflight(self, iterations: int) -> None:
+        from ste_core.run.preflight import preflight
+
+        # --fresh: the run directory is about to be wiped, so nothing in it counts.
+        fresh = self._fresh and self._ctx is None
+        with contextlib.nullcontext(None) if fresh else self._reading_store() as store:
+            checked = await preflight(
+                self.config, store=store, iterations=iterations, plan=self.plan
+            )
+        if checked.problems:
+            raise ConfigurationError(
+                "preflight: nothing was sent.\n" + "\n".join(f"  {p}" for p in checked.problems)
+            )
+        estimate = checked.estimate
+        assert estimate is not None
+        self.reporter.info(estimate.summary())
+        for line in estimate.over_budget():
+            self.reporter.warning(
+                f"budget: {line}. The run starts anyway and stops where the budget runs out; "
+                "`ste run --check` shows the estimate per stage."
+            )
 
     @staticmethod
     def _served_next(ctx: RunContext, steps: list[PlannedStep]) -> set[str]:
@@ -486,7 +521,7 @@ class Pipeline:
             store.close()
 
 
-def _judge_groups(steps: list[PlannedStep]) -> Iterator[list[PlannedStep]]:
+def judge_groups(steps: list[PlannedStep]) -> Iterator[list[PlannedStep]]:
     """Runs of adjacent steps that call the same judge; a step calling none is a group alone."""
     group: list[PlannedStep] = []
     for step in steps:

@@ -26,7 +26,7 @@ from ste_backends.local.jobs import JobFiles, pid_alive
 from ste_backends.local.options import LocalFineTuneOptions
 from ste_backends.local.requirements import ensure_installed
 from ste_backends.local.training_data import write_jsonl
-from ste_core.backends import FineTuneBackend, FineTuneCapabilities
+from ste_core.backends import FineTuneBackend, FineTuneCapabilities, FineTuneOutlook
 from ste_core.errors import ConfigurationError
 from ste_core.records import (
     DPOExample,
@@ -90,6 +90,10 @@ class LocalFineTune(FineTuneBackend):
     async def estimate_cost(self, spec: FineTuneSpec, training_file: Path) -> float | None:
         """Nothing to pay: training runs on this machine."""
         return 0.0
+
+    def outlook(self, spec: FineTuneSpec) -> FineTuneOutlook:
+        """Free, and served in this process: no endpoint."""
+        return FineTuneOutlook(job_cost_usd=0.0, dedicated_endpoint=False)
 
     # -- jobs ------------------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ste_core.backends import FineTuneBackend, FineTuneCapabilities
+from ste_core.backends import FineTuneBackend, FineTuneCapabilities, FineTuneOutlook
 from ste_core.errors import BudgetExceeded, ConfigurationError, TransientProviderError
 from ste_core.records import (
     DPOExample,
@@ -333,6 +333,13 @@ class TogetherFineTune(FineTuneBackend):
         Together gives no estimate for this job."""
         estimate, _ = await self._estimate(spec, training_file)
         return estimate
+
+    def outlook(self, spec: FineTuneSpec) -> FineTuneOutlook:
+        """Together prices a job only from its uploaded training file (unknown before it
+        exists); `serving` says whether a dedicated endpoint is made ("auto" decides when
+        serving: serverless where Together hosts the adapter's base model)."""
+        dedicated = {"dedicated": True, "serverless": False}.get(self.options.serving)
+        return FineTuneOutlook(job_cost_usd=None, dedicated_endpoint=dedicated)
 
     async def _validation_id(self, method: FineTuneMethod) -> str | None:
         """The uploaded id of the `validation_file` option, if it is set."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -47,6 +47,24 @@ def run(
             "calls and whether it is done) and exit; runs nothing.",
         ),
     ] = False,
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check",
+            help="Preflight only: check the backends (options, packages, credentials) and print "
+            "what the run still needs (requests, tokens, cost, fine-tune jobs, endpoints) against "
+            "the budget. Sends nothing and writes nothing. Exit 0: ready; 2: a problem to fix; "
+            "3: the estimate exceeds the budget.",
+        ),
+    ] = False,
+    probe: Annotated[
+        bool,
+        typer.Option(
+            "--probe",
+            help="With --check: also send each model a 1-token request (costs one request per "
+            "model) to prove it is reachable.",
+        ),
+    ] = False,
 ) -> None:
     """Run the loop: load -> split -> pairs -> judge -> select -> fine-tune -> evaluate, K times.
 
@@ -70,8 +88,14 @@ def run(
 
             _print_plan(load_config(config, overrides=overrides))
             return
-        pipeline = Pipeline.from_config(config, fresh=fresh, reporter=reporter, overrides=overrides)
-        if stage:
+        if probe and not check:
+            raise ConfigurationError("--probe goes with --check (it probes before a run, only)")
+        if check:
+            code = _check(config, overrides, probe=probe, fresh=fresh)
+        elif stage:
+            pipeline = Pipeline.from_config(
+                config, fresh=fresh, reporter=reporter, overrides=overrides
+            )
             targets = [_parse_stage(s) for s in stage]
 
             async def only() -> None:
@@ -83,6 +107,9 @@ def run(
 
             asyncio.run(only())
         else:
+            pipeline = Pipeline.from_config(
+                config, fresh=fresh, reporter=reporter, overrides=overrides
+            )
             result = pipeline.run_sync()
             reporter.close()
             _print_result(result, quiet=quiet or log_json)
@@ -105,6 +132,100 @@ def run(
         reporter.close()
     if code:
         raise typer.Exit(code)
+
+
+def _check(config_path: Path, overrides: dict[str, Any] | None, *, probe: bool, fresh: bool) -> int:
+    """`--check`: the preflight, printed; the exit code (ConfigurationError for a problem)."""
+    import asyncio
+    import contextlib
+
+    from ste_core.config import load_config
+    from ste_core.engine.store import RunStore
+    from ste_core.errors import ConfigurationError
+    from ste_core.run.preflight import preflight
+
+    config = load_config(config_path, overrides=overrides)
+    store_path = config.run_dir / "store.sqlite"
+    with contextlib.ExitStack() as stack:
+        # Read only, and only when it exists: --check never creates or changes a run.
+        store = (
+            stack.enter_context(RunStore.open_read_only(store_path))
+            if store_path.exists() and not fresh
+            else None
+        )
+        checked = asyncio.run(preflight(config, store=store, probe=probe))
+    if checked.problems:
+        raise ConfigurationError(
+            "preflight: nothing was sent.\n" + "\n".join(f"  {p}" for p in checked.problems)
+        )
+    assert checked.estimate is not None
+    over = checked.estimate.over_budget()
+    _print_estimate(checked.estimate, over)
+    return EXIT_BUDGET if over else 0
+
+
+def _print_estimate(estimate: object, over: list[str]) -> None:
+    """The estimate as a table, then its totals, notes and budget problems."""
+    import shutil
+
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    from ste_core.run.preflight import PlanEstimate, Work
+
+    assert isinstance(estimate, PlanEstimate)
+    # Piped or captured output still gets the whole table rather than columns cut to 80.
+    console = Console(width=max(shutil.get_terminal_size((120, 24)).columns, 120))
+
+    def figures(work: Work) -> list[str]:
+        bound = "≤" if work.upper_bound else ""
+        cost = estimate.cost_usd(work)
+        requests = "unknown" if work.requests is None else f"{bound}{work.requests}"
+        jobs = ""
+        if work.finetune_jobs:
+            ft = work.finetune_cost_usd
+            jobs = f"{work.finetune_jobs} × " + ("$?" if ft is None else f"${ft:.4f}")
+        return [
+            requests,
+            str(work.cached) if work.cached else "",
+            f"{bound}{work.prompt_tokens}" if work.prompt_tokens else "",
+            f"{bound}{work.completion_tokens}" if work.completion_tokens else "",
+            ("unpriced" if cost is None else f"{bound}${cost:.4f}") if work.requests else "",
+            jobs,
+        ]
+
+    config = estimate.config
+    table = Table(title=escape(f"preflight of run '{config.run.name}' ({config.run_dir})"))
+    table.add_column("iter", justify="right")
+    for name in ("stage", "status"):
+        table.add_column(name, no_wrap=True)
+    for name in ("requests", "cached", "prompt tok", "output tok", "cost", "ft jobs"):
+        table.add_column(name, justify="right", no_wrap=True)
+    table.add_column("note")
+    for step in estimate.steps:
+        if step.done:
+            table.add_row(str(step.iteration), step.stage, "done", *[""] * 6, "")
+            continue
+        table.add_row(
+            str(step.iteration), step.stage, "to do", *figures(step.work), escape(step.work.note)
+        )
+    table.add_section()
+    table.add_row("", "total", "", *figures(estimate.total), "")
+    console.print(table)
+    console.print(estimate.summary(), markup=False, highlight=False)
+    b = config.budget
+    limits = [f"max_requests = {b.max_requests}"] if b.max_requests is not None else []
+    if b.max_cost_usd is not None:
+        limits.append(f"max_cost_usd = ${b.max_cost_usd:.4f}")
+    spent = f"spent so far: {estimate.spent_requests} requests, ${estimate.spent_usd:.4f}"
+    console.print(f"budget: {', '.join(limits) or 'no limit'}; {spent}", markup=False)
+    for note in estimate.notes():
+        console.print(f"note: {note}", markup=False, highlight=False)
+    for line in over:
+        console.print(f"problem: {line}", style="bold red", markup=False, highlight=False)
+    if not over:
+        console.print("ready: nothing was sent; `ste run` without --check starts the run.")
 
 
 def _parse_stage(text: str) -> tuple[str, int]:

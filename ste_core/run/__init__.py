@@ -6,6 +6,8 @@
 - `rundir`: the run directory's paths; `io`: reading and writing its files, atomically
 - `exports`: manifest.json, metrics.json, summary.md, written from the store
 - `progress`: progress bars, quiet mode and JSON log lines
+- `preflight`: before the first paid call, the backends built (credentials checked) and the
+  estimate of what the rest of the run needs, against the budget (`ste run --check`)
 
 Nothing here is public API: import from `ste_core` instead. Module paths may change.
 """

@@ -24,6 +24,7 @@ from ste_core.records import Funnel
 if TYPE_CHECKING:
     from ste_core.config import Config
     from ste_core.run.context import RunContext
+    from ste_core.run.preflight import Planner, Work
     from ste_core.run.serving import Judge
 
 __all__ = ["Counts", "JudgeUse", "Scope", "Stage", "Step", "flat_counts"]
@@ -140,6 +141,9 @@ class Stage(Generic[C]):
     enabled_when: str = ""
     #: one line for `ste run --plan`
     summary: str = ""
+    #: what the stage would still send at an iteration, before it runs (`ste run --check`, the
+    #: preflight of `Pipeline.run`); None: it sends nothing
+    estimate: Callable[[Planner, int], Work] | None = None
 
     def iterations(self, k: int) -> range:
         """The iterations this stage runs at in a run of `k` training iterations."""

@@ -32,6 +32,7 @@ from ste_core.stages.base import Counts, Stage, Step, flat_counts
 
 if TYPE_CHECKING:
     from ste_core.engine.scheduler import Scheduler
+    from ste_core.run.preflight import Planner, Source, Work
 
 __all__ = [
     "STAGE",
@@ -141,6 +142,27 @@ async def write_baselines(
     return BaselineCounts(instructions=seen, baselines=kept, dropped=dropped)
 
 
+def baselines_work(plan: Planner, key: str, instructions: Source[Instruction] | None) -> Work:
+    """What the baselines of `instructions` would still send (the preflight)."""
+    from ste_core.run.preflight import Work
+
+    if instructions is None:
+        return Work.unknown("instructions unknown before `load` (a hub dataset: set data.limit)")
+    cfg = plan.config.generator
+    params = cfg.params.to_params()
+    return plan.requests(
+        key,
+        "generator",
+        lambda: (baseline_request(i, model=cfg.model, params=params) for i in instructions.read()),
+        upper_bound=not instructions.exact,
+    )
+
+
+def estimate(plan: Planner, iteration: int) -> Work:
+    # The same requests every iteration: after the first they come from the cache.
+    return baselines_work(plan, "baseline:train", plan.instructions("train"))
+
+
 async def baseline(step: Step) -> BaselineCounts:
     rundir, i = step.ctx.rundir, step.iteration
     return await write_baselines(
@@ -159,4 +181,5 @@ STAGE = Stage(
     counts=BaselineCounts,
     needs=("split",),
     summary="the generator's answer to every training instruction",
+    estimate=estimate,
 )

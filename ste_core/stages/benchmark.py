@@ -10,11 +10,18 @@ Files: the user's file -> bench_<name>.pairs.jsonl (once) -> iter_j/bench_<name>
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ste_core.config import Config
+from ste_core.errors import DataFileError
 from ste_core.records import EvalScore, ResponsePair
 from ste_core.run.io import read_rows, write_jsonl
 from ste_core.stages.base import Counts, Stage, Step, flat_counts
-from ste_core.stages.evaluate import judge_and_score
+from ste_core.stages.evaluate import evaluation_setup, judge_and_score
+from ste_core.stages.judge import judging_work
+
+if TYPE_CHECKING:
+    from ste_core.run.preflight import Planner, Work
 
 __all__ = ["STAGE", "BenchmarkCounts"]
 
@@ -54,6 +61,25 @@ async def benchmark(step: Step) -> BenchmarkCounts:
     return counts
 
 
+def estimate(plan: Planner, j: int) -> Work:
+    from ste_core.evaluation.pairs_io import read_pairs
+    from ste_core.run.preflight import Source, Work
+
+    setup = evaluation_setup(plan)
+    total = Work()
+    for bench in plan.config.evaluation.benchmarks:
+        pairs = plan.rows(plan.rundir.root / f"bench_{bench.name}.pairs.jsonl", ResponsePair)
+        if pairs is None:
+            try:
+                given = read_pairs(bench.path, on_error="skip").pairs[: bench.limit]
+            except DataFileError as exc:
+                plan.problems.append(f"evaluation.benchmarks[{bench.name}].path: {exc}")
+                continue
+            pairs = Source(lambda given=given: iter(given))  # type: ignore[misc]
+        total = total + judging_work(plan, f"benchmark:{bench.name}:{j}", j, pairs, setup)
+    return total
+
+
 def _has_benchmarks(config: Config) -> bool:
     return bool(config.evaluation.benchmarks)
 
@@ -68,4 +94,5 @@ STAGE = Stage(
     enabled=_has_benchmarks,
     enabled_when="[[evaluation.benchmarks]] lists a benchmark",
     summary="score the judge on each labelled benchmark of [evaluation] (RewardBench, ...)",
+    estimate=estimate,
 )

@@ -25,6 +25,7 @@ from ste_core.stages.base import Counts, Stage, Step, flat_counts
 
 if TYPE_CHECKING:
     from ste_core.engine.scheduler import Scheduler
+    from ste_core.run.preflight import Planner, Work
     from ste_prompts import Template
 
 __all__ = [
@@ -282,6 +283,35 @@ async def classify(step: Step) -> ClassifyCounts:
     return counts
 
 
+def estimate(plan: Planner, iteration: int) -> Work:
+    from ste_core.run.preflight import Work
+
+    cfg = plan.config
+    f = cfg.filter
+    instructions = plan.instructions("loaded")
+    if instructions is None:
+        return Work.unknown("instructions unknown before `load` (a hub dataset: set data.limit)")
+    template = plan.template(f.template)
+    model = f.model or cfg.generator.model
+    params = cfg.generator.params.to_params().model_copy(
+        update={"temperature": 0.0, "top_p": 1.0, "max_tokens": f.max_tokens}
+    )
+    text = None
+    if f.category_descriptions is not None:
+        from ste_prompts import format_categories
+
+        text = format_categories(f.category_descriptions)
+    return plan.requests(
+        "classify",
+        "generator",
+        lambda: (
+            classify_request(i, model=model, template=template, categories_text=text, params=params)
+            for i in instructions.read()
+        ),
+        upper_bound=not instructions.exact,
+    )
+
+
 def _filter_enabled(config: Config) -> bool:
     return config.filter.enabled
 
@@ -295,4 +325,5 @@ STAGE = Stage(
     enabled=_filter_enabled,
     enabled_when="filter.enabled = true",
     summary="[filter]: a category per instruction by the generator, then a balanced subset",
+    estimate=estimate,
 )

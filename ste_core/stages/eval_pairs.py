@@ -11,12 +11,17 @@ Files: data/eval.jsonl -> data/eval_baselines.jsonl (+ eval_drops.jsonl) -> eval
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ste_core.errors import SteError
-from ste_core.records import Funnel
+from ste_core.records import Baseline, Funnel
 from ste_core.run.io import write_jsonl
 from ste_core.stages.base import Counts, Stage, Step
-from ste_core.stages.baseline import BaselineCounts, write_baselines
-from ste_core.stages.worse import WorseCounts, write_pairs
+from ste_core.stages.baseline import BaselineCounts, baselines_work, write_baselines
+from ste_core.stages.worse import WorseCounts, pairs_work, write_pairs
+
+if TYPE_CHECKING:
+    from ste_core.run.preflight import Planner, Work
 
 __all__ = ["STAGE", "EvalPairsCounts"]
 
@@ -64,6 +69,19 @@ async def eval_pairs(step: Step) -> EvalPairsCounts:
     return EvalPairsCounts(baseline=baselines, worse=worse, pairs=worse.pairs)
 
 
+def estimate(plan: Planner, iteration: int) -> Work:
+    from ste_core.run.preflight import Work
+
+    if plan.config.evaluation.pairs_path:
+        return Work()
+    instructions = plan.instructions("eval")
+    work = baselines_work(plan, "baseline:eval", instructions)
+    baselines = plan.rows(plan.rundir.data_dir / "eval_baselines.jsonl", Baseline)
+    if baselines is None and instructions is not None:
+        baselines = plan.projected_baselines(instructions)
+    return work + pairs_work(plan, "worse:eval", baselines)
+
+
 STAGE = Stage(
     name="eval_pairs",
     scope="run",
@@ -71,4 +89,5 @@ STAGE = Stage(
     counts=EvalPairsCounts,
     needs=("split",),
     summary="the frozen held-out pairs every judge is scored on (or reused from a file)",
+    estimate=estimate,
 )

@@ -12,6 +12,7 @@ Files: eval_pairs.jsonl -> iter_j/eval.jsonl, iter_j/metrics.json.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ste_core.records import (
     EvalScore,
@@ -25,7 +26,17 @@ from ste_core.run.context import RunContext
 from ste_core.run.io import read_rows
 from ste_core.run.serving import Judge
 from ste_core.stages.base import Stage, Step
-from ste_core.stages.judge import JudgeCounts, JudgingSetup, judge_file, read_judgements
+from ste_core.stages.judge import (
+    JudgeCounts,
+    JudgingSetup,
+    judge_file,
+    judging_work,
+    read_judgements,
+)
+
+if TYPE_CHECKING:
+    from ste_core.config import Config
+    from ste_core.run.preflight import Planner, Source, Work
 
 __all__ = ["STAGE", "EvaluateCounts", "evaluation_setup", "judge_and_score"]
 
@@ -39,11 +50,12 @@ class EvaluateCounts(JudgeCounts):
         return Funnel()  # a judge's evaluation measures the funnel, it is not a step of it
 
 
-def evaluation_setup(ctx: RunContext) -> JudgingSetup:
+def evaluation_setup(ctx: RunContext | Planner) -> JudgingSetup:
     """How every judge is asked when it is measured ([evaluation]: greedy by default)."""
-    ev = ctx.config.evaluation
+    config: Config = ctx.config
+    ev = config.evaluation
     return JudgingSetup(
-        template=ctx.template(ctx.config.eval_template),
+        template=ctx.template(config.eval_template),
         params=ev.params.to_params(),
         samples=ev.samples_per_order,
         orders=ev.orders,
@@ -113,6 +125,25 @@ async def judge_and_score(
     return tally, score
 
 
+def eval_pairs_source(plan: Planner) -> Source[ResponsePair] | None:
+    """The frozen eval pairs once made; else the reused ones, or one per eval instruction."""
+    from ste_core.run.preflight import Source
+
+    made = plan.rows(plan.rundir.eval_pairs_path, ResponsePair)
+    if made is not None:
+        return made
+    if plan.config.evaluation.pairs_path:
+        reused = plan.reused_eval_pairs()
+        return Source(lambda: iter(reused))
+    instructions = plan.instructions("eval")
+    return None if instructions is None else plan.projected_pairs(instructions)
+
+
+def estimate(plan: Planner, j: int) -> Work:
+    setup = evaluation_setup(plan)
+    return judging_work(plan, f"evaluate:{j}", j, eval_pairs_source(plan), setup)
+
+
 def _finetune_info(ctx: RunContext, j: int) -> FineTuneInfo | None:
     """The fine-tune job and model of iteration `j` (None for the seed judge)."""
     if j == 0:
@@ -137,4 +168,5 @@ STAGE = Stage(
     needs=("eval_pairs", "finetune"),
     judge="current",
     summary="score the judge on the frozen eval pairs; paired tests with earlier judges",
+    estimate=estimate,
 )

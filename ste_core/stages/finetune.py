@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ste_core.backends import FineTuneBackend
 from ste_core.engine.budget import Budget
@@ -51,6 +51,9 @@ from ste_core.records import (
 from ste_core.run.io import count_lines
 from ste_core.stages.base import Counts, Stage, Step
 from ste_core.stages.training_data import training_file
+
+if TYPE_CHECKING:
+    from ste_core.run.preflight import Planner, Work
 
 #: the kind of ledger resource a fine-tune job is recorded as
 JOB = "finetune_job"
@@ -387,6 +390,15 @@ class FineTuneCounts(Counts):
     resumed: int = 0
 
 
+def estimate(plan: Planner, iteration: int) -> Work:
+    from ste_core.run.preflight import Work
+
+    saved = plan.state(f"finetune/{iteration}") or {}
+    if saved.get("job_id") and saved.get("status") not in ("failed", "cancelled"):
+        return Work(note=f"job {saved['job_id']} already submitted: re-attached to, not paid again")
+    return Work(finetune_jobs=1, finetune_cost_usd=plan.outlook(iteration).job_cost_usd)
+
+
 async def finetune(step: Step) -> FineTuneCounts:
     ctx, i = step.ctx, step.iteration
     cfg = ctx.config
@@ -450,4 +462,5 @@ STAGE = Stage(
     counts=FineTuneCounts,
     needs=("training_data",),
     summary="submit (or re-attach to) the fine-tune job and wait for M_i",
+    estimate=estimate,
 )

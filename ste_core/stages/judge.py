@@ -39,6 +39,7 @@ from ste_core.stages.base import Counts, Stage, Step
 if TYPE_CHECKING:
     from ste_core.engine.scheduler import Scheduler
     from ste_core.run.context import RunContext
+    from ste_core.run.preflight import Planner, Source, Work
     from ste_core.run.serving import Judge
     from ste_prompts import Template
 
@@ -285,6 +286,46 @@ async def judge_file(
     return counts
 
 
+def judging_work(
+    plan: Planner, key: str, j: int, pairs: Source[ResponsePair] | None, setup: JudgingSetup
+) -> Work:
+    """What judge M_j judging `pairs` as `setup` says would still send (the preflight)."""
+    from ste_core.run.preflight import Work
+
+    if pairs is None:
+        return Work.unknown("instructions unknown before `load` (a hub dataset: set data.limit)")
+    model, seed = plan.judge_model(j), plan.config.run.seed
+
+    def requests() -> Iterator[ChatRequest]:
+        for p in pairs.read():
+            for o in orders_for(p.id, setup.orders, seed):
+                yield judge_request(
+                    p,
+                    o,
+                    model=model,
+                    template=setup.template,
+                    params=setup.params,
+                    samples=setup.samples,
+                )
+
+    return plan.requests(key, j, requests, upper_bound=not pairs.exact)
+
+
+def estimate(plan: Planner, iteration: int) -> Work:
+    cfg = plan.config.judge
+    setup = JudgingSetup(
+        template=plan.template(cfg.template),
+        params=cfg.params.to_params(),
+        samples=cfg.samples_per_order,
+        orders=cfg.orders,
+    )
+    pairs = plan.rows(plan.rundir.iter_file(iteration, "pairs.jsonl"), ResponsePair)
+    if pairs is None:
+        train = plan.instructions("train")
+        pairs = None if train is None else plan.projected_pairs(train)
+    return judging_work(plan, f"judge:{iteration}", iteration - 1, pairs, setup)
+
+
 async def judge(step: Step) -> JudgeCounts:
     ctx, i = step.ctx, step.iteration
     cfg = ctx.config.judge
@@ -319,4 +360,5 @@ STAGE = Stage(
     needs=("worse",),
     judge="previous",
     summary="the previous judge judges the pairs in both orders, N samples per order",
+    estimate=estimate,
 )

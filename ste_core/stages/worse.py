@@ -37,6 +37,7 @@ from ste_core.stages.baseline import api_drop, first_choice
 
 if TYPE_CHECKING:
     from ste_core.engine.scheduler import Scheduler
+    from ste_core.run.preflight import Planner, Source, Work
     from ste_prompts import Template
 
 __all__ = [
@@ -190,6 +191,35 @@ async def write_pairs(
     return WorseCounts(baselines=seen, pairs=kept, dropped=dropped)
 
 
+def pairs_work(plan: Planner, key: str, baselines: Source[Baseline] | None) -> Work:
+    """What the worse responses of `baselines` would still send (the preflight)."""
+    from ste_core.run.preflight import Work
+
+    if baselines is None:
+        return Work.unknown("instructions unknown before `load` (a hub dataset: set data.limit)")
+    cfg = plan.config.generator
+    params = cfg.params.to_params()
+    template = plan.template(cfg.worse_template)
+    return plan.requests(
+        key,
+        "generator",
+        lambda: (
+            worse_request(b, model=cfg.model, template=template, params=params)
+            for b in baselines.read()
+        ),
+        upper_bound=not baselines.exact,
+    )
+
+
+def estimate(plan: Planner, iteration: int) -> Work:
+    baselines = plan.rows(plan.rundir.iter_file(iteration, "baselines.jsonl"), Baseline)
+    if baselines is None:
+        train = plan.instructions("train")
+        baselines = None if train is None else plan.projected_baselines(train)
+    # The same requests every iteration (the baselines come from the cache).
+    return pairs_work(plan, "worse:train", baselines)
+
+
 async def worse(step: Step) -> WorseCounts:
     rundir, i = step.ctx.rundir, step.iteration
     drops = rundir.iter_file(i, "worse_drops.jsonl")
@@ -212,4 +242,5 @@ STAGE = Stage(
     counts=WorseCounts,
     needs=("baseline",),
     summary="a good answer to a modified instruction: the known-worse response of each pair",
+    estimate=estimate,
 )

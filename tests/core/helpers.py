@@ -36,6 +36,7 @@ from ste_core.records import (
     Resource,
     Usage,
 )
+from ste_core.run.progress import Reporter
 from ste_core.testing.fake_provider import ScriptedModel
 
 
@@ -301,3 +302,20 @@ def config_with(tmp: Path, **changes: Any) -> Any:
             node = node.setdefault(p, {})
         node[leaf] = value
     return load_config(write_config(tmp, data))
+
+
+class CrashAfter(Reporter):
+    """Raises (like a kill) after `n` finished requests of `stage`."""
+
+    def __init__(self, stage: str, n: int) -> None:
+        super().__init__()
+        self.stage, self.n, self.current, self.done = stage, n, "", 0
+
+    def stage_started(self, iteration: int, stage: str, total: int | None = None) -> None:
+        self.current = f"{stage}@{iteration}"
+
+    def scheduler_event(self, event: Any) -> None:
+        if self.current == self.stage:
+            self.done += 1
+            if self.done >= self.n:
+                raise RuntimeError("simulated crash")

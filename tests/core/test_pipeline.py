@@ -16,8 +16,7 @@ from ste_core.errors import BudgetExceeded, ConfigurationError, FineTuneFailed, 
 from ste_core.pipeline import Pipeline
 from ste_core.plugins import get_host
 from ste_core.run.io import read_rows
-from ste_core.run.progress import Reporter
-from tests.core.helpers import ScriptedFineTune, ScriptedInference, config_with
+from tests.core.helpers import CrashAfter, ScriptedFineTune, ScriptedInference, config_with
 
 OUTPUTS = (
     "eval_pairs.jsonl",
@@ -34,23 +33,6 @@ OUTPUTS = (
     "iter_2/sft.jsonl",
     "iter_2/eval.jsonl",
 )
-
-
-class CrashAfter(Reporter):
-    """Raises (like a kill) after `n` finished requests of `stage`."""
-
-    def __init__(self, stage: str, n: int) -> None:
-        super().__init__()
-        self.stage, self.n, self.current, self.done = stage, n, "", 0
-
-    def stage_started(self, iteration: int, stage: str, total: int | None = None) -> None:
-        self.current = f"{stage}@{iteration}"
-
-    def scheduler_event(self, event: Any) -> None:
-        if self.current == self.stage:
-            self.done += 1
-            if self.done >= self.n:
-                raise RuntimeError("simulated crash")
 
 
 async def test_two_iterations_files_funnel_and_metrics(tmp_path: Path, scripted) -> None:

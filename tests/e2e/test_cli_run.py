@@ -557,3 +557,44 @@ def test_sigterm_while_a_dedicated_endpoint_judges_tears_it_down(
     _assert_same_outputs(ref, run)
     manifest = json.loads((run / "manifest.json").read_text())
     assert all(e["served_as"] != e["model"] for e in manifest["endpoints"])
+
+
+def _check(config: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*STE, "run", str(config), "--check"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=100,
+        cwd=config.parent,
+    )
+
+
+def test_check_sends_nothing_names_what_is_missing_and_bounds_the_real_run(
+    tmp_path: Path, fakes: tuple[FakeProvider, FakeProvider]
+) -> None:
+    import re
+
+    oa, tg = fakes
+
+    def sent() -> int:
+        return sum(oa.counter.values()) + sum(tg.counter.values())
+
+    config = _write_run(tmp_path / "check", oa, tg)
+    no_key = {k: v for k, v in _env().items() if k != "TOGETHER_API_KEY"}
+    proc = _check(config, no_key)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "finetune.backend 'together'" in proc.stderr and "TOGETHER_API_KEY" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    misspelt = _write_run(tmp_path / "misspelt", oa, tg, ft_options={"servng": "auto"})
+    proc = _check(misspelt, _env())
+    assert proc.returncode == 2 and "finetune.options.servng" in proc.stderr
+    proc = _check(config, _env())
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert sent() == 0 and not (tmp_path / "check" / "runs").exists()
+    found = re.search(r"still needs: ≤(\d+) requests", proc.stdout)
+    assert found, proc.stdout
+    _, counts = _reference(tmp_path, oa, tg)
+    # What the real run sent: every chat request (the budget's count, plus Together's 1-token
+    # serverless probes of the served judges), at most the estimate.
+    assert 0 < counts["chat"] <= int(found.group(1))

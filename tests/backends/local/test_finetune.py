@@ -215,3 +215,8 @@ async def test_submit_rejects_what_it_cannot_do(tmp_path: Path) -> None:
         finetuner(tmp_path, epochs=3)
     assert await ft.estimate_cost(spec_for(tiny_model_dir), path) == 0.0
     assert not (tmp_path / "jobs").exists()  # nothing was started
+
+
+def test_the_outlook_is_free_and_needs_no_endpoint(tmp_path: Path) -> None:
+    outlook = finetuner(tmp_path).outlook(spec_for(tmp_path / "model"))
+    assert outlook.job_cost_usd == 0.0 and outlook.dedicated_endpoint is False

@@ -355,3 +355,15 @@ def test_limits_are_checked_before_anything_is_paid(monkeypatch):
     ]:
         with pytest.raises(ConfigurationError, match=match):
             ft._check_limits(bad, limits)
+
+
+@pytest.mark.parametrize(
+    ("serving", "dedicated"), [("dedicated", True), ("serverless", False), ("auto", None)]
+)
+def test_the_outlook_knows_the_serving_mode_but_no_price_before_the_file(
+    serving, dedicated, monkeypatch
+):
+    monkeypatch.setenv("TOGETHER_API_KEY", KEY)
+    outlook = TogetherFineTune(serving=serving).outlook(FineTuneSpec(base_model="m"))
+    assert outlook.dedicated_endpoint is dedicated
+    assert outlook.job_cost_usd is None  # Together prices a job from its uploaded file

@@ -10,8 +10,7 @@ import pytest
 from ste_core.engine.store import RunStore
 from ste_core.pipeline import Pipeline
 from ste_core.run.progress import Reporter
-from tests.core.helpers import ScriptedFineTune, config_with
-from tests.core.test_pipeline import CrashAfter
+from tests.core.helpers import CrashAfter, ScriptedFineTune, config_with
 
 
 class Warnings(Reporter):
