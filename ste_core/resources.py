@@ -25,10 +25,11 @@ which also charges the budget: `begin` refuses (BudgetExceeded) when the run is 
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ste_core.records import Resource, ResourceState
@@ -60,6 +61,9 @@ class Resources:
         self._items: dict[int, Resource] = {}
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
+        # Entries this session works on: begun here, or claimed from a session that died.
+        self._claimed: set[int] = set()
+        self._teardowns: set[asyncio.Task[Any]] = set()
 
     def notify(self, message: str) -> None:
         """Tell the user something they pay for happened (an endpoint created, ready, deleted)."""
@@ -88,6 +92,7 @@ class Resources:
                 created=time.time(),
             )
             self._items[resource.entry] = resource
+            self._claimed.add(resource.entry)
         return resource
 
     def update(
@@ -141,6 +146,38 @@ class Resources:
         with self._lock:
             return list(self._items.values())
 
+    def claim(self, kind: str, key: str) -> Resource | None:
+        """An open resource of `kind` with `key` that no one in this session works on (one a
+        dead session left, to re-attach to), now claimed by the caller; None when there is none.
+        Two identical batches of one session never share an entry."""
+        for resource in self.open(kind):
+            with self._lock:
+                if resource.key == key and resource.entry not in self._claimed:
+                    self._claimed.add(resource.entry)
+                    return resource
+        return None
+
+    def release(self, resource: Resource) -> None:
+        """Stop working on `resource` (its create call failed) while it stays open: a retry in
+        this session may `claim` it again, and find what it left (an uploaded file)."""
+        with self._lock:
+            self._claimed.discard(resource.entry)
+
+    def tear_down_later(self, teardown: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Run `teardown` (cancel a batch, delete an endpoint) in a task of its own that the
+        cancellation of its caller does not reach; the backend's `aclose` waits for it
+        (`settle`), so closing the backend's client cannot cut the call short."""
+        task = asyncio.ensure_future(teardown)
+        self._teardowns.add(task)
+        task.add_done_callback(self._teardowns.discard)
+        return task
+
+    async def settle(self, timeout_s: float = 10.0) -> None:
+        """Wait (at most `timeout_s`) for the teardowns started with `tear_down_later`."""
+        pending = [t for t in self._teardowns if not t.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=timeout_s)
+
 
 class LedgerResources(Resources):
     """`Resources` in the run's ledger (the run store), charged to the run's budget."""
@@ -177,6 +214,8 @@ class LedgerResources(Resources):
             usd_per_hour=usd_per_hour,
             estimate_usd=estimate_usd,
         )
+        with self._lock:
+            self._claimed.add(resource.entry)
         self._accrue(resource)
         return resource
 

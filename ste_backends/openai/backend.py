@@ -16,18 +16,26 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-from ste_backends.openai.batch import BatchSettings, run_batches
+from ste_backends.openai.batch import (
+    TERMINAL,
+    BatchSettings,
+    cancel_batch,
+    find_batch,
+    run_batches,
+)
 from ste_backends.openai.errors import map_sdk_error
 from ste_backends.openai.fanout import complete_n
 from ste_backends.openai.options import OpenAIOptions
 from ste_backends.openai.wire import OWNED_FIELDS, chat_body, completion_from_body
 from ste_core.backends import BatchItem, InferenceBackend, InferenceCapabilities
-from ste_core.errors import ConfigurationError
-from ste_core.records import ChatRequest, Completion
+from ste_core.errors import ConfigurationError, TransientProviderError
+from ste_core.records import ChatRequest, Completion, Resource
 
 #: Sent as the key to servers that need none (vLLM without --api-key, Ollama, llama.cpp, LM
 #: Studio): the SDK refuses to start without some key, and a placeholder can never leak a real one.
 PLACEHOLDER_KEY = "ste-no-key"
+#: Seconds `aclose` waits for batch cancels still in flight.
+CANCEL_GRACE_S = 10.0
 
 
 class OpenAIInference(InferenceBackend):
@@ -64,6 +72,7 @@ class OpenAIInference(InferenceBackend):
             max_requests=opts.batch_max_requests,
             metadata=dict(opts.batch_metadata),
             max_n=opts.max_n,
+            cancel_on_interrupt=opts.cancel_on_interrupt,
         )
         # Per instance: the options decide what this server can do; the core reads
         # `backend.capabilities`. The class attribute above is what `ste backends` shows.
@@ -109,6 +118,8 @@ class OpenAIInference(InferenceBackend):
         return client
 
     async def aclose(self) -> None:
+        # A batch cancel still on its way must reach the server before its client goes.
+        await self.resources.settle(CANCEL_GRACE_S)
         clients = list(self._clients.values())
         self._clients.clear()
         for client in clients:
@@ -175,8 +186,42 @@ class OpenAIInference(InferenceBackend):
             provider=self.name,
             auth_hint=self.auth_hint,
             settings=self._batch_settings,
+            resources=self.resources,
         ):
             yield item
+
+    # -- batch jobs a session left open ------------------------------------------------------
+
+    async def resource_state(self, resource: Resource) -> str | None:
+        """A batch's status at the server (None: no batch was created for it)."""
+        if resource.kind != "batch":
+            return await super().resource_state(resource)
+        batch = await self._found(resource)
+        return None if batch is None else str(batch.status)
+
+    async def reap(self, resource: Resource) -> str:
+        """Cancel a batch still running and end its ledger entry."""
+        if resource.kind != "batch":
+            return await super().reap(resource)
+        batch = await self._found(resource)
+        if batch is None:
+            self.resources.end(resource, cost_usd=None)
+            return "no batch was created for it"
+        if batch.status in TERMINAL:
+            self.resources.end(resource, cost_usd=None)
+            return f"it had already ended ({batch.status}); its results were not used"
+        if not await cancel_batch(self._client(), self.resources, resource, batch.id):
+            raise TransientProviderError(f"could not cancel batch {batch.id}", provider=self.name)
+        return "cancelled"
+
+    async def _found(self, resource: Resource) -> Any:
+        try:
+            return await find_batch(self._client(), resource)
+        except Exception as exc:
+            mapped = map_sdk_error(exc, provider=self.name, auth_hint=self.auth_hint)
+            if mapped is None:
+                raise
+            raise mapped from exc
 
 
 def _is_openai(base_url: str) -> bool:

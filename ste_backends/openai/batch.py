@@ -13,13 +13,24 @@ Failed lines become error items (typed by their status code, as a live call woul
 core retries only those. Requests that appear in neither file (batch expired or was cancelled)
 become TransientProviderError items. A failure of the batch itself (upload refused, batch
 failed validation, polls still failing when the retry budget is spent) gives every request of
-that chunk the same error item, and a batch still running is cancelled. If the consumer stops
-(cancellation, Ctrl-C), batches still running are cancelled at the provider so they stop costing.
+that chunk the same error item, and a batch still running is cancelled.
+
+Every batch is in `resources` (the run's ledger) before it costs anything: begun (key: a digest
+of the input file) before the upload, its input file id right after the upload, its batch id
+right after the create call, ended with the sum of its lines' known costs. A session that asks
+for the same lines again re-attaches to an open entry instead of paying twice: it polls the batch
+(collecting results that came in while no one watched), finds the batch created from the uploaded
+file (all pages of the batch list) when the create call's answer was lost, or creates it from that
+file; a batch found failed, expired or cancelled is ended and its lines go out in a new batch.
+If the consumer stops (cancellation, Ctrl-C), a running batch is left for the next session to
+collect (`cancel_on_interrupt` false, the default), or cancelled in a task of its own that the
+backend's `aclose` waits for.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import time
@@ -38,14 +49,19 @@ from ste_core.errors import (
     SteError,
     TransientProviderError,
 )
-from ste_core.records import ChatRequest, Completion
+from ste_core.records import ChatRequest, Completion, Resource
+from ste_core.resources import Resources
 
 log = logging.getLogger("ste.backends.openai.batch")
 
 ENDPOINT = "/v1/chat/completions"
 TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})
+#: Ended (or ending) without running its lines: on re-attach they go out again in a new batch.
+ENDED_UNRUN = frozenset({"failed", "expired", "cancelled", "cancelling"})
 #: The Batch API caps input files at 200 MB; stay under it with room for the multipart framing.
 MAX_FILE_BYTES = 190 * 1024 * 1024
+#: ... and a batch at 50,000 requests.
+MAX_LINES = 50_000
 
 
 @dataclass
@@ -55,6 +71,7 @@ class BatchSettings:
     completion_window: str = "24h"
     metadata: dict[str, str] = field(default_factory=dict)
     max_n: int | None = None
+    cancel_on_interrupt: bool = False
 
 
 @dataclass
@@ -65,6 +82,12 @@ class _Chunk:
     lines: list[bytes] = field(default_factory=list)
     size: int = 0
 
+    @property
+    def key(self) -> str:
+        """The ledger key: a digest of the input file, the same in every session that sends
+        the same lines."""
+        return hashlib.sha256(b"".join(self.lines)).hexdigest()[:32]
+
 
 async def run_batches(
     get_client: Callable[[], Any],
@@ -74,11 +97,13 @@ async def run_batches(
     provider: str,
     auth_hint: str,
     settings: BatchSettings,
+    resources: Resources,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> AsyncIterator[BatchItem]:
-    """Run `requests` through the Batch API; yield one BatchItem per request as chunks finish."""
+    """Run `requests` through the Batch API; yield one BatchItem per request as chunks finish.
+    Each batch is recorded in `resources`."""
     chunks = _plan(requests, body_for=body_for, settings=settings)
-    runner = _Runner(get_client, provider, auth_hint, settings, sleep)
+    runner = _Runner(get_client, provider, auth_hint, settings, resources, sleep)
     tasks = [asyncio.ensure_future(runner.run(chunk)) for chunk in chunks]
     try:
         for fut in asyncio.as_completed(tasks):
@@ -123,7 +148,7 @@ def _plan(
         added = sum(len(x) for x in lines)
         if (
             not chunks
-            or len(chunks[-1].lines) + len(lines) > settings.max_requests
+            or len(chunks[-1].lines) + len(lines) > min(settings.max_requests, MAX_LINES)
             or chunks[-1].size + added > MAX_FILE_BYTES
         ):
             chunks.append(_Chunk(model=request.model))
@@ -141,10 +166,11 @@ class _Runner:
         provider: str,
         auth_hint: str,
         settings: BatchSettings,
+        resources: Resources,
         sleep: Callable[[float], Awaitable[None]],
     ) -> None:
         self.get_client, self.provider, self.auth_hint = get_client, provider, auth_hint
-        self.settings, self.sleep = settings, sleep
+        self.settings, self.resources, self.sleep = settings, resources, sleep
         self.retry = RetryPolicy.polling(settings.poll_interval)
 
     def _map(self, exc: BaseException) -> SteError:
@@ -154,36 +180,30 @@ class _Runner:
         return mapped
 
     async def run(self, chunk: _Chunk) -> list[BatchItem]:
-        """Submit one chunk and wait for it; never raises a provider error (items carry them)."""
+        """Submit one chunk (or re-attach to its batch) and wait for it; never raises a provider
+        error (items carry them)."""
         started = time.monotonic()
-        client = self.get_client()
         try:
-            upload = await client.files.create(
-                file=(
-                    f"ste-batch-{chunk.model.replace('/', '_')}.jsonl",
-                    b"".join(chunk.lines),
-                    "application/jsonl",
-                ),
-                purpose="batch",
-            )
-            batch = await client.batches.create(
-                input_file_id=upload.id,
-                endpoint=ENDPOINT,
-                completion_window=self.settings.completion_window,
-                metadata={"source": "ste", **self.settings.metadata},
-            )
+            resource, batch = await self._attach_or_submit(chunk)
         except Exception as exc:
             return self._all_failed(chunk, self._map(exc))
-        log.info("batch %s submitted: %d lines for %s", batch.id, len(chunk.lines), chunk.model)
         try:
             batch = await self._wait(batch)
         except asyncio.CancelledError:
-            await self._cancel_quietly(batch.id)
+            if self.settings.cancel_on_interrupt:
+                # Its own task: the interruption that got us here (or a second one) cannot stop
+                # it, and the backend's aclose waits for it before closing the client.
+                await asyncio.shield(
+                    self.resources.tear_down_later(self.cancel(resource, batch.id))
+                )
+            else:
+                log.info("batch %s left running: the next session collects its results", batch.id)
             raise
         except Exception as exc:
-            await self._cancel_quietly(batch.id)
+            await asyncio.shield(self.cancel(resource, batch.id))
             return self._all_failed(chunk, self._map(exc))
         if batch.status == "failed":
+            self.resources.end(resource, cost_usd=None)
             messages = [
                 f"line {e.line}: {e.message}" if e.line is not None else str(e.message)
                 for e in ((batch.errors.data or []) if batch.errors else [])
@@ -202,7 +222,74 @@ class _Runner:
             )
         except Exception as exc:
             return self._all_failed(chunk, self._map(exc))
-        return self._assemble(chunk, batch, lines, latency_s=time.monotonic() - started)
+        items = self._assemble(chunk, batch, lines, latency_s=time.monotonic() - started)
+        self.resources.end(resource, cost_usd=total_cost(items))
+        return items
+
+    async def _attach_or_submit(self, chunk: _Chunk) -> tuple[Resource, Any]:
+        """The batch for `chunk`: one a dead session left for the same lines, else a new one."""
+        client = self.get_client()
+        resource = self.resources.claim("batch", chunk.key)
+        file_id: str | None = None
+        if resource is not None:
+            try:
+                batch = await find_batch(client, resource)
+            except BaseException:
+                self.resources.release(resource)
+                raise
+            if batch is not None and batch.status not in ENDED_UNRUN:
+                if resource.provider_id != batch.id:
+                    resource = self.resources.update(resource, provider_id=batch.id, state="live")
+                log.info("re-attaching to batch %s (%d lines)", batch.id, len(chunk.lines))
+                self.resources.notify(
+                    f"Re-attaching to batch {batch.id} ({len(chunk.lines)} requests)"
+                )
+                return resource, batch
+            file_id = resource.detail.get("input_file_id")
+            if batch is not None:  # it ended without running its lines: they go again
+                log.warning("batch %s ended %s; its requests go out again", batch.id, batch.status)
+                self.resources.end(resource, cost_usd=None)
+                resource = None
+        if resource is None:
+            resource = self.resources.begin(
+                "batch", key=chunk.key, detail={"lines": len(chunk.lines), "bytes": chunk.size}
+            )
+        try:
+            batch = await self._submit(chunk, resource, file_id)
+        except BaseException:
+            # Nothing was created, or we cannot know: a retry re-claims the entry and finds
+            # what this attempt left (its uploaded file, a batch whose id never came back).
+            self.resources.release(resource)
+            raise
+        resource = self.resources.update(resource, provider_id=batch.id, state="live")
+        log.info("batch %s submitted: %d lines for %s", batch.id, len(chunk.lines), chunk.model)
+        return resource, batch
+
+    async def _submit(self, chunk: _Chunk, resource: Resource, file_id: str | None) -> Any:
+        """Upload the input file (unless `file_id` names it already) and create the batch; the
+        ledger entry gets the file id right after the upload."""
+        client = self.get_client()
+        if file_id is None:
+            upload = await client.files.create(
+                file=(
+                    f"ste-batch-{chunk.model.replace('/', '_')}.jsonl",
+                    b"".join(chunk.lines),
+                    "application/jsonl",
+                ),
+                purpose="batch",
+            )
+            file_id = upload.id
+        if resource.detail.get("input_file_id") != file_id:
+            self.resources.update(resource, detail={"input_file_id": file_id})
+        return await client.batches.create(
+            input_file_id=file_id,
+            endpoint=ENDPOINT,
+            completion_window=self.settings.completion_window,
+            metadata={"source": "ste", **self.settings.metadata},
+        )
+
+    async def cancel(self, resource: Resource, batch_id: str) -> bool:
+        return await cancel_batch(self.get_client(), self.resources, resource, batch_id)
 
     async def _wait(self, batch: Any) -> Any:
         client = self.get_client()
@@ -218,14 +305,6 @@ class _Runner:
             await self.sleep(self.settings.poll_interval)
             batch = await self.retry.call(f"polling batch {batch_id}", retrieve, sleep=self.sleep)
         return batch
-
-    async def _cancel_quietly(self, batch_id: str) -> None:
-        """Best effort: a cancelled run should not leave a batch running up a bill."""
-        try:
-            await asyncio.shield(self.get_client().batches.cancel(batch_id))
-            log.info("batch %s cancelled", batch_id)
-        except BaseException as exc:
-            log.warning("could not cancel batch %s: %r", batch_id, exc)
 
     async def _download(self, file_id: str | None) -> list[dict[str, Any]]:
         if not file_id:
@@ -310,3 +389,48 @@ class _Runner:
         return completion_from_body(
             body, provider=self.provider, request_id=request_id, latency_s=latency_s
         )
+
+
+def total_cost(items: list[BatchItem]) -> float | None:
+    """What the lines that ran cost (None when no line's price is known)."""
+    costs = [i.completion.cost_usd for i in items if i.completion is not None]
+    known = [c for c in costs if c is not None]
+    return sum(known) if known else None
+
+
+async def find_batch(client: Any, resource: Resource) -> Any | None:
+    """The provider's batch of a ledger entry: by its id, else (the create call's answer was
+    lost) the one created from its input file, looked for on every page of the batch list;
+    None when there is none."""
+    if resource.provider_id:
+        try:
+            return await client.batches.retrieve(resource.provider_id)
+        except Exception as exc:
+            if getattr(exc, "status_code", None) == 404:
+                return None
+            raise
+    file_id = resource.detail.get("input_file_id")
+    if not file_id:
+        return None
+    async for batch in client.batches.list(limit=100):  # the SDK's pager walks every page
+        # Created after its entry was begun (with a minute for clock skew): an older batch of
+        # the same file is not this entry's.
+        if batch.input_file_id == file_id and batch.created_at >= resource.created - 60:
+            return batch
+    return None
+
+
+async def cancel_batch(
+    client: Any, resources: Resources, resource: Resource, batch_id: str
+) -> bool:
+    """Cancel the batch and end its ledger entry; False (a warning) when the cancel call failed:
+    the entry stays open, for `ste cleanup` or the next session."""
+    try:
+        await client.batches.cancel(batch_id)
+    except Exception as exc:
+        if getattr(exc, "status_code", None) != 409:  # 409: it had ended already
+            log.warning("could not cancel batch %s: %r", batch_id, exc)
+            return False
+    log.info("batch %s cancelled", batch_id)
+    resources.end(resource, cost_usd=None)
+    return True

@@ -40,6 +40,7 @@ output file, non-200 answers to the error file (same line shape, the error body 
 Per-line faults: a `FaultPlan` whose `routes` include "batch_line" is applied to each input line
 (its 1-based number is the sequence number), e.g. `FaultPlan(server_error_every=3,
 routes={"batch_line"})` fails lines 3, 6, ... with 500. `provider.model_gate` applies per line too.
+`counter["batch_lines"]` counts the lines run (paid for).
 Cancel: `cancelling`, then `cancelled` on the next retrieve, with whatever ran (nothing, if it was
 not yet finalizing) in the output file. `provider.state["batch_expire"] = True` makes batches end
 `expired` instead of running, with every line in the error file (code `batch_expired`).
@@ -441,6 +442,8 @@ class _BatchAPI:
             else:
                 failures.append(record)
         with self.p.lock:
+            # Lines run (and paid for): a test counts repeats with counter["batch_lines"].
+            self.p.counter["batch_lines"] += number
             batch["_outputs"] = outputs
             batch["_failures"] = failures
             batch["request_counts"] = {

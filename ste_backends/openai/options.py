@@ -75,7 +75,18 @@ class OpenAIOptions(BackendOptions):
         30.0, ge=0, changes_results=False, help="seconds between batch status polls"
     )
     batch_max_requests: int = option(
-        50_000, ge=1, changes_results=False, help="most lines per batch input file"
+        50_000,
+        ge=1,
+        le=50_000,
+        changes_results=False,
+        help="most lines per batch input file, at most OpenAI's 50,000 (files are also split "
+        "under OpenAI's 200 MB)",
+    )
+    cancel_on_interrupt: bool = option(
+        False,
+        changes_results=False,
+        help="cancel a running batch when the run is interrupted; false: leave it running and "
+        "let the resumed run collect its results (paid once)",
     )
     batch_metadata: dict[str, str] = option(
         default_factory=dict,

@@ -48,7 +48,8 @@ Dedicated endpoints (project-scoped, SDK 3.x)
                         (`deploy_polls_to_ready`), or FAILED (`deploy_failure`)
 Batch API
   POST /v1/batches, GET /v1/batches[/{id}], POST /v1/batches/{id}/cancel; a batch runs its lines
-  through the scripted model when it completes and writes an output and an error file
+  through the scripted model when it completes (after `batch_polls` GETs) and writes an output
+  and an error file; `counter["batch_lines"]` counts the lines run (paid for)
 Chat and models (override the built-in routes)
   POST /v1/chat/completions  the built-in scripted answer in Together's shape (no `chatcmpl-` id
                              prefix, a `seed` per choice, `prompt` instead of
@@ -1146,6 +1147,8 @@ class TogetherRoutes:
                 err_lines.append(
                     json.dumps({**record, "error": {"message": message, "code": response.status}})
                 )
+        # Lines run (and paid for): a test counts repeats with counter["batch_lines"].
+        self.provider.counter["batch_lines"] += len(out_lines) + len(err_lines)
         batch["output_file_id"] = self._new_file(
             f"batch_{batch['id']}_output.jsonl", "batch-api", "\n".join(out_lines).encode() + b"\n"
         )

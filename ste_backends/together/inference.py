@@ -8,12 +8,15 @@ from typing import Any, ClassVar
 
 from ste_core.backends import BatchItem, InferenceBackend, InferenceCapabilities
 from ste_core.errors import TransientProviderError
-from ste_core.records import ChatRequest, Completion, Usage
+from ste_core.records import ChatRequest, Completion, Resource, Usage
 
 from .client import PROVIDER, make_client
 from .errors import map_error
 from .options import TogetherInferenceOptions
 from .pricing import PriceBook, cost_of
+
+#: Seconds `aclose` waits for batch cancels still in flight.
+CANCEL_GRACE_S = 10.0
 
 
 def chat_body(request: ChatRequest) -> dict[str, Any]:
@@ -110,6 +113,8 @@ class TogetherInference(InferenceBackend):
         self._client = make_client(self.options)
 
     async def aclose(self) -> None:
+        # A batch cancel still on its way must reach Together before the client goes.
+        await self.resources.settle(CANCEL_GRACE_S)
         await self._client.close()
 
     async def complete(self, request: ChatRequest) -> Completion:
@@ -148,3 +153,29 @@ class TogetherInference(InferenceBackend):
 
     async def _price(self, model: str) -> Any:
         return await self._prices.price(self._client, model)
+
+    async def resource_state(self, resource: Resource) -> str | None:
+        """A batch job's status at Together (None: no batch was created for it)."""
+        if resource.kind != "batch":
+            return await super().resource_state(resource)
+        from .batch import find_batch
+
+        job = await find_batch(self, resource)
+        return None if job is None else str(job.status)
+
+    async def reap(self, resource: Resource) -> str:
+        """Cancel a batch job still running and end its ledger entry."""
+        if resource.kind != "batch":
+            return await super().reap(resource)
+        from .batch import TERMINAL, cancel_batch, find_batch
+
+        job = await find_batch(self, resource)
+        if job is None:
+            self.resources.end(resource, cost_usd=None)
+            return "no batch was created for it"
+        if (job.status or "") in TERMINAL:
+            self.resources.end(resource, cost_usd=None)
+            return f"it had already ended ({job.status}); its results were not used"
+        if not await cancel_batch(self, resource, job.id):
+            raise TransientProviderError(f"could not cancel batch {job.id}", provider=PROVIDER)
+        return "cancelled"

@@ -84,10 +84,23 @@ class TogetherInferenceOptions(TogetherOptions):
         ge=1,
         le=50000,
         changes_results=False,
-        help="requests per batch job; larger inputs are split into several jobs",
+        help="requests per batch job, at most Together's 50,000; larger inputs (or input files "
+        "over Together's 100 MB) are split into several jobs",
     )
     batch_discount: float = option(
-        0.5, ge=0, changes_results=False, help="price factor applied to Batch API usage"
+        0.5,
+        ge=0,
+        changes_results=False,
+        help="price factor of Batch API usage against the serverless price, used when the price "
+        "data has no batch price; default: Together's published 50% discount "
+        "(https://docs.together.ai/docs/inference/batch/overview, 'up to 50% off serverless "
+        "rates'; some models are not discounted: set 1.0 for those)",
+    )
+    cancel_on_interrupt: bool = option(
+        False,
+        changes_results=False,
+        help="cancel a running batch when the run is interrupted; false: leave it running and "
+        "let the resumed run collect its results (paid once)",
     )
     prices: dict[str, tuple[float, float]] = option(
         default_factory=dict,

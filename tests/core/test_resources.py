@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from ste_core.engine.budget import Budget
@@ -83,3 +85,38 @@ def test_ending_twice_changes_nothing(tmp_path) -> None:
     res.end(r, cost_usd=99.0)
     assert budget.spent_usd == pytest.approx(0.1)
     assert store.resource(r.entry).cost_usd == pytest.approx(0.1)
+
+
+def test_a_session_claims_only_what_no_one_in_it_works_on(tmp_path) -> None:
+    store = RunStore(tmp_path / "run.sqlite")
+    dead = LedgerResources(store, None, "fakeprov", "judge")
+    left = dead.begin("batch", key="lines-a")
+    assert dead.claim("batch", "lines-a") is None  # begun here: this session works on it
+    now = LedgerResources(store, None, "fakeprov", "judge")  # the next session
+    assert now.claim("batch", "lines-b") is None
+    claimed = now.claim("batch", "lines-a")
+    assert claimed is not None and claimed.entry == left.entry
+    assert now.claim("batch", "lines-a") is None  # a second identical batch begins its own
+    now.release(claimed)  # its create call failed: a retry may take it again
+    assert now.claim("batch", "lines-a") is not None
+
+
+async def test_settle_waits_for_a_teardown_its_caller_stopped_waiting_for() -> None:
+    res = Resources("fakeprov")
+    finished: list[str] = []
+
+    async def teardown() -> None:
+        await asyncio.sleep(0.05)
+        finished.append("cancelled")
+
+    async def interrupted() -> None:
+        await asyncio.shield(res.tear_down_later(teardown()))
+
+    task = asyncio.ensure_future(interrupted())
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert finished == []
+    await res.settle(1.0)
+    assert finished == ["cancelled"]

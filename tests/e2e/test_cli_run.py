@@ -598,3 +598,83 @@ def test_check_sends_nothing_names_what_is_missing_and_bounds_the_real_run(
     # What the real run sent: every chat request (the budget's count, plus Together's 1-token
     # serverless probes of the served judges), at most the estimate.
     assert 0 < counts["chat"] <= int(found.group(1))
+
+
+# -- Batch API jobs over kills: re-attached, never paid twice ----------------------------------
+
+#: Status GETs before a fake batch completes: the kill lands while batches run.
+BATCH_POLLS = 6
+#: The batcher sends a partial chunk after this long without new requests: long enough that
+#: a stage's requests form the same chunks (the same batches) in every session, which is what
+#: re-attaching by the digest of a batch's lines relies on.
+BATCH_LIMITS = {"batch_linger_s": 0.5}
+
+
+def _batch_counts(tg: FakeProvider) -> dict[str, int]:
+    return {k: tg.counter[k] for k in ("batches_create", "batch_lines", "chat")}
+
+
+def _since(tg: FakeProvider, start: dict[str, int]) -> dict[str, int]:
+    return {k: v - start[k] for k, v in _batch_counts(tg).items()}
+
+
+@pytest.fixture(scope="module")
+def together_batch_reference(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[Path, dict[str, int]]:
+    """A clean run through Together's Batch API, on fakes of its own (Together hands out the
+    same file id for the same content: runs sharing a fake would share files)."""
+    tmp = tmp_path_factory.mktemp("together-batch-reference")
+    with OpenAIFake(latency_s=0.005) as oa, TogetherFake() as tg:
+        tg.together.batch_polls = BATCH_POLLS
+        proc = _ste(_write_run(tmp, oa, tg, inference="together-batch", **BATCH_LIMITS))
+        assert proc.returncode == 0, proc.stderr
+        return tmp / "runs" / "e2e", _batch_counts(tg)
+
+
+def _batches_where(tg: FakeProvider, test: Any) -> list[dict[str, Any]]:
+    with tg.lock:
+        return [b for b in tg.together.st["batches"].values() if test(b)]
+
+
+@pytest.mark.parametrize("kill_point", ["batch_created", "batch_running"])
+def test_a_run_killed_around_a_batch_reattaches_and_pays_each_line_once(
+    tmp_path: Path,
+    fakes: tuple[FakeProvider, FakeProvider],
+    together_batch_reference: tuple[Path, dict[str, int]],
+    kill_point: str,
+) -> None:
+    """SIGKILL (a) when Together has created a batch whose id has not reached the run (found
+    by its input file), (b) while a batch runs (polled by its id): the resumed run collects
+    that batch instead of submitting its lines again."""
+    oa, tg = fakes
+    ref, ref_counts = together_batch_reference
+    tg.together.batch_polls = BATCH_POLLS
+    config = _write_run(tmp_path / "killed", oa, tg, inference="together-batch", **BATCH_LIMITS)
+    if kill_point == "batch_created":
+        tg.reply_delay_s["batches_create"] = 1.0  # the batch exists; its id is on the way
+
+        def stop() -> bool:
+            return len(_batches_where(tg, lambda b: True)) >= 2
+    else:
+
+        def stop() -> bool:
+            return len(_batches_where(tg, lambda b: True)) >= 2 and bool(
+                _batches_where(tg, lambda b: b["status"] == "IN_PROGRESS" and b["_polls"] >= 2)
+            )
+
+    _run_until(config, stop)
+    killed = _batch_counts(tg)
+    # The kill left a batch unfinished: its lines have not run.
+    assert _batches_where(tg, lambda b: b["status"] != "COMPLETED")
+    tg.reply_delay_s.clear()
+    proc = _ste(config)
+    assert proc.returncode == 0, proc.stderr
+    _assert_same_outputs(ref, tmp_path / "killed" / "runs" / "e2e")
+    used = _batch_counts(tg)
+    assert used["batches_create"] == ref_counts["batches_create"]  # no batch submitted twice
+    assert used["batch_lines"] == ref_counts["batch_lines"]  # no line run (paid) twice
+    assert used["chat"] == ref_counts["chat"]
+    assert killed["batches_create"] < used["batches_create"]  # the kill came mid-run
+    assert "Re-attaching to batch" in proc.stdout + proc.stderr
+    assert not _batches_where(tg, lambda b: b["status"] == "CANCELLED")

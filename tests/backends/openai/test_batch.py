@@ -10,9 +10,12 @@ import pytest
 
 from ste_backends.openai import OpenAIInference
 from ste_backends.openai.fake import OpenAIFake
+from ste_core.backends import BatchItem
 from ste_core.engine.retry import POLL_MAX_RETRIES
+from ste_core.engine.store import RunStore
 from ste_core.errors import PermanentProviderError, TransientProviderError
-from ste_core.records import ChatRequest
+from ste_core.records import ChatRequest, Resource
+from ste_core.resources import LedgerResources
 from ste_core.testing.fake_provider import FakeResponse, FaultPlan
 
 pytestmark = pytest.mark.block_network(allowed_hosts=["127.0.0.1"])
@@ -35,26 +38,144 @@ def line(custom_id: str, model: str = "fake-acc80", text: str = "hello") -> dict
     }
 
 
-async def test_backend_cancels_its_batch_when_the_consumer_stops():
-    with OpenAIFake() as fake:
-        backend = OpenAIInference(base_url=fake.base_url, batch=True, batch_poll_interval=30)
+LINES = [ask(w) for w in ("rain", "wind", "snow", "hail", "fog")]
 
-        async def consume() -> list:
-            return [item async for item in backend.complete_many([ask("a"), ask("b")])]
 
-        task = asyncio.ensure_future(consume())
-        for _ in range(200):
-            await asyncio.sleep(0.01)
-            if fake.counter["batches_create"]:
-                break
-        assert fake.counter["batches_create"] == 1
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
+def session(fake: OpenAIFake, store_path, **options) -> OpenAIInference:  # type: ignore[no-untyped-def]
+    """A backend as one `ste run` session has it: its resources in the run's ledger."""
+    backend = OpenAIInference(
+        base_url=fake.base_url, batch=True, **{"batch_poll_interval": 0.001, **options}
+    )
+    backend.resources = LedgerResources(RunStore(store_path), None, "openai", "judge")
+    return backend
+
+
+async def collect(backend: OpenAIInference, requests=LINES) -> list[BatchItem]:  # type: ignore[no-untyped-def]
+    try:
+        items = [item async for item in backend.complete_many(requests)]
+    finally:
         await backend.aclose()
+    return sorted(items, key=lambda i: i.index)
+
+
+async def interrupted(backend: OpenAIInference, until, second_cancel: bool = False) -> None:  # type: ignore[no-untyped-def]
+    """Start complete_many, cancel it (a Ctrl-C) once `until()` holds, close the backend."""
+    task = asyncio.ensure_future(collect(backend))
+    for _ in range(500):
+        await asyncio.sleep(0.01)
+        if until():
+            break
+    assert until(), "the interruption point was never reached"
+    task.cancel()
+    if second_cancel:
+        await asyncio.sleep(0.05)
+        task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+def ledger(store_path) -> list[Resource]:  # type: ignore[no-untyped-def]
+    return RunStore(store_path).resources(kind="batch")
+
+
+def answered(items: list[BatchItem], n: int = len(LINES)) -> bool:
+    return [i.index for i in items] == list(range(n)) and all(
+        i.error is None and i.completion and i.completion.texts for i in items
+    )
+
+
+async def test_an_interrupted_batch_is_left_running_for_the_next_session(tmp_path):
+    store = tmp_path / "store.sqlite"
+    with OpenAIFake() as fake:
+        await interrupted(
+            session(fake, store, batch_poll_interval=30),
+            lambda: fake.counter["batches_create"] == 1,
+        )
+        assert fake.counter["batches_cancel"] == 0
+        (left,) = ledger(store)
+        assert left.open and left.state == "live" and left.provider_id
+        assert left.detail["lines"] == len(LINES) and left.detail["input_file_id"]
+
+        items = await collect(session(fake, store))
+        assert answered(items)
+        assert fake.counter["batches_create"] == 1 and fake.counter["files_create"] == 1
+        assert fake.counter["batch_lines"] == len(LINES)
+    (done,) = ledger(store)
+    assert done.entry == left.entry and not done.open
+
+
+async def test_killed_between_upload_and_create_the_batch_is_found_in_the_list(tmp_path):
+    store = tmp_path / "store.sqlite"
+    with OpenAIFake() as fake:
+        fake.reply_delay_s["batches_create"] = 5.0  # created, its id on the way
+        await interrupted(session(fake, store), lambda: len(fake.state["openai_batches"]) == 1)
+        (left,) = ledger(store)
+        assert left.provider_id is None and left.detail["input_file_id"]
+        fake.reply_delay_s.clear()
+        items = await collect(session(fake, store))
+        assert answered(items)
+        assert fake.counter["batches_create"] == 1 and fake.counter["files_create"] == 1
+        assert fake.counter["batches_list"] >= 1 and fake.counter["batch_lines"] == len(LINES)
+    assert [r.open for r in ledger(store)] == [False]
+
+
+async def test_a_batch_found_expired_is_ended_and_its_requests_go_out_again(tmp_path):
+    store = tmp_path / "store.sqlite"
+    with OpenAIFake() as fake:
+        await interrupted(
+            session(fake, store, batch_poll_interval=30),
+            lambda: fake.counter["batches_create"] == 1,
+        )
+        (batch,) = fake.state["openai_batches"].values()
+        batch["status"] = "expired"
+        items = await collect(session(fake, store))
+        assert answered(items)
+        assert fake.counter["batches_create"] == 2 and fake.counter["files_create"] == 1
+    old, new = ledger(store)
+    assert not old.open and not new.open and old.provider_id != new.provider_id
+
+
+async def test_cancel_on_interrupt_reaches_the_server_though_the_backend_closes_at_once(
+    tmp_path,
+):
+    store = tmp_path / "store.sqlite"
+    with OpenAIFake() as fake:
+        fake.reply_delay_s["batches_cancel"] = 0.5  # a slow answer: closing must wait for it
+        await interrupted(
+            session(fake, store, batch_poll_interval=30, cancel_on_interrupt=True),
+            lambda: fake.counter["batches_create"] == 1,
+            second_cancel=True,
+        )
         assert fake.counter["batches_cancel"] == 1
         (batch,) = fake.state["openai_batches"].values()
         assert batch["status"] == "cancelling"
+    (entry,) = ledger(store)
+    assert not entry.open  # the cancel's answer came back before the client closed
+
+
+async def test_a_batch_left_open_is_reaped_by_cancelling_it(tmp_path):
+    store = tmp_path / "store.sqlite"
+    with OpenAIFake() as fake:
+        await interrupted(
+            session(fake, store, batch_poll_interval=30),
+            lambda: fake.counter["batches_create"] == 1,
+        )
+        (left,) = ledger(store)
+        backend = session(fake, store)
+        assert await backend.resource_state(left) == "in_progress"  # each look advances it
+        assert await backend.reap(left) == "cancelled"
+        await backend.aclose()
+        assert fake.counter["batches_cancel"] == 1
+    assert [r.open for r in ledger(store)] == [False]
+
+
+async def test_requests_are_split_at_the_line_limit(tmp_path):
+    store = tmp_path / "store.sqlite"
+    with OpenAIFake() as fake:
+        items = await collect(session(fake, store, batch_max_requests=2))
+        assert answered(items)
+        assert fake.counter["batches_create"] == 3 and fake.counter["files_create"] == 3
+    assert [(r.detail["lines"], r.open) for r in ledger(store)] == [(2, False)] * 2 + [(1, False)]
 
 
 async def test_expired_batch_gives_retryable_items_for_every_request():
