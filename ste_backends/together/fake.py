@@ -38,7 +38,9 @@ Fine-tuning
 Catalog, models, hardware
   GET  /v2/supported-models                       catalog with serverless pricing and profiles
   GET  /v2/projects/{p}/models/{id}               fine-tuned model objects (ml_...)
-  GET  /v2/projects/{p}/configs?referenceModelId= certified configs (accelerator selectors)
+  GET  /v2/projects/{p}/configs?referenceModel=   certified configs (accelerator and
+                                                  adapter_mode selectors; the deprecated
+                                                  referenceModelId filter works too)
   GET  /v2/public/inference-instance-types        hardware list with priceCentsPerHour
   GET  /v3/whoami                                 a project API key identity
 Dedicated endpoints (project-scoped, SDK 3.x)
@@ -46,6 +48,8 @@ Dedicated endpoints (project-scoped, SDK 3.x)
   POST/GET/DELETE       /v2/projects/{p}/endpoints/{e}/deployments[/{id}]
                         each deployment GET advances PROVISIONING -> READY
                         (`deploy_polls_to_ready`), or FAILED (`deploy_failure`)
+Lists (configs, endpoints, deployments, supported models) are cursor-paginated: `limit` and
+`after` are honoured, and the `page_size` knob splits them into pages.
 Batch API
   POST /v1/batches, GET /v1/batches[/{id}], POST /v1/batches/{id}/cancel; a batch runs its lines
   through the scripted model when it completes (after `batch_polls` GETs) and writes an output
@@ -131,9 +135,15 @@ def _json_body(req: FakeRequest) -> Any:
         raise _Refused(400, "body must be JSON") from None
 
 
-def _page(items: list[dict[str, Any]]) -> dict[str, Any]:
-    """Cursor-paginated list (`AsyncCursorPagination`): everything on one page."""
-    return {"data": items, "next_cursor": None}
+def _page(items: list[dict[str, Any]], req: FakeRequest, page_size: int | None) -> dict[str, Any]:
+    """Cursor-paginated list (`AsyncCursorPagination`): from the `after` cursor (an offset
+    here), at most `limit` items or `page_size` (the fake's knob), with `next_cursor` while
+    more follow."""
+    start = int(str(req.query.get("after") or 0))
+    sizes = [int(str(req.query["limit"]))] if req.query.get("limit") else []
+    size = min([*sizes, page_size or len(items) or 1])
+    end = start + size
+    return {"data": items[start:end], "next_cursor": str(end) if end < len(items) else None}
 
 
 @dataclass
@@ -151,6 +161,20 @@ class TogetherRoutes:
     deploy_failure: str | None = None
     #: whether LoRA fine-tunes of catalog models are served serverless
     serverless_lora: bool = True
+    #: the `adapter_mode` selector of each certified config, by its hardware (a LoRA adapter
+    #: deploys only on `fixed` or `dynamic` ones)
+    config_adapter_modes: dict[str, str] = field(
+        default_factory=lambda: {
+            "1xnvidia-h100-80gb": "dynamic",
+            "1xnvidia-a100-80gb": "fixed",
+            "2xnvidia-h100-80gb": "disabled",
+        }
+    )
+    #: items per page of the cursor-paginated lists (configs, endpoints, deployments,
+    #: supported models); None: all on one page unless the client asks for a `limit`
+    page_size: int | None = None
+    #: a status to answer the supported-models catalog with (its route failing), or None
+    catalog_failure: int | None = None
     #: batch GETs before a batch completes (VALIDATING, IN_PROGRESS, ..., COMPLETED)
     batch_polls: int = 2
     #: custom_ids whose batch lines fail (go to the error file)
@@ -626,6 +650,8 @@ class TogetherRoutes:
         ]
 
     def supported_models(self, req: FakeRequest, m: re.Match[str]) -> Any:
+        if self.catalog_failure:
+            return _error(self.catalog_failure, "supported models are unavailable right now")
         search = str(req.query.get("search", "")).lower()
         with self.provider.lock:
             names = [n for n in self.provider.models if not self._is_output(n)]
@@ -674,7 +700,7 @@ class TogetherRoutes:
                     "serverlessEndpoint": name,
                 }
             )
-        return _page(items)
+        return _page(items, req, self.page_size)
 
     def _model_json(self, obj: dict[str, Any]) -> dict[str, Any]:
         base_id = "ml_pub_" + hashlib.sha256(obj["base"].encode()).hexdigest()[:12]
@@ -713,11 +739,16 @@ class TogetherRoutes:
                 "selectors": [
                     {"key": "accelerator_type", "value": acc},
                     {"key": "accelerator_count", "value": str(count)},
+                    *(
+                        [{"key": "adapter_mode", "value": self.config_adapter_modes[hw_name]}]
+                        if hw_name in self.config_adapter_modes
+                        else []
+                    ),
                 ],
             }
             for hw_name, acc, _g, _mem, count, _c in self.HARDWARE
         ]
-        return _page(configs)
+        return _page(configs, req, self.page_size)
 
     def hardware_list(self, req: FakeRequest, m: re.Match[str]) -> Any:
         data = [
@@ -823,7 +854,8 @@ class TogetherRoutes:
     def ep_list(self, req: FakeRequest, m: re.Match[str]) -> Any:
         self._check_project(m)
         with self.provider.lock:
-            return _page([self._endpoint_json(e) for e in self.st["endpoints"].values()])
+            endpoints = [self._endpoint_json(e) for e in self.st["endpoints"].values()]
+            return _page(endpoints, req, self.page_size)
 
     def ep_update(self, req: FakeRequest, m: re.Match[str]) -> Any:
         body = _json_body(req)
@@ -958,7 +990,8 @@ class TogetherRoutes:
     def dep_list(self, req: FakeRequest, m: re.Match[str]) -> Any:
         with self.provider.lock:
             ep = self._endpoint(m)
-            return _page([self._deployment_json(d) for d in ep["_deployments"].values()])
+            deployments = [self._deployment_json(d) for d in ep["_deployments"].values()]
+            return _page(deployments, req, self.page_size)
 
     def dep_delete(self, req: FakeRequest, m: re.Match[str]) -> Any:
         with self.provider.lock:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
@@ -19,6 +19,7 @@ from ste_core.records import (
     FineTuneSpec,
     JobStatus,
     ModelRef,
+    Resource,
     SFTExample,
 )
 
@@ -26,7 +27,7 @@ from .client import PROVIDER, make_client
 from .errors import map_error
 from .formats import validate_training_file, write_training_file
 from .options import TogetherFineTuneOptions
-from .serving import ProgressCallback, serve_model
+from .serving import ProgressCallback, locate, reap_endpoint, serve_model
 from .states import job_status
 
 #: FineTuneSpec.options keys this backend reads (anything else is rejected, naming the key).
@@ -89,8 +90,6 @@ class TogetherFineTune(FineTuneBackend):
         self._limits: dict[str, Any] = {}
         self._seen_events: dict[str, set[tuple[str, str, str]]] = {}
         self._estimates: dict[str, float] = {}
-        #: Usage of the last dedicated endpoint serve() ran (for the run manifest).
-        self.last_endpoint_usage: dict[str, Any] | None = None
 
     async def aclose(self) -> None:
         await self._client.close()
@@ -514,18 +513,34 @@ class TogetherFineTune(FineTuneBackend):
 
     def serve(self, model: ModelRef) -> contextlib.AbstractAsyncContextManager[ModelRef]:
         """Make `model` callable: serverless where Together serves it, else a dedicated endpoint
-        created now and stopped + deleted on exit (success, error or cancellation)."""
-        return self._serve(model)
+        (recorded in `resources`; the one a dead session left serving `model` is reused) that is
+        stopped and deleted on exit (success, error or cancellation)."""
+        return serve_model(
+            self._client, model, self.options, self.resources, progress=self.progress
+        )
 
-    @contextlib.asynccontextmanager
-    async def _serve(self, model: ModelRef) -> AsyncIterator[ModelRef]:
-        def record(usage: dict[str, Any]) -> None:
-            self.last_endpoint_usage = usage
+    async def resource_state(self, resource: Resource) -> str | None:
+        """The state of an endpoint's deployment at Together (`NO_DEPLOYMENT` when it holds
+        none), or None when the endpoint no longer exists."""
+        self._check_kind(resource)
+        found = await locate(self._client, self.resources, resource)
+        return found.state if found is not None else None
 
-        async with serve_model(
-            self._client, model, self.options, record, progress=self.progress
-        ) as served:
-            yield served
+    async def reap(self, resource: Resource) -> str:
+        """Delete the endpoint (its deployments first) and end its entry with its cost."""
+        self._check_kind(resource)
+        return await reap_endpoint(
+            self._client,
+            self.resources,
+            resource,
+            retry_interval_s=self.options.endpoint_poll_interval_s,
+        )
+
+    def _check_kind(self, resource: Resource) -> None:
+        if resource.kind != "endpoint":
+            raise ConfigurationError(
+                f"together fine-tuning creates endpoints only, not {resource.label()}"
+            )
 
 
 def _aware(moment: datetime) -> datetime:

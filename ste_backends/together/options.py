@@ -163,13 +163,14 @@ class TogetherFineTuneOptions(TogetherOptions):
     hardware: str | None = option(
         None,
         changes_results=False,
-        help="dedicated endpoint hardware, e.g. '1xnvidia-h100-80gb'; default: the cheapest "
-        "certified config for the model",
+        help="dedicated endpoint hardware, e.g. '1xnvidia-h100-80gb'; needed (or "
+        "deployment_config) when Together lists several configs for the model",
     )
     deployment_config: str | None = option(
         None,
         changes_results=False,
-        help="an explicit config revision (cr_... or projects/<p>/configs/<id>)",
+        help="the dedicated endpoint's config revision (cr_... or projects/<p>/configs/<id>); "
+        "needed when several configs remain for the model after `hardware`",
     )
     min_replicas: int = option(1, ge=1, changes_results=False, help="endpoint autoscaling floor")
     max_replicas: int = option(

@@ -50,6 +50,14 @@ OUTPUTS = (
 )
 
 
+#: finetune options that serve fine-tuned judges on dedicated endpoints of the fake
+DEDICATED = {
+    "serving": "dedicated",
+    "hardware": "1xnvidia-h100-80gb",
+    "endpoint_poll_interval_s": 0.02,
+}
+
+
 def _instructions(n: int) -> list[str]:
     words = [
         "copper",
@@ -522,7 +530,7 @@ def test_sigterm_while_a_dedicated_endpoint_judges_tears_it_down(
     ref, _ = _reference(tmp_path, oa, tg)  # served serverless
     tg.together.serverless_lora = False  # fine-tunes need a dedicated endpoint (as in the seed)
     tg.together.deploy_polls_to_ready = 1
-    config = _write_run(tmp_path / "term", oa, tg, {"endpoint_poll_interval_s": 0.02})
+    config = _write_run(tmp_path / "term", oa, tg, DEDICATED)
     chat0, creates0 = tg.counter["chat"], tg.counter["endpoints_create"]
     proc = subprocess.Popen(
         [*STE, "run", str(config), "--log-json"],
@@ -678,3 +686,44 @@ def test_a_run_killed_around_a_batch_reattaches_and_pays_each_line_once(
     assert killed["batches_create"] < used["batches_create"]  # the kill came mid-run
     assert "Re-attaching to batch" in proc.stdout + proc.stderr
     assert not _batches_where(tg, lambda b: b["status"] == "CANCELLED")
+
+
+def test_killed_around_a_dedicated_endpoint_reuses_it_and_leaves_none(
+    tmp_path: Path, fakes: tuple[FakeProvider, FakeProvider]
+) -> None:
+    """SIGKILL (no teardown possible) (a) inside the call that creates M1's endpoint, (b) while
+    it provisions, (c) while it judges; each resumed session takes the endpoint over from the
+    ledger instead of paying for another, and the last one finishes the run: one endpoint per
+    judge served, none left at Together, and the clean run's files."""
+    oa, tg = fakes
+    tg.together.serverless_lora = False
+    tg.together.deploy_polls_to_ready = 1
+    proc = _ste(_write_run(tmp_path / "ref", oa, tg, DEDICATED))
+    assert proc.returncode == 0, proc.stderr
+    ref_creates = tg.counter["endpoints_create"]
+    assert ref_creates == 2 and tg.together.st["endpoints"] == {}  # M1 and M2
+
+    config = _write_run(tmp_path / "killed", oa, tg, DEDICATED)
+    creates0 = tg.counter["endpoints_create"]
+    # (a) the endpoint exists at Together; its id never reaches the dying process
+    tg.reply_delay_s["endpoints_create"] = 5.0
+    _run_until(config, lambda: len(tg.together.st["endpoints"]) == 1)
+    tg.reply_delay_s.clear()
+    # (b) provisioning takes forever, until the kill
+    tg.together.deploy_polls_to_ready = 10**6
+    polls0 = tg.counter["deployments_get"]
+    _run_until(config, lambda: tg.counter["deployments_get"] >= polls0 + 2)
+    tg.together.deploy_polls_to_ready = 1
+    # (c) READY and judging with M1
+    chat0 = tg.counter["chat"]
+    _run_until(config, lambda: tg.counter["chat"] - chat0 >= 5)
+    assert len(tg.together.st["endpoints"]) == 1  # the one endpoint, through three kills
+    done = _ste(config)
+    assert done.returncode == 0, done.stderr
+    assert tg.together.st["endpoints"] == {}
+    assert tg.counter["endpoints_create"] - creates0 == ref_creates
+    assert "Reusing Together endpoint" in done.stdout + done.stderr
+    run = tmp_path / "killed" / "runs" / "e2e"
+    _assert_same_outputs(tmp_path / "ref" / "runs" / "e2e", run)
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["status"] == "succeeded" and manifest["cost_usd"]["endpoints"] > 0

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
 from types import SimpleNamespace
 from typing import Any
 
@@ -19,8 +20,11 @@ import httpx
 import pytest
 import together
 
+from ste_backends.together.fake import TogetherFake
 from ste_backends.together.options import TogetherFineTuneOptions
 from ste_backends.together.serving import (
+    NO_DEPLOYMENT,
+    READY,
     _hardware_of,
     _same_hardware,
     _uncancellable,
@@ -29,6 +33,7 @@ from ste_backends.together.serving import (
 )
 from ste_core.errors import ConfigurationError, PermanentProviderError, TransientProviderError
 from ste_core.records import ChatRequest, FineTuneMethod, FineTuneSpec, ModelRef, Order, SFTExample
+from ste_core.resources import Resources
 from tests.backends.together.tg_support import FT_MODEL
 
 EXAMPLES = [
@@ -100,17 +105,20 @@ async def test_dedicated_endpoint_lifecycle(
         meta = served.metadata
         assert meta["serving"] == "dedicated" and meta["fine_tuned_model"] == model.model
         assert meta["hardware"] == "1xnvidia-h100-80gb"
-        assert meta["price_usd_per_hour_per_replica"] == pytest.approx(3.99)
+        assert meta["usd_per_hour"] == pytest.approx(3.99)  # one replica at the floor
         assert meta["endpoint_id"].startswith("ep_") and meta["deployment_id"].startswith("dep_")
+        assert meta["reused"] is False
+        (live,) = backend.resources.open("endpoint")
+        assert live.state == "live" and live.provider_id == meta["endpoint_id"]
+        assert live.key == model.model and live.detail["deployment_id"] == meta["deployment_id"]
+        assert live.detail["config"] == "projects/proj_public/configs/cr_1xnvidia_h100_80gb"
         answer = await chat.complete(
             ChatRequest.of(served.model, [{"role": "user", "content": "What is rain?"}])
         )
         assert answer.model == served.model and "rain" in answer.texts[0].lower()
-    usage = backend.last_endpoint_usage
-    assert usage["deleted"] is True and usage["kept"] is False
-    assert usage["uptime_s"] > 0 and usage["cost_usd_max"] == pytest.approx(
-        2 * usage["cost_usd_min"]
-    )
+    (ended,) = backend.resources.all()
+    assert ended.state == "ended" and backend.resources.open() == []
+    assert ended.cost_usd == pytest.approx(3.99 * ended.uptime_s() / 3600, rel=0.01)
     states = [p.get("state") for p in progress if p["phase"] == "waiting"]
     assert states[-1] == "DEPLOYMENT_STATE_READY" and states[0] == "DEPLOYMENT_STATE_PROVISIONING"
     assert [p["phase"] for p in progress][-1] == "deleted"
@@ -127,13 +135,14 @@ async def test_endpoint_deleted_when_the_block_raises(
         serving="dedicated",
         endpoint_name="ste-judge-raises",
         endpoint_poll_interval_s=0.01,
+        hardware="1xnvidia-a100-80gb",
     )
     model = await trained(backend, tmp_path)
     with pytest.raises(RuntimeError, match="evaluation blew up"):
         async with backend.serve(model):
             raise RuntimeError("evaluation blew up")
     assert teardown_calls(interactions()) == TEARDOWN
-    assert backend.last_endpoint_usage["deleted"] is True
+    assert [r.state for r in backend.resources.all()] == ["ended"]
     assert_fake_clean(together_fake, ste_recording)
 
 
@@ -146,6 +155,7 @@ async def test_endpoint_deleted_when_cancelled_while_serving(
         serving="dedicated",
         endpoint_name="ste-judge-ctrl-c",
         endpoint_poll_interval_s=0.01,
+        hardware="1xnvidia-a100-80gb",
     )
     model = await trained(backend, tmp_path)
     inside = asyncio.Event()
@@ -179,6 +189,7 @@ async def test_endpoint_deleted_when_cancelled_while_provisioning(
         serving="dedicated",
         endpoint_name="ste-judge-early-exit",
         endpoint_poll_interval_s=0.01,
+        hardware="1xnvidia-a100-80gb",
         progress=on_progress,
     )
     model = await trained(backend, tmp_path)
@@ -207,6 +218,7 @@ async def test_failed_deployment_is_reported_and_deleted(
         serving="dedicated",
         endpoint_name="ste-judge-no-capacity",
         endpoint_poll_interval_s=0.01,
+        hardware="1xnvidia-a100-80gb",
     )
     model = await trained(backend, tmp_path)
     with pytest.raises(PermanentProviderError, match="No H100 capacity"):
@@ -223,14 +235,16 @@ async def test_keep_endpoint_leaves_it_running(make_backend, tmp_path, interacti
         serving="dedicated",
         endpoint_name="ste-judge-kept",
         endpoint_poll_interval_s=0.01,
+        hardware="1xnvidia-a100-80gb",
         keep_endpoint=True,
     )
     model = await trained(backend, tmp_path)
     async with backend.serve(model) as served:
         assert served.metadata["serving"] == "dedicated"
     assert not [c for c in interactions() if c[0] == "DELETE"]
-    assert backend.last_endpoint_usage["kept"] is True
-    assert backend.last_endpoint_usage["deleted"] is False
+    # Kept on purpose: no longer the run's to reap (ended in the ledger, with its cost so far).
+    (kept,) = backend.resources.all()
+    assert kept.state == "ended" and kept.provider_id is not None
 
 
 @pytest.mark.vcr
@@ -245,7 +259,7 @@ async def test_auto_serves_lora_serverless_when_together_hosts_it(
     assert ("GET", "/v2/supported-models") in calls  # catalog: dynamic adapters on the base
     assert calls[-1] == ("POST", "/v1/chat/completions")  # the 1-token probe
     assert not [c for c in calls if "/endpoints" in c[1]]
-    assert backend.last_endpoint_usage is None
+    assert backend.resources.all() == []
 
 
 @pytest.mark.vcr
@@ -258,11 +272,12 @@ async def test_auto_falls_back_to_dedicated_without_serverless_adapters(
         serving="auto",
         endpoint_name="ste-judge-auto-dedicated",
         endpoint_poll_interval_s=0.01,
+        hardware="1xnvidia-a100-80gb",
     )
     model = await trained(backend, tmp_path)
     async with backend.serve(model) as served:
         assert served.metadata["serving"] == "dedicated"
-        assert served.metadata["hardware"] == "1xnvidia-a100-80gb"  # the cheapest certified
+        assert served.metadata["hardware"] == "1xnvidia-a100-80gb"
     assert teardown_calls(interactions()) == TEARDOWN
     assert_fake_clean(together_fake, ste_recording)
 
@@ -322,10 +337,11 @@ class StubClient:
     async def _model(self, mid: str, project_id: str) -> Any:
         return SimpleNamespace(id=mid, base_model_id="ml_base")
 
-    async def _configs(self, **kw: Any) -> Any:
+    async def _configs(self, **kw: Any) -> AsyncIterator[Any]:
         sel = [SimpleNamespace(key="accelerator_type", value="nvidia-h100-80gb")]
         sel.append(SimpleNamespace(key="accelerator_count", value="1"))
-        return SimpleNamespace(data=[SimpleNamespace(id="cr_1", project_id="p", selectors=sel)])
+        sel.append(SimpleNamespace(key="adapter_mode", value="dynamic"))
+        yield SimpleNamespace(id="cr_1", project_id="p", selectors=sel)
 
     async def _hardware(self) -> Any:
         return SimpleNamespace(
@@ -371,6 +387,14 @@ class StubClient:
         return {}
 
 
+def ledger() -> Resources:
+    """An in-memory ledger whose notices are kept in `.notes`."""
+    notes: list[str] = []
+    resources = Resources("together", "finetune", notify=notes.append)
+    resources.notes = notes  # type: ignore[attr-defined]
+    return resources
+
+
 def settings(**kw: Any) -> TogetherFineTuneOptions:
     base = {"serving": "dedicated", "endpoint_poll_interval_s": 0.001, "endpoint_name": "judge-x"}
     return TogetherFineTuneOptions(**{**base, **kw})
@@ -378,25 +402,27 @@ def settings(**kw: Any) -> TogetherFineTuneOptions:
 
 async def test_ready_timeout_deletes_the_endpoint():
     client = StubClient(ready_after=10**9)
-    usage: list[dict] = []
-    with pytest.raises(TransientProviderError, match="not READY after"):
-        async with serve_model(
-            client, MODEL, settings(endpoint_ready_timeout_s=0.02), usage.append
-        ):
+    res = ledger()
+    with pytest.raises(TransientProviderError, match="not READY after") as info:
+        async with serve_model(client, MODEL, settings(endpoint_ready_timeout_s=0.02), res):
             pass
+    assert "`serving`" in str(info.value) and "`deployment_config`" in str(info.value)
     assert client.calls[-2:] == ["deployment.delete", "endpoint.delete"]
-    assert usage and usage[0]["deleted"] is True
+    assert [r.state for r in res.all()] == ["ended"]
 
 
 async def test_teardown_failure_is_reported_not_raised(caplog):
     client = StubClient()
     client.fail_endpoint_delete = True
-    usage: list[dict] = []
+    res = ledger()
     with caplog.at_level(logging.ERROR), pytest.raises(KeyError):
-        async with serve_model(client, MODEL, settings(), usage.append):
+        async with serve_model(client, MODEL, settings(), res):
             raise KeyError("the original error wins")
-    assert usage[0]["deleted"] is False and "network down" in usage[0]["teardown_error"]
-    assert "Delete it by hand" in caplog.text
+    # Left open in the ledger, for the next session or `ste cleanup`.
+    (left,) = res.open("endpoint")
+    assert left.provider_id == "ep_1" and left.detail["deployment_id"] == "dep_1"
+    assert "network down" in res.notes[-1] and "ste cleanup" in res.notes[-1]
+    assert "delete it by hand" in caplog.text
 
 
 def sdk_error(status: int, message: str = "try later") -> together.APIStatusError:
@@ -412,7 +438,7 @@ def sdk_error(status: int, message: str = "try later") -> together.APIStatusErro
 async def test_failed_readiness_polls_are_retried():
     client = StubClient(ready_after=1)
     client.poll_errors = [sdk_error(503), sdk_error(502)]
-    async with serve_model(client, MODEL, settings(), lambda u: None) as served:
+    async with serve_model(client, MODEL, settings(), ledger()) as served:
         assert served.metadata["serving"] == "dedicated"
     assert client.calls.count("deployment.get failed") == 2 and client.polls == 2
 
@@ -420,52 +446,52 @@ async def test_failed_readiness_polls_are_retried():
 async def test_readiness_polls_failing_past_the_budget_delete_the_endpoint():
     client = StubClient(ready_after=1)
     client.poll_errors = [sdk_error(503, "endpoint API down")] * 100
-    usage: list[dict] = []
+    res = ledger()
     with pytest.raises(TransientProviderError, match="endpoint API down") as info:
-        async with serve_model(client, MODEL, settings(), usage.append):
+        async with serve_model(client, MODEL, settings(), res):
             pass
     assert info.value.status == 503
     assert client.calls.count("deployment.get failed") == 6  # five retries, then it gives up
     assert client.calls[-2:] == ["deployment.delete", "endpoint.delete"]
-    assert usage[0]["deleted"] is True
+    assert res.open() == []
 
 
 async def test_endpoint_delete_waits_out_a_deployment_that_is_still_stopping():
     client = StubClient()
     client.delete_errors = [sdk_error(409, "deployment still stopping")] * 2
-    usage: list[dict] = []
-    async with serve_model(client, MODEL, settings(), usage.append):
+    res = ledger()
+    async with serve_model(client, MODEL, settings(), res):
         pass
     assert client.calls.count("endpoint.delete") == 3
-    assert usage[0]["deleted"] is True and usage[0]["teardown_error"] is None
+    assert res.open() == [] and "deleted after" in res.notes[-1]
 
 
 async def test_endpoint_delete_gives_up_after_five_tries_and_says_so(caplog):
     client = StubClient()
     client.delete_errors = [sdk_error(409, "deployment still stopping")] * 100
-    usage: list[dict] = []
+    res = ledger()
     with caplog.at_level(logging.ERROR):
-        async with serve_model(client, MODEL, settings(), usage.append):
+        async with serve_model(client, MODEL, settings(), res):
             pass
     assert client.calls.count("endpoint.delete") == 5
-    assert "deployment still stopping" in usage[0]["teardown_error"]
-    assert usage[0]["deleted"] is False and "Delete it by hand" in caplog.text
+    assert "deployment still stopping" in res.notes[-1]
+    assert len(res.open()) == 1 and "delete it by hand" in caplog.text
 
 
 async def test_an_endpoint_already_gone_counts_as_deleted():
     client = StubClient()
     client.delete_errors = [sdk_error(404, "no such endpoint")]
-    usage: list[dict] = []
-    async with serve_model(client, MODEL, settings(), usage.append):
+    res = ledger()
+    async with serve_model(client, MODEL, settings(), res):
         pass
-    assert client.calls.count("endpoint.delete") == 1 and usage[0]["teardown_error"] is None
+    assert client.calls.count("endpoint.delete") == 1 and res.open() == []
 
 
 async def test_a_second_cancellation_does_not_interrupt_teardown():
     client = StubClient()
 
     async def body() -> None:
-        async with serve_model(client, MODEL, settings(), lambda u: None):
+        async with serve_model(client, MODEL, settings(), ledger()):
             await asyncio.Event().wait()
 
     task = asyncio.create_task(body())
@@ -500,21 +526,19 @@ async def test_uncancellable_reraises_the_cancellation_after_finishing():
 async def test_dedicated_needs_a_project():
     client = StubClient(project_id=None)
     with pytest.raises(ConfigurationError, match="TOGETHER_PROJECT_ID"):
-        async with serve_model(client, MODEL, settings(), lambda u: None):
+        async with serve_model(client, MODEL, settings(), ledger()):
             pass
     assert "endpoint.create" not in client.calls
 
 
 async def test_full_fine_tunes_are_never_served_serverless():
     full = MODEL.model_copy(update={"metadata": {"training_type": "Full"}})
-    assert await decide_mode(StubClient(), full, settings(serving="auto")) == "dedicated"
+    assert await decide_mode(StubClient(), full, settings(serving="auto"), ledger()) == "dedicated"
 
 
 async def test_unknown_hardware_names_the_available_ones():
     with pytest.raises(ConfigurationError, match="1xnvidia-h100-80gb"):
-        async with serve_model(
-            StubClient(), MODEL, settings(hardware="8xnvidia-b200"), lambda u: None
-        ):
+        async with serve_model(StubClient(), MODEL, settings(hardware="8xnvidia-b200"), ledger()):
             pass
 
 
@@ -529,3 +553,184 @@ def test_hardware_names_compare_loosely():
     assert _same_hardware("2xnvidia-h100-80gb", "2xh100-80gb")
     assert _same_hardware("1xnvidia-h100-80gb", "1x_nvidia_h100_80gb")
     assert not _same_hardware("1xnvidia-h100-80gb", "2xnvidia-h100-80gb")
+
+
+# -- against a live TogetherFake: what a dead session left open ----------------------------------
+
+
+@pytest.fixture
+async def live(tmp_path) -> Any:  # type: ignore[no-untyped-def]
+    """A started TogetherFake serving fine-tunes on dedicated endpoints only, and a factory of
+    TogetherFineTune backends pointed at it that share one ledger (a run's store, reopened by
+    each new backend as a resumed session would)."""
+    from ste_backends.together.finetune import TogetherFineTune
+    from ste_core.engine.store import RunStore
+    from ste_core.resources import LedgerResources
+
+    made: list[Any] = []
+    notes: list[str] = []
+    with TogetherFake() as fake:
+        fake.add_model(FT_MODEL)
+        fake.together.serverless_lora = False
+        fake.together.deploy_polls_to_ready = 1
+        store = RunStore(tmp_path / "store.sqlite")
+
+        def backend(**options: Any) -> TogetherFineTune:
+            defaults = {
+                "base_url": fake.url,
+                "api_key": "k",
+                "project_id": fake.together.project["id"],
+                "serving": "dedicated",
+                "hardware": "1xnvidia-h100-80gb",
+                "endpoint_poll_interval_s": 0.01,
+            }
+            made_one = TogetherFineTune(**{**defaults, **options})
+            made_one.resources = LedgerResources(
+                store, None, "together", "finetune", notify=notes.append
+            )
+            made.append(made_one)
+            return made_one
+
+        yield SimpleNamespace(fake=fake, backend=backend, notes=notes, store=store)
+        for b in made:
+            await b.aclose()
+        store.close()
+
+
+async def left_open(backend: Any, model: ModelRef) -> None:
+    """What a session killed while serving `model` leaves: a READY endpoint, its entry open."""
+    from ste_backends.together.serving import DedicatedEndpoint
+
+    endpoint = DedicatedEndpoint(backend._client, model, backend.options, backend.resources, None)
+    await endpoint.start()
+
+
+async def test_an_endpoint_left_serving_the_model_is_reused_not_created_again(live, tmp_path):
+    dead = live.backend()
+    model = await trained(dead, tmp_path)
+    await left_open(dead, model)
+    assert live.fake.counter["endpoints_create"] == 1
+    (entry,) = dead.resources.open("endpoint")
+    assert await dead.resource_state(entry) == READY
+
+    resumed = live.backend()
+    async with resumed.serve(model) as served:
+        assert served.metadata["reused"] is True and served.metadata["ledger_entry"] == entry.entry
+        chat = await resumed._client.chat.completions.create(
+            model=served.model, messages=[{"role": "user", "content": "hi"}]
+        )
+        assert chat.choices[0].message.content
+    assert live.fake.counter["endpoints_create"] == 1  # no second endpoint
+    assert live.fake.together.st["endpoints"] == {}
+    assert resumed.resources.open() == []
+    assert any(n.startswith("Reusing Together endpoint") for n in live.notes)
+    assert any("deleted after" in n for n in live.notes)
+
+
+async def test_an_endpoint_killed_before_its_id_came_back_is_found_by_name(live, tmp_path):
+    backend = live.backend()
+    model = await trained(backend, tmp_path)
+    project = live.fake.together.project["id"]
+    # A session died inside the create call: its entry has no provider id, the endpoint exists.
+    entry = backend.resources.begin(
+        "endpoint",
+        key=model.model,
+        detail={
+            "name": "ste-judge-lost-id",
+            "project_id": project,
+            "model_path": f"projects/{project}/models/{model.metadata['model_object_id']}",
+            "config": "projects/proj_public/configs/cr_1xnvidia_h100_80gb",
+            "hardware": "1xnvidia-h100-80gb",
+        },
+        usd_per_hour=3.99,
+    )
+    for name in ("ste-other-a", "ste-judge-lost-id", "ste-other-b"):
+        await backend._client.endpoints.create(
+            name=name, visibility="VISIBILITY_PRIVATE", project_id=project
+        )
+    live.fake.together.page_size = 1  # the endpoint list is read page by page
+    assert await backend.resource_state(entry) == NO_DEPLOYMENT
+    (found,) = backend.resources.open("endpoint")
+    assert found.provider_id is not None  # recorded once found
+    async with backend.serve(model) as served:
+        assert served.metadata["reused"] is True
+        assert served.model.endswith("/ste-judge-lost-id")
+    assert live.fake.counter["endpoints_create"] == 3  # the deployment was added, not a 4th
+    assert backend.resources.open() == []
+    assert {e["name"] for e in live.fake.together.st["endpoints"].values()} == {
+        "ste-fake/ste-other-a",
+        "ste-fake/ste-other-b",
+    }
+
+
+async def test_an_entry_whose_endpoint_was_never_created_is_ended(live, tmp_path):
+    backend = live.backend()
+    model = await trained(backend, tmp_path)
+    ghost = backend.resources.begin(
+        "endpoint", key=model.model, detail={"name": "ste-never-made"}, usd_per_hour=4.0
+    )
+    assert await backend.resource_state(ghost) is None
+    async with backend.serve(model) as served:
+        assert served.metadata["reused"] is False
+    (ended_ghost, used) = backend.resources.all()
+    assert ended_ghost.state == "ended" and ended_ghost.cost_usd == 0.0
+    assert used.state == "ended" and live.fake.counter["endpoints_create"] == 1
+
+
+async def test_an_endpoint_left_for_another_model_is_reaped_at_session_start(live, tmp_path):
+    from ste_core.run.recovery import reap_left_open
+
+    dead = live.backend()
+    model = await trained(dead, tmp_path)
+    await left_open(dead, model)
+    warnings: list[str] = []
+    ctx = SimpleNamespace(
+        store=live.store,
+        reporter=SimpleNamespace(warning=warnings.append),
+        rundir=SimpleNamespace(root=tmp_path),
+        manifest=SimpleNamespace(add_cost=lambda *a: None),
+        save_manifest=lambda: None,
+        finetune_backend=live.backend,
+    )
+    kept = await reap_left_open(ctx, keep={model.model})  # type: ignore[arg-type]
+    assert kept == [] and len(live.fake.together.st["endpoints"]) == 1
+    (reaped,) = await reap_left_open(ctx, keep={"some-other-model"})  # type: ignore[arg-type]
+    assert reaped.state == "ended" and reaped.cost_usd and reaped.cost_usd > 0
+    assert live.fake.together.st["endpoints"] == {}
+    assert "left open by an earlier session" in warnings[0] and "deleted after" in warnings[0]
+
+
+async def test_auto_survives_a_failing_catalog_by_probing(live, tmp_path):
+    backend = live.backend(serving="auto")
+    model = await trained(backend, tmp_path)
+    live.fake.together.catalog_failure = 503
+    live.fake.together.serverless_lora = True
+    async with backend.serve(model) as served:
+        assert served.metadata["serving"] == "serverless"
+    live.fake.together.serverless_lora = False  # the probe is refused: dedicated
+    async with backend.serve(model) as served:
+        assert served.metadata["serving"] == "dedicated"
+    assert live.fake.counter["supported_models"] == 2
+    assert any("catalog could not be read" in n and "`serving`" in n for n in live.notes)
+    assert live.fake.together.st["endpoints"] == {}
+
+
+async def test_several_configs_are_refused_with_their_names(live, tmp_path):
+    backend = live.backend(hardware=None)
+    model = await trained(backend, tmp_path)
+    live.fake.together.page_size = 1  # every config on its own page: all must be read
+    with pytest.raises(ConfigurationError) as info:
+        async with backend.serve(model):
+            pass
+    message = str(info.value)
+    # A LoRA adapter: the two configs that serve adapters, not the disabled one.
+    assert "cr_1xnvidia_h100_80gb" in message and "cr_1xnvidia_a100_80gb" in message
+    assert "cr_2xnvidia_h100_80gb" not in message and "$3.99/h" in message
+    assert "`hardware` or `deployment_config`" in message and "`serving`" in message
+    assert live.fake.counter["endpoints_create"] == 0 and backend.resources.all() == []
+    live.fake.together.config_adapter_modes["1xnvidia-a100-80gb"] = "disabled"
+    async with backend.serve(model) as served:  # one candidate left: no guess needed
+        assert served.metadata["hardware"] == "1xnvidia-h100-80gb"
+    with pytest.raises(ConfigurationError, match="adapter_mode disabled"):
+        async with live.backend(deployment_config="cr_1xnvidia_a100_80gb").serve(model):
+            pass
