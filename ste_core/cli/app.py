@@ -11,6 +11,7 @@ from ste_core.cli import (
     report_cmd,
     run_cmd,
     templates_cmd,
+    view_cmd,
 )
 
 app = typer.Typer(
@@ -26,6 +27,7 @@ app.command("run")(run_cmd.run)
 app.command("evaluate")(evaluate_cmd.evaluate)
 app.command("score")(evaluate_cmd.score)
 app.command("report")(report_cmd.report)
+app.command("view")(view_cmd.view)
 app.command("cleanup")(cleanup_cmd.cleanup)
 app.command("backends")(backends_cmd.backends)
 app.command("templates")(templates_cmd.templates)
