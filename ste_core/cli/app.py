@@ -13,6 +13,7 @@ from ste_core.cli import (
     run_cmd,
     status_cmd,
     templates_cmd,
+    view_cmd,
 )
 
 app = typer.Typer(
@@ -31,6 +32,7 @@ app.command("score")(evaluate_cmd.score)
 app.command("status")(status_cmd.status)
 app.command("runs")(status_cmd.runs)
 app.command("report")(report_cmd.report)
+app.command("view")(view_cmd.view)
 app.command("cleanup")(cleanup_cmd.cleanup)
 app.command("backends")(backends_cmd.backends)
 app.add_typer(templates_cmd.app, name="templates")
