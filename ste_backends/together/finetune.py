@@ -521,26 +521,23 @@ class TogetherFineTune(FineTuneBackend):
 
     async def resource_state(self, resource: Resource) -> str | None:
         """The state of an endpoint's deployment at Together (`NO_DEPLOYMENT` when it holds
-        none), or None when the endpoint no longer exists."""
-        self._check_kind(resource)
+        none), or None when the endpoint no longer exists; a fine-tune job's, by the base."""
+        if resource.kind != "endpoint":
+            return await super().resource_state(resource)
         found = await locate(self._client, self.resources, resource)
         return found.state if found is not None else None
 
     async def reap(self, resource: Resource) -> str:
-        """Delete the endpoint (its deployments first) and end its entry with its cost."""
-        self._check_kind(resource)
+        """Delete the endpoint (its deployments first) and end its entry with its cost; cancel
+        a fine-tune job (the base's)."""
+        if resource.kind != "endpoint":
+            return await super().reap(resource)
         return await reap_endpoint(
             self._client,
             self.resources,
             resource,
             retry_interval_s=self.options.endpoint_poll_interval_s,
         )
-
-    def _check_kind(self, resource: Resource) -> None:
-        if resource.kind != "endpoint":
-            raise ConfigurationError(
-                f"together fine-tuning creates endpoints only, not {resource.label()}"
-            )
 
 
 def _aware(moment: datetime) -> datetime:
