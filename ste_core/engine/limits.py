@@ -29,7 +29,10 @@ class Limits(BaseModel):
     timeout_s: float = Field(300.0, gt=0, description="per attempt")
     batch_size: int = Field(256, ge=1, description="requests per complete_many chunk (batching)")
     batch_linger_s: float = Field(
-        0.05, ge=0, description="wait this long for more requests before sending a partial chunk"
+        0.05,
+        ge=0,
+        description="a partial chunk goes when nothing more can join it; only while a slow input "
+        "may still add requests, it waits this long for them",
     )
     max_batches_in_flight: int = Field(2, ge=1)
     max_failure_share: float | None = Field(

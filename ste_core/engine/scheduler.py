@@ -216,9 +216,9 @@ class Scheduler:
         self._halted = None
         total = len(requests) if isinstance(requests, Sized) else None
         window = 2 * self.limits.concurrency
-        batcher = Batcher(self) if self.use_batch else None
-        if batcher is not None:
+        if self.use_batch:
             window = max(window, 2 * self.limits.batch_size)
+        batcher = Batcher(self, window=window) if self.use_batch else None
         # A sync iterable is pulled directly (it cannot block the loop for long). An async one is
         # pulled in a task awaited together with the requests in flight, so a slow source (e.g.
         # a queue fed by another stage's outcomes) never holds back finished outcomes.
@@ -226,6 +226,8 @@ class Scheduler:
         async_source = requests.__aiter__() if isinstance(requests, AsyncIterable) else None
         fetch: asyncio.Future[Any] | None = None
         pending: set[asyncio.Future[Any]] = set()
+        if batcher is not None and async_source is not None:
+            batcher.reading_input = lambda: fetch is not None and not fetch.done()
         exhausted = False
         index = done = ok = errors = hits = 0
         first_failure: Outcome | None = None
@@ -260,6 +262,8 @@ class Scheduler:
                     f"Scheduler.run expects ChatRequest items, got {type(req).__name__} "
                     f"at index {index}"
                 )
+            if batcher is not None:
+                batcher.started()
             pending.add(asyncio.ensure_future(self._process(index, req, batcher)))
             index += 1
 
@@ -271,6 +275,8 @@ class Scheduler:
                             submit(next(sync_source))
                         except StopIteration:
                             exhausted = True
+                            if batcher is not None:
+                                batcher.input_done()
                 elif fetch is None and not exhausted and len(pending) < window:
                     assert async_source is not None
                     fetch = asyncio.ensure_future(async_source.__anext__())
@@ -286,6 +292,8 @@ class Scheduler:
                         submit(fetch.result())
                     except StopAsyncIteration:
                         exhausted = True
+                        if batcher is not None:
+                            batcher.input_done()
                     fetch = None
                 last = len(finished) - 1
                 for position, task in enumerate(finished):
@@ -352,6 +360,14 @@ class Scheduler:
         return subs
 
     async def _process(self, index: int, request: ChatRequest, batcher: Batcher | None) -> Outcome:
+        if batcher is None:
+            return await self._answer(index, request, None)
+        try:
+            return await self._answer(index, request, batcher)
+        finally:
+            batcher.finished()
+
+    async def _answer(self, index: int, request: ChatRequest, batcher: Batcher | None) -> Outcome:
         subs = self.split(request)
         keys = [RunStore.cache_key(self._describe, s) for s in subs] if self.store else []
         results: list[Completion | None] = [None] * len(subs)
@@ -361,6 +377,8 @@ class Scheduler:
         hits = sum(r is not None for r in results)
         self.stats.cache_hits += hits
         missing = [i for i, r in enumerate(results) if r is None]
+        if batcher is not None:
+            batcher.looked_up(len(missing))
         attempts = 1
         failure: _Failure | None = None
         if missing:
@@ -405,6 +423,16 @@ class Scheduler:
         self, request: ChatRequest, key: str | None, batcher: Batcher | None
     ) -> tuple[Completion, int]:
         """Call the backend for one uncached (sub-)request with retries; raise _Failure."""
+        if batcher is None:
+            return await self._attempts(request, key, None)
+        try:
+            return await self._attempts(request, key, batcher)
+        finally:
+            batcher.busy(-1)
+
+    async def _attempts(
+        self, request: ChatRequest, key: str | None, batcher: Batcher | None
+    ) -> tuple[Completion, int]:
         attempt = 0
         while True:
             attempt += 1

@@ -612,10 +612,9 @@ def test_check_sends_nothing_names_what_is_missing_and_bounds_the_real_run(
 
 #: Status GETs before a fake batch completes: the kill lands while batches run.
 BATCH_POLLS = 6
-#: The batcher sends a partial chunk after this long without new requests: long enough that
-#: a stage's requests form the same chunks (the same batches) in every session, which is what
-#: re-attaching by the digest of a batch's lines relies on.
-BATCH_LIMITS = {"batch_linger_s": 0.5}
+#: The default limits: the batcher cuts a stage's requests into the same chunks (the same
+#: batches) in every session, which re-attaching by the digest of a batch's lines relies on.
+BATCH_LIMITS: dict[str, Any] = {}
 
 
 def _batch_counts(tg: FakeProvider) -> dict[str, int]:
