@@ -338,6 +338,15 @@ def reset_host() -> None:
         _host = None
 
 
+def get_template(name_or_path: str) -> Any:
+    """A prompt template by name (built-in or a plugin's) or by file path, for a run: an unknown
+    one is a ConfigurationError naming the known ones (and the closest)."""
+    try:
+        return get_host().template(name_or_path)
+    except Exception as exc:  # TemplateError names the file / the known names
+        raise ConfigurationError(f"template {name_or_path!r}: {exc}") from exc
+
+
 def get_inference_backend(
     name: str, options: BackendOptions | None = None, /, **values: Any
 ) -> InferenceBackend:

@@ -16,6 +16,9 @@ def report(
             "--out", help=r"Output directory \[default: the run dir; ./ste-report for several]."
         ),
     ] = None,
+    open_: Annotated[
+        bool, typer.Option("--open", help="Open report.html in the web browser afterwards.")
+    ] = False,
 ) -> None:
     """Write a report (Markdown, self-contained HTML, accuracy plot) for run directories."""
     from ste_core.evaluation.report import write_report
@@ -31,3 +34,8 @@ def report(
     typer.echo(f"wrote {files.html}")
     if files.png is not None:
         typer.echo(f"wrote {files.png}")
+    if open_:
+        import webbrowser
+
+        if not webbrowser.open(Path(files.html).resolve().as_uri()):
+            typer.echo("note: no web browser found here; open the HTML file above", err=True)

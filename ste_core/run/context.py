@@ -22,7 +22,12 @@ from ste_core.engine.limits import Limits
 from ste_core.engine.scheduler import Scheduler
 from ste_core.engine.store import RunStore
 from ste_core.errors import ConfigurationError, DataFileError, SteError
-from ste_core.plugins import get_finetune_backend, get_host, get_inference_backend
+from ste_core.plugins import (
+    get_finetune_backend,
+    get_host,
+    get_inference_backend,
+    get_template,
+)
 from ste_core.records import (
     BackendOrigin,
     ChatRequest,
@@ -163,10 +168,7 @@ class RunContext:
     def template(self, name: str) -> Template:
         """The prompt template `name` (loaded once per run)."""
         if name not in self._templates:
-            try:
-                self._templates[name] = get_host().template(name)
-            except Exception as exc:  # TemplateError names the file / the known names
-                raise ConfigurationError(f"template {name!r}: {exc}") from exc
+            self._templates[name] = get_template(name)
         return self._templates[name]
 
     def new_scheduler(self, backend: InferenceBackend, limits: Limits) -> Scheduler:

@@ -43,7 +43,12 @@ from ste_core.engine.budget import estimate_request_tokens
 from ste_core.engine.scheduler import Scheduler
 from ste_core.engine.store import RunStore
 from ste_core.errors import ConfigurationError, SteError
-from ste_core.plugins import get_finetune_backend, get_host, get_inference_backend
+from ste_core.plugins import (
+    get_finetune_backend,
+    get_host,
+    get_inference_backend,
+    get_template,
+)
 from ste_core.records import (
     Baseline,
     ChatRequest,
@@ -165,10 +170,7 @@ class Planner:
 
     def template(self, name: str) -> Template:
         if name not in self._templates:
-            try:
-                self._templates[name] = get_host().template(name)
-            except Exception as exc:  # TemplateError names the file / the known names
-                raise ConfigurationError(f"template {name!r}: {exc}") from exc
+            self._templates[name] = get_template(name)
         return self._templates[name]
 
     def outlook(self, iteration: int) -> FineTuneOutlook:
