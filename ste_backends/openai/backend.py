@@ -83,6 +83,7 @@ class OpenAIInference(InferenceBackend):
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
             weakref.WeakKeyDictionary()
         )
+        self._connections = opts.concurrency
         self._warned: set[str] = set()
 
     # -- identity --------------------------------------------------------------------------
@@ -113,9 +114,30 @@ class OpenAIInference(InferenceBackend):
                 timeout=self.options.timeout,
                 max_retries=0,  # one retry policy: the core's scheduler
                 default_headers=self.options.headers or None,
+                http_client=self._http_client(),
             )
             self._clients[loop] = client
         return client
+
+    def expect_concurrency(self, requests_in_flight: int) -> None:
+        self._connections = max(self._connections, requests_in_flight)
+
+    def _http_client(self) -> Any:
+        """The SDK's HTTP client with a pool of `_connections` connections, all kept alive (the
+        SDK's default pool, 100 of which 20 kept alive, caps and churns the connections of a
+        scheduler with hundreds of requests in flight)."""
+        import openai
+        from openai._base_client import httpx2
+
+        pool = httpx2.Limits(
+            max_connections=self._connections, max_keepalive_connections=self._connections
+        )
+        kind = (
+            openai.DefaultAioHttpClient
+            if self.options.http_transport == "aiohttp"
+            else openai.DefaultAsyncHttpxClient
+        )
+        return kind(limits=pool, timeout=self.options.timeout)
 
     async def aclose(self) -> None:
         # A batch cancel still on its way must reach the server before its client goes.

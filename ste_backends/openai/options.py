@@ -40,6 +40,12 @@ class OpenAIOptions(BackendOptions):
         help="extra HTTP headers sent with every request (e.g. OpenAI-Organization)",
     )
     timeout: float = option(600.0, gt=0, changes_results=False, help="seconds per HTTP request")
+    http_transport: Literal["aiohttp", "httpx"] = option(
+        "aiohttp",
+        changes_results=False,
+        help="HTTP transport of the SDK client: aiohttp (the SDK's DefaultAioHttpClient; keeps "
+        "hundreds of requests in flight on little CPU) or httpx (the SDK's default)",
+    )
     concurrency: int = option(
         16, ge=1, changes_results=False, help="suggested number of requests in flight"
     )

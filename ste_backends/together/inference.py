@@ -10,7 +10,7 @@ from ste_core.backends import BatchItem, InferenceBackend, InferenceCapabilities
 from ste_core.errors import TransientProviderError
 from ste_core.records import ChatRequest, Completion, Resource, Usage
 
-from .client import PROVIDER, make_client
+from .client import PROVIDER, api_key, make_client
 from .errors import map_error
 from .options import TogetherInferenceOptions
 from .pricing import PriceBook, cost_of
@@ -110,12 +110,26 @@ class TogetherInference(InferenceBackend):
             max_n=None, batch=self.options.batch, suggested_concurrency=self.options.concurrency
         )
         self._prices = PriceBook(self.options.prices, lookup=self.options.price_lookup)
-        self._client = make_client(self.options)
+        api_key(self.options)  # a missing key is said now, not at the first request
+        self._connections = self.options.concurrency
+        self._sdk: Any = None
+
+    def expect_concurrency(self, requests_in_flight: int) -> None:
+        self._connections = max(self._connections, requests_in_flight)
+
+    @property
+    def _client(self) -> Any:
+        """The SDK client, made on first use: its pool is sized to the concurrency the
+        scheduler announced by then (`expect_concurrency`)."""
+        if self._sdk is None:
+            self._sdk = make_client(self.options, connections=self._connections)
+        return self._sdk
 
     async def aclose(self) -> None:
         # A batch cancel still on its way must reach Together before the client goes.
         await self.resources.settle(CANCEL_GRACE_S)
-        await self._client.close()
+        if self._sdk is not None:
+            await self._sdk.close()
 
     async def complete(self, request: ChatRequest) -> Completion:
         """One chat completion; SDK errors become the core's typed errors."""

@@ -46,6 +46,12 @@ class TogetherOptions(BackendOptions):
         help=f"Together project (default env {PROJECT_ENV}); only dedicated endpoints need it",
     )
     timeout_s: float = option(120.0, gt=0, changes_results=False, help="per-request timeout (s)")
+    http_transport: Literal["aiohttp", "httpx"] = option(
+        "aiohttp",
+        changes_results=False,
+        help="HTTP transport of the SDK client: aiohttp (the SDK's DefaultAioHttpClient; keeps "
+        "hundreds of requests in flight on little CPU) or httpx (the SDK's default)",
+    )
 
     @field_validator("base_url")
     @classmethod

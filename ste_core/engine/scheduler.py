@@ -154,6 +154,7 @@ class Scheduler:
             if limits is not None
             else Limits(concurrency=backend.capabilities.suggested_concurrency)
         )
+        backend.expect_concurrency(self.limits.concurrency)
         self.store = store
         self.budget = budget
         self.gate = gate

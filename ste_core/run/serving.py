@@ -109,6 +109,9 @@ class ServedModelBackend(InferenceBackend):
     def describe(self) -> dict[str, Any]:
         return dict(self.inner.describe())
 
+    def expect_concurrency(self, requests_in_flight: int) -> None:
+        self.inner.expect_concurrency(requests_in_flight)
+
     def _to_provider(self, request: ChatRequest) -> ChatRequest:
         if request.model != self.stable:
             return request
