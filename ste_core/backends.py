@@ -399,9 +399,10 @@ class InferenceBackend(_Backend, ABC):
         """Run one request; raise a `ste_core.errors` type on failure, never return partial junk."""
 
     def expect_concurrency(self, requests_in_flight: int) -> None:
-        """The scheduler over this backend will have up to this many requests in flight (told
-        before its first request): an HTTP backend sizes its connection pool to it, so that
-        the pool never caps the configured concurrency. The default does nothing."""
+        """A scheduler over this backend will have up to this many requests in flight (told
+        when it is made; several schedulers over one backend add up): an HTTP backend sizes its
+        connection pool to the total, so that the pool never caps the configured concurrency.
+        The default does nothing."""
 
     async def complete_many(
         self, requests: Sequence[ChatRequest], *, concurrency: int | None = None

@@ -83,7 +83,7 @@ class OpenAIInference(InferenceBackend):
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
             weakref.WeakKeyDictionary()
         )
-        self._connections = opts.concurrency
+        self._announced = 0
         self._warned: set[str] = set()
 
     # -- identity --------------------------------------------------------------------------
@@ -120,18 +120,17 @@ class OpenAIInference(InferenceBackend):
         return client
 
     def expect_concurrency(self, requests_in_flight: int) -> None:
-        self._connections = max(self._connections, requests_in_flight)
+        self._announced += requests_in_flight
 
     def _http_client(self) -> Any:
-        """The SDK's HTTP client with a pool of `_connections` connections, all kept alive (the
-        SDK's default pool, 100 of which 20 kept alive, caps and churns the connections of a
-        scheduler with hundreds of requests in flight)."""
+        """The SDK's HTTP client, its pool sized to the schedulers' concurrency and every
+        connection kept alive (the SDK's default pool, 100 of which 20 kept alive, caps and
+        churns the connections of a scheduler with hundreds of requests in flight)."""
         import openai
         from openai._base_client import httpx2
 
-        pool = httpx2.Limits(
-            max_connections=self._connections, max_keepalive_connections=self._connections
-        )
+        connections = max(self.options.concurrency, self._announced)
+        pool = httpx2.Limits(max_connections=connections, max_keepalive_connections=connections)
         kind = (
             openai.DefaultAioHttpClient
             if self.options.http_transport == "aiohttp"

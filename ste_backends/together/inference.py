@@ -111,18 +111,19 @@ class TogetherInference(InferenceBackend):
         )
         self._prices = PriceBook(self.options.prices, lookup=self.options.price_lookup)
         api_key(self.options)  # a missing key is said now, not at the first request
-        self._connections = self.options.concurrency
+        self._announced = 0
         self._sdk: Any = None
 
     def expect_concurrency(self, requests_in_flight: int) -> None:
-        self._connections = max(self._connections, requests_in_flight)
+        self._announced += requests_in_flight
 
     @property
     def _client(self) -> Any:
         """The SDK client, made on first use: its pool is sized to the concurrency the
         scheduler announced by then (`expect_concurrency`)."""
         if self._sdk is None:
-            self._sdk = make_client(self.options, connections=self._connections)
+            connections = max(self.options.concurrency, self._announced)
+            self._sdk = make_client(self.options, connections=connections)
         return self._sdk
 
     async def aclose(self) -> None:

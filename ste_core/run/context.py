@@ -74,7 +74,9 @@ class RunContext:
     closed: bool = field(default=False, init=False)
     # Role schedulers by backend setup; see `scheduler`.
     _schedulers: dict[str, Scheduler] = field(default_factory=dict, init=False, repr=False)
-    _backends: list[InferenceBackend] = field(default_factory=list, init=False, repr=False)
+    # Inference backends by (name, options): one per setup for the whole run, so that every
+    # stage (and every served judge on the same provider) shares its client's connections.
+    _backends: dict[str, InferenceBackend] = field(default_factory=dict, init=False, repr=False)
     # Schedulers of served fine-tuned judges: they count toward stage usage while they live.
     _temporary: list[Scheduler] = field(default_factory=list, init=False, repr=False)
     _finetune: FineTuneBackend | None = field(default=None, init=False, repr=False)
@@ -116,7 +118,7 @@ class RunContext:
         """Close backends and the store (the run directory stays as it is). Idempotent."""
         if self.closed:
             return
-        for backend in self._backends:
+        for backend in self._backends.values():
             with contextlib.suppress(Exception):
                 await backend.aclose()
         self._backends.clear()
@@ -192,11 +194,21 @@ class RunContext:
             default=str,
         )
         if key not in self._schedulers:
-            backend = get_inference_backend(section.backend, **dict(section.options))
-            backend.resources = self.resources_of(backend, role)
-            self._backends.append(backend)
+            backend = self.inference_backend(section.backend, dict(section.options), role)
             self._schedulers[key] = self.new_scheduler(backend, section.limits)
         return self._schedulers[key]
+
+    def inference_backend(
+        self, name: str, options: dict[str, Any], section: str
+    ) -> InferenceBackend:
+        """The run's backend `name` with `options` (made once: one client, one connection pool
+        for every stage that uses this setup)."""
+        key = json.dumps([name, options], sort_keys=True, default=str)
+        if key not in self._backends:
+            backend = get_inference_backend(name, **options)
+            backend.resources = self.resources_of(backend, section)
+            self._backends[key] = backend
+        return self._backends[key]
 
     @contextlib.asynccontextmanager
     async def temporary_scheduler(
@@ -206,20 +218,15 @@ class RunContext:
         limits: Limits,
         wrap: Callable[[InferenceBackend], InferenceBackend],
     ) -> AsyncIterator[Scheduler]:
-        """A scheduler over a new backend (`wrap`ped) that lives only for the block: its usage
-        counts in `schedulers()` meanwhile, and the backend is closed on exit."""
-        inner = get_inference_backend(backend_name, **options)
-        inner.resources = self.resources_of(inner, "finetune")
+        """A scheduler over the run's backend for this setup (`wrap`ped) that lives only for the
+        block: its usage counts in `schedulers()` meanwhile."""
+        inner = self.inference_backend(backend_name, options, "finetune")
+        scheduler = self.new_scheduler(wrap(inner), limits)
+        self._temporary.append(scheduler)
         try:
-            scheduler = self.new_scheduler(wrap(inner), limits)
-            self._temporary.append(scheduler)
-            try:
-                yield scheduler
-            finally:
-                self._temporary.remove(scheduler)
+            yield scheduler
         finally:
-            with contextlib.suppress(Exception):
-                await inner.aclose()
+            self._temporary.remove(scheduler)
 
     def schedulers(self) -> list[Scheduler]:
         """Every live scheduler (role ones and served judges'), for usage accounting."""

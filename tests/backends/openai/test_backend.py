@@ -206,7 +206,7 @@ async def test_refused_connection_is_transient():
     try:
         # httpx's transport says "connection error"; aiohttp's (through httpx-aiohttp) reports
         # a refused connection as a connect timeout. Either way: transient, retried.
-        with pytest.raises(TransientProviderError, match="connection error|timed out"):
+        with pytest.raises(TransientProviderError, match=r"connection error|timed out"):
             await backend.complete(ask("hi"))
     finally:
         await backend.aclose()
@@ -233,3 +233,20 @@ async def test_server_ignoring_n_is_topped_up_and_warned_once(caplog):
         await backend.aclose()
         assert fake.counter["chat_ignores_n"] == 6
     assert caplog.text.count("set max_n = 1") == 1
+
+
+async def test_the_pool_is_sized_to_the_schedulers_and_the_transport_is_aiohttp() -> None:
+    from ste_core.engine.limits import Limits
+    from ste_core.engine.scheduler import Scheduler
+
+    backend = OpenAIInference(base_url="http://127.0.0.1:9/v1")
+    Scheduler(backend, limits=Limits(concurrency=300))
+    try:
+        http = backend._client()._client
+        assert "Aiohttp" in type(http._transport).__name__
+        plain = OpenAIInference(base_url="http://127.0.0.1:9/v1", http_transport="httpx")
+        Scheduler(plain, limits=Limits(concurrency=300))
+        assert plain._client()._client._transport._pool._max_connections == 300
+        await plain.aclose()
+    finally:
+        await backend.aclose()

@@ -175,3 +175,20 @@ def test_malformed_completion_bodies_are_transient():
     ok = {"choices": [{"index": 0, "message": {"content": "x"}, "finish_reason": "stop"}]}
     with pytest.raises(TransientProviderError, match="2 were requested"):
         completion_from_body(ok, request_id=None, latency_s=0, requested_n=2)
+
+
+def test_the_pool_is_sized_to_the_schedulers_and_the_transport_is_aiohttp() -> None:
+    """The SDK's default pool (100, 20 kept alive) would cap a scheduler with hundreds of
+    requests in flight; every scheduler over the backend adds its concurrency."""
+    from ste_core.engine.limits import Limits
+    from ste_core.engine.scheduler import Scheduler
+
+    backend = TogetherInference(api_key="k", base_url="http://127.0.0.1:9")
+    Scheduler(backend, limits=Limits(concurrency=300))
+    Scheduler(backend, limits=Limits(concurrency=20))
+    http = backend._client._client  # the SDK's HTTP client
+    assert type(http._transport).__name__ == "AiohttpTransport"
+    assert http._transport.limits.max_connections == 320
+    assert http._transport.limits.max_keepalive_connections == 320
+    plain = TogetherInference(api_key="k", base_url="http://127.0.0.1:9", http_transport="httpx")
+    assert type(plain._client._client._transport).__name__ == "AsyncHTTPTransport"
