@@ -57,8 +57,8 @@ class Counts(BaseModel):
     labels: ClassVar[Mapping[str, str]] = {}
 
     def describe(self) -> str:
-        """The non-zero counts in words, e.g. "48 baselines of 50 instructions" reads
-        "50 instructions, 48 baselines, dropped: 2 empty baseline"."""
+        """The non-zero counts in words, in field order, e.g. "50 instructions, 48 baselines,
+        dropped: 2 empty baseline"."""
         parts: list[str] = []
         for name in type(self).model_fields:
             value = getattr(self, name)

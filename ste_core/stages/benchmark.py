@@ -55,6 +55,7 @@ async def benchmark(step: Step) -> BenchmarkCounts:
             frozen,
             rundir.iter_file(j, f"bench_{bench.name}.jsonl"),
             what=f"benchmark {bench.name} of judge {j}",
+            phase=bench.name,
         )
         counts.pairs[bench.name] = len(pairs)
         counts.judgements[bench.name] = tally.judgements

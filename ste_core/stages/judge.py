@@ -236,8 +236,10 @@ async def judge_file(
     *,
     what: str,
     stage: str,
+    phase: str | None = None,
 ) -> JudgeCounts:
-    """Judge every pair of `pairs_path` with `by`; write the records to `out` in input order."""
+    """Judge every pair of `pairs_path` with `by`; write the records to `out` in input order.
+    `phase` names this pass on the progress bar when it is one of several in a stage."""
     seed = ctx.config.run.seed
     template, params, samples, orders = setup.template, setup.params, setup.samples, setup.orders
 
@@ -253,7 +255,7 @@ async def judge_file(
 
     ctx.check_budget(by.scheduler, requests(), what)
     n_orders = 2 if orders == "both" else 1
-    ctx.reporter.phase(total=count_lines(pairs_path) * n_orders)
+    ctx.reporter.phase(phase, count_lines(pairs_path) * n_orders)
     expected = ((p.id, o) for p in pairs() for o in orders_for(p.id, orders, seed))
     results = judge_pairs(
         by.scheduler,
