@@ -380,7 +380,8 @@ class Pipeline:
         store, (name, i) = ctx.store, step.key
         if store.stage_done(i, name):
             done = store.stage_counts(i).get(name, {})
-            self.reporter.stage_finished(i, name, done, 0.0, skipped=True)
+            summary = step.stage.counts.from_flat(done).describe()
+            self.reporter.stage_finished(i, name, done, 0.0, skipped=True, summary=summary)
             return
         for needed, at in prerequisites(step.stage, i, self.config, self.plan):
             if not store.stage_done(at, needed):
@@ -391,7 +392,8 @@ class Pipeline:
         before = ctx.usage_snapshot()
         started = time.monotonic()
         self.reporter.stage_started(i, name, None)
-        counts = (await step.stage.run(Step(ctx, i, judge))).flat()
+        typed = await step.stage.run(Step(ctx, i, judge))
+        counts = typed.flat()
         seconds = time.monotonic() - started
         usage = ctx.usage_since(before)
         ctx.manifest.add_usage(name, usage)
@@ -399,7 +401,9 @@ class Pipeline:
         ctx.save_manifest()
         # Marked last: a crash before this line re-runs the stage (from the cache) next time.
         store.mark_stage(i, name, counts, usage.model_copy(update={"seconds": round(seconds, 3)}))
-        self.reporter.stage_finished(i, name, counts, seconds, skipped=False)
+        self.reporter.stage_finished(
+            i, name, counts, seconds, skipped=False, summary=typed.describe()
+        )
         fire_event(
             "stage_finished",
             StageEvent(

@@ -282,6 +282,7 @@ class LocalFineTune(FineTuneBackend):
                     "steps": step,
                 },
             )
+        loss = status.get("loss")
         return FineTuneJobState(
             job_id=job_id,
             status=job_status,
@@ -291,6 +292,11 @@ class LocalFineTune(FineTuneBackend):
             events=tuple(files.read_events()),
             model=model,
             cost_usd=0.0,
+            # The worker's message is its phase while it lives ("loading model", "training").
+            phase=job_status.value if job_status.terminal else status.get("message"),
+            step=step if isinstance(step, int) else None,
+            total_steps=max_steps if isinstance(max_steps, int) and max_steps > 0 else None,
+            loss=float(loss) if isinstance(loss, (int, float)) else None,
         )
 
 

@@ -216,6 +216,7 @@ def train(job: dict[str, Any], files: JobFiles) -> dict[str, Any]:
         )
     files.update_status(message="training", examples=used, device=device)
     output = trainer.train()
+    files.update_status(message="saving the adapter")
     # Only the trained adapter ("default"); DPO on a continued adapter also holds a frozen "ref"
     # copy that is not part of the result.
     trainer.model.save_pretrained(str(files.adapter), selected_adapters=["default"])

@@ -477,6 +477,7 @@ class TogetherFineTune(FineTuneBackend):
             seen.add(key)
             new_lines.append(f"{ev.created_at} [{ev.type}] {ev.message}")
         progress = _progress(status, events)
+        step, total_steps = _steps(events)
         if status is JobStatus.FAILED:
             message = _error_text(events) or (
                 f"Together reported '{provider_status}' without an error message; see "
@@ -507,6 +508,10 @@ class TogetherFineTune(FineTuneBackend):
             events=tuple(new_lines),
             model=model,
             cost_usd=self._estimates.get(job.id),
+            # Together's own words: pending, queued, running, compressing, uploading, ...
+            phase=provider_status or None,
+            step=step,
+            total_steps=total_steps,
         )
 
     # -- serving -----------------------------------------------------------------------------
@@ -550,14 +555,20 @@ def _file_key(path: Path) -> tuple[str, str]:
     return str(path.resolve()), hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def _steps(events: list[Any] | tuple[Any, ...]) -> tuple[int | None, int | None]:
+    """(step, total steps) of the newest event that tells them."""
+    for ev in reversed(list(events)):  # Together lists events oldest first
+        step, total = getattr(ev, "step", None), getattr(ev, "total_steps", None)
+        if isinstance(step, int) and isinstance(total, int) and total > 0:
+            return max(0, min(step, total)), total
+    return None, None
+
+
 def _progress(status: JobStatus, events: list[Any] | tuple[Any, ...]) -> float | None:
     if status is JobStatus.SUCCEEDED:
         return 1.0
-    for ev in reversed(list(events)):  # Together lists events oldest first
-        step, total = getattr(ev, "step", None), getattr(ev, "total_steps", None)
-        if step is not None and total:
-            return max(0.0, min(1.0, step / total))
-    return None
+    step, total = _steps(events)
+    return step / total if step is not None and total else None
 
 
 def _error_text(events: list[Any] | tuple[Any, ...]) -> str | None:

@@ -82,6 +82,9 @@ class ModelRef(Record):
 
 
 class FineTuneJobState(Record):
+    """A job as its backend last saw it. `phase`, `step`, `total_steps` and `loss` are what the
+    progress display shows; a backend fills those its provider tells (all optional)."""
+
     job_id: str
     status: JobStatus
     provider_status: str | None = None
@@ -89,4 +92,11 @@ class FineTuneJobState(Record):
     progress: float | None = Field(None, ge=0.0, le=1.0)
     events: tuple[str, ...] = ()
     model: ModelRef | None = None
+    #: the job's price: the provider's final figure, or its estimate while the job runs
     cost_usd: float | None = None
+    #: what the job is doing now, in words ("loading model", "training", "uploading", ...)
+    phase: str | None = None
+    step: int | None = Field(None, ge=0)
+    total_steps: int | None = Field(None, ge=0)
+    #: the training loss last logged
+    loss: float | None = None

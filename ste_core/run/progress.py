@@ -2,12 +2,14 @@
 
 The pipeline talks to a `Reporter`; which one is chosen by the CLI flags:
 
-* `RichReporter` (default): one progress bar per stage (done/total, rate, errors, cache hits) on
-  stderr, and a one-line funnel when a stage ends.
+* `RichReporter` (default): one progress bar per stage on stderr (done/total, rate, errors,
+  cache hits, elapsed, ETA; a stage of several passes names each pass; a fine-tune shows its
+  phase, step/total, loss and price), and the stage's counts in words when it ends. Warnings,
+  logged ones included, and info lines print above the bar, never through it.
 * `QuietReporter` (`--quiet`): nothing but warnings (on stderr).
 * `JsonReporter` (`--log-json`): one JSON object per line (stage_started, progress every few
-  seconds, stage_finished with its counts, finetune states, warnings) for batch jobs and log
-  collectors.
+  seconds, stage_finished with its counts, finetune states, info, warnings) for batch jobs and
+  log collectors. Events may gain fields over versions, never lose them.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import time
 from typing import IO, Any
 
 from rich.markup import escape
+from rich.progress import ProgressColumn, Task, TextColumn
+from rich.text import Text
 
 __all__ = [
     "JsonReporter",
@@ -41,6 +45,11 @@ class Reporter:
 
     def stage_started(self, iteration: int, stage: str, total: int | None = None) -> None:
         pass
+
+    def phase(self, name: str | None = None, total: int | None = None) -> None:
+        """A pass of the current stage begins: done goes back to 0 out of `total`; `name` (when
+        the stage makes several passes, e.g. "baselines" then "worse responses") labels it."""
+        self.progress(0, total)
 
     def progress(
         self,
@@ -67,9 +76,17 @@ class Reporter:
         pass
 
     def stage_finished(
-        self, iteration: int, stage: str, counts: dict[str, Any], seconds: float, *, skipped: bool
+        self,
+        iteration: int,
+        stage: str,
+        counts: dict[str, Any],
+        seconds: float,
+        *,
+        skipped: bool,
+        summary: str = "",
     ) -> None:
-        pass
+        """The stage ended (or was done earlier: `skipped`); `counts` are its stored counts,
+        `summary` the same in words (`Counts.describe`)."""
 
     def info(self, message: str) -> None:
         pass
@@ -92,6 +109,8 @@ class JsonReporter(Reporter):
         self.interval_s = interval_s
         self._last = 0.0
         self._stage: tuple[int, str] | None = None
+        self._phase: str | None = None
+        self._total: int | None = None
 
     def emit(self, event: str, **fields: Any) -> None:
         record = {"ts": round(time.time(), 3), "event": event, **fields}
@@ -100,16 +119,26 @@ class JsonReporter(Reporter):
 
     def stage_started(self, iteration: int, stage: str, total: int | None = None) -> None:
         self._stage = (iteration, stage)
+        self._phase, self._total = None, total
         self._last = time.monotonic()
         self.emit("stage_started", iteration=iteration, stage=stage, total=total)
 
+    def phase(self, name: str | None = None, total: int | None = None) -> None:
+        self._phase, self._total = name, total
+        if name is not None:  # a named pass begins: say so now, not at the next throttled line
+            self._last = 0.0
+        self.progress(0, total)
+
     def progress(self, done: int, total: int | None = None, **kw: Any) -> None:
+        # A scheduler reading a stream does not know its size; the stage told it before.
+        total = total if total is not None else self._total
         now = time.monotonic()
         if now - self._last < self.interval_s and (total is None or done < total):
             return
         self._last = now
         it, st = self._stage or (None, None)
-        self.emit("progress", iteration=it, stage=st, done=done, total=total, **kw)
+        extra = {"phase": self._phase} if self._phase else {}
+        self.emit("progress", iteration=it, stage=st, done=done, total=total, **kw, **extra)
 
     def finetune_state(self, state: Any) -> None:
         self.emit(
@@ -118,10 +147,22 @@ class JsonReporter(Reporter):
             status=state.status.value,
             progress=state.progress,
             message=state.message,
+            phase=state.phase,
+            step=state.step,
+            total_steps=state.total_steps,
+            loss=state.loss,
+            cost_usd=state.cost_usd,
         )
 
     def stage_finished(
-        self, iteration: int, stage: str, counts: dict[str, Any], seconds: float, *, skipped: bool
+        self,
+        iteration: int,
+        stage: str,
+        counts: dict[str, Any],
+        seconds: float,
+        *,
+        skipped: bool,
+        summary: str = "",
     ) -> None:
         self.emit(
             "stage_finished",
@@ -130,6 +171,7 @@ class JsonReporter(Reporter):
             counts=counts,
             seconds=round(seconds, 3),
             skipped=skipped,
+            summary=summary,
         )
 
     def info(self, message: str) -> None:
@@ -139,21 +181,32 @@ class JsonReporter(Reporter):
         self.emit("warning", message=message)
 
 
-class RichReporter(Reporter):
-    """Rich progress bars on stderr: one per stage, replaced by a funnel line when it ends."""
+class _EtaColumn(ProgressColumn):
+    """Time left: the task's own `eta_s` field when it has one (a fine-tune's, from its steps),
+    else rich's estimate from the recent rate; blank while unknown."""
 
-    def __init__(self, stream: IO[str] | None = None) -> None:
+    def render(self, task: Task) -> Text:
+        eta = task.fields.get("eta_s")
+        if eta is None and task.total is not None and not task.finished:
+            eta = task.time_remaining
+        if eta is None:
+            return Text("")
+        minutes, seconds = divmod(int(eta + 0.5), 60)
+        hours, minutes = divmod(minutes, 60)
+        text = f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
+        return Text(f"eta {text}", style="cyan")
+
+
+class RichReporter(Reporter):
+    """Rich progress bars on stderr: one per stage, replaced by its counts in words when it
+    ends."""
+
+    def __init__(self, stream: IO[str] | None = None, *, console: Any = None) -> None:
         super().__init__(stream)
         from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-        )
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-        self.console = Console(file=self._out(), stderr=stream is None)
+        self.console = console or Console(file=self._out(), stderr=stream is None)
         self._progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -162,11 +215,17 @@ class RichReporter(Reporter):
             TextColumn("[red]{task.fields[errors]}"),
             TextColumn("[dim]{task.fields[hits]}"),
             TimeElapsedColumn(),
+            _EtaColumn(),
             console=self.console,
             transient=True,
+            # Rates over a minute: fine-tune polls and batch results come tens of seconds apart.
+            speed_estimate_period=60.0,
         )
         self._task: Any = None
+        self._label = ""
         self._started = False
+        # The first (time, step) seen of the current fine-tune job, for its ETA.
+        self._ft_first: tuple[str, float, int] | None = None
         # Log records go above the live bars, not through them (a raw stderr write while the
         # bars are live leaves half-drawn bars behind).
         self._log_handler = _ConsoleLogHandler(self)
@@ -181,8 +240,22 @@ class RichReporter(Reporter):
         self._ensure()
         if self._task is not None:
             self._progress.remove_task(self._task)
-        label = _label(iteration, stage)
-        self._task = self._progress.add_task(label, total=total, rate="", errors="", hits="")
+        self._label = _label(iteration, stage)
+        self._ft_first = None
+        self._task = self._progress.add_task(
+            _description(self._label), total=total, **_blank_fields()
+        )
+
+    def phase(self, name: str | None = None, total: int | None = None) -> None:
+        if self._task is None:
+            return
+        # reset, not update: the rate (and ETA) of one pass says nothing about the next.
+        self._progress.reset(
+            self._task,
+            total=total,
+            description=_description(self._label, name),
+            **_blank_fields(),
+        )
 
     def progress(
         self,
@@ -198,37 +271,65 @@ class RichReporter(Reporter):
         self._progress.update(
             self._task,
             completed=done,
-            total=total if total is not None else self._progress.tasks[-1].total,
+            total=total if total is not None else self._current().total,
             rate=f"{rate_per_s:.1f}/s" if rate_per_s else "",
-            errors=f"{errors} errors" if errors else "",
+            errors=f"{errors} error{'s' if errors != 1 else ''}" if errors else "",
             hits=f"{cache_hits} cached" if cache_hits else "",
         )
 
     def finetune_state(self, state: Any) -> None:
         if self._task is None:
             return
-        pct = state.progress
+        phase = state.phase or state.status.value
+        step, total = state.step, state.total_steps
         self._progress.update(
             self._task,
-            total=1.0,
-            completed=pct or 0.0,
-            rate=state.status.value,
+            description=_description(self._label, phase),
+            total=total,
+            completed=step or 0,
+            rate=f"loss {state.loss:.4g}" if state.loss is not None else "",
             errors="",
-            hits=state.job_id,
+            hits=f"~${state.cost_usd:.2f}" if state.cost_usd else "",
+            eta_s=self._finetune_eta(state.job_id, step, total),
         )
 
+    def _finetune_eta(self, job_id: str, step: int | None, total: int | None) -> float | None:
+        """Seconds left at the pace since the first step this session saw of the job."""
+        if step is None or not total:
+            return None
+        now = time.monotonic()
+        if self._ft_first is None or self._ft_first[0] != job_id:
+            self._ft_first = (job_id, now, step)
+            return None
+        _, then, first_step = self._ft_first
+        if step <= first_step:
+            return None
+        return (now - then) / (step - first_step) * (total - step)
+
+    def _current(self) -> Task:
+        return next(t for t in self._progress.tasks if t.id == self._task)
+
     def stage_finished(
-        self, iteration: int, stage: str, counts: dict[str, Any], seconds: float, *, skipped: bool
+        self,
+        iteration: int,
+        stage: str,
+        counts: dict[str, Any],
+        seconds: float,
+        *,
+        skipped: bool,
+        summary: str = "",
     ) -> None:
         if self._task is not None:
             self._progress.remove_task(self._task)
             self._task = None
         label = _label(iteration, stage)
+        if not summary:
+            summary = ", ".join(f"{k} {v}" for k, v in counts.items() if v not in (0, None))
         if skipped:
-            self.console.print(f"[dim]{label}: done earlier[/dim]")
+            what = f" ({summary})" if summary else ""
+            self.console.print(f"[dim]{escape(label)}: done earlier{escape(what)}[/dim]")
             return
-        funnel = ", ".join(f"{k} {v}" for k, v in counts.items() if v not in (0, None))
-        self.console.print(f"[green]✓[/green] {label} ({seconds:.1f}s): {escape(funnel)}")
+        self.console.print(f"[green]✓[/green] {escape(label)} ({seconds:.1f}s): {escape(summary)}")
 
     # Messages come from providers, configs and option names: never read as rich markup (it
     # would eat "[budget]" or "pip install 'x[local]'").
@@ -244,6 +345,15 @@ class RichReporter(Reporter):
         if self._started:
             self._progress.stop()
             self._started = False
+
+
+def _blank_fields() -> dict[str, Any]:
+    return {"rate": "", "errors": "", "hits": "", "eta_s": None}
+
+
+def _description(label: str, phase: str | None = None) -> str:
+    text = f"{label}: {phase}" if phase else label
+    return escape(text)  # a phase may come from a provider ("[queued]" is not markup)
 
 
 class _ConsoleLogHandler(logging.Handler):
@@ -271,6 +381,10 @@ class Tee(Reporter):
         for r in self.reporters:
             r.stage_started(iteration, stage, total)
 
+    def phase(self, name: str | None = None, total: int | None = None) -> None:
+        for r in self.reporters:
+            r.phase(name, total)
+
     def progress(self, done: int, total: int | None = None, **kw: Any) -> None:
         for r in self.reporters:
             r.progress(done, total, **kw)
@@ -284,10 +398,17 @@ class Tee(Reporter):
             r.finetune_state(state)
 
     def stage_finished(
-        self, iteration: int, stage: str, counts: dict[str, Any], seconds: float, *, skipped: bool
+        self,
+        iteration: int,
+        stage: str,
+        counts: dict[str, Any],
+        seconds: float,
+        *,
+        skipped: bool,
+        summary: str = "",
     ) -> None:
         for r in self.reporters:
-            r.stage_finished(iteration, stage, counts, seconds, skipped=skipped)
+            r.stage_finished(iteration, stage, counts, seconds, skipped=skipped, summary=summary)
 
     def info(self, message: str) -> None:
         for r in self.reporters:
@@ -303,9 +424,11 @@ class Tee(Reporter):
 
 
 def _label(iteration: int, stage: str) -> str:
+    """A stage as a person reads it: "eval pairs", "iter 2 training data"."""
+    words = stage.replace("_", " ")
     if iteration:
-        return f"iter {iteration} {stage}"
-    return "evaluate seed judge" if stage == "evaluate" else stage
+        return f"iter {iteration} {words}"
+    return "evaluate seed judge" if stage == "evaluate" else words
 
 
 def make_reporter(*, quiet: bool = False, log_json: bool = False) -> Reporter:

@@ -43,6 +43,8 @@ async def judge_session(ctx: RunContext, j: int) -> AsyncIterator[Judge]:
     ft = ctx.finetune_backend()
     started, since = time.monotonic(), time.time()
     served_model = ref.model
+    # Serving can take minutes (a dedicated endpoint) with no stage bar live: say what waits.
+    ctx.reporter.info(f"judge M_{j}: serving {ref.model} through {ft.name}")
     try:
         async with ft.serve(ref) as served:
             served_model = served.model

@@ -47,7 +47,12 @@ class LiveStatus(Reporter):
             rate_per_s=0.0,
             started=self._clock(),
             finetune=None,
+            phase=None,
         )
+        self._write(force=True)
+
+    def phase(self, name: str | None = None, total: int | None = None) -> None:
+        self._state.update(phase=name, done=0, total=total, errors=0, rate_per_s=0.0)
         self._write(force=True)
 
     def progress(
@@ -61,7 +66,8 @@ class LiveStatus(Reporter):
     ) -> None:
         self._state.update(
             done=done,
-            total=total,
+            # A scheduler reading a stream does not know its size; the stage told it before.
+            total=total if total is not None else self._state.get("total"),
             errors=errors,
             cache_hits=cache_hits,
             rate_per_s=round(rate_per_s, 2),
@@ -73,13 +79,25 @@ class LiveStatus(Reporter):
             "job_id": state.job_id,
             "status": state.status.value,
             "progress": state.progress,
+            "phase": state.phase,
+            "step": state.step,
+            "total_steps": state.total_steps,
+            "loss": state.loss,
+            "cost_usd": state.cost_usd,
         }
         self._write()
 
     def stage_finished(
-        self, iteration: int, stage: str, counts: dict[str, Any], seconds: float, *, skipped: bool
+        self,
+        iteration: int,
+        stage: str,
+        counts: dict[str, Any],
+        seconds: float,
+        *,
+        skipped: bool,
+        summary: str = "",
     ) -> None:
-        self._state.update(stage=None, last_finished=f"{stage}@{iteration}")
+        self._state.update(stage=None, phase=None, last_finished=f"{stage}@{iteration}")
         self._write(force=True)
 
     def warning(self, message: str) -> None:

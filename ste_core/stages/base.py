@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Generic, Literal, Self, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -46,10 +46,34 @@ class Counts(BaseModel):
     Stored in the run store, shown when the stage ends and sent to plugins as one flat
     `{name: int}` mapping: an int field is one entry; a `flat_counts(prefix)` field contributes
     an entry per key; a nested Counts field contributes its own entries under its name + "_".
-    `funnel()` says what the stage adds to its iteration's `Funnel`.
+    `funnel()` says what the stage adds to its iteration's `Funnel`; `describe()` says the
+    counts in words (the line shown when the stage ends), using `labels`.
     """
 
     model_config = ConfigDict(extra="forbid")
+
+    #: the words a person reads for a field (default: its name with spaces); an int field reads
+    #: "<n> <label>", a dict or nested field "<label>: <its entries>"
+    labels: ClassVar[Mapping[str, str]] = {}
+
+    def describe(self) -> str:
+        """The non-zero counts in words, in field order, e.g. "50 instructions, 48 baselines,
+        dropped: 2 empty baseline"."""
+        parts: list[str] = []
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            label = self.labels.get(name, name.replace("_", " "))
+            if isinstance(value, Counts):
+                inner = value.describe()
+                if inner:
+                    parts.append(f"{label} ({inner})")
+            elif isinstance(value, dict):
+                entries = [f"{n} {k.replace('_', ' ')}" for k, n in value.items() if n]
+                if entries:
+                    parts.append(f"{label}: {', '.join(entries)}")
+            elif value:
+                parts.append(f"{value} {label}")
+        return ", ".join(parts)
 
     def flat(self) -> dict[str, int]:
         out: dict[str, int] = {}

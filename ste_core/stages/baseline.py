@@ -117,9 +117,16 @@ async def generate_baselines(
 
 
 async def write_baselines(
-    ctx: RunContext, source: Path, out: Path, drops_out: Path, *, what: str
+    ctx: RunContext,
+    source: Path,
+    out: Path,
+    drops_out: Path,
+    *,
+    what: str,
+    phase: str | None = None,
 ) -> BaselineCounts:
-    """A baseline for every instruction of `source`, into `out` (drops into `drops_out`)."""
+    """A baseline for every instruction of `source`, into `out` (drops into `drops_out`).
+    `phase` names this pass on the progress bar when it is one of several in a stage."""
     cfg = ctx.config.generator
     scheduler = ctx.scheduler("generator")
     params = cfg.params.to_params()
@@ -132,7 +139,7 @@ async def write_baselines(
         (baseline_request(i, model=cfg.model, params=params) for i in instructions()),
         what,
     )
-    ctx.reporter.progress(0, count_lines(source))
+    ctx.reporter.phase(phase, count_lines(source))
     ordered = in_input_order(
         generate_baselines(scheduler, instructions(), model=cfg.model, params=params),
         (i.id for i in instructions()),

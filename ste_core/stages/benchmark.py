@@ -10,7 +10,8 @@ Files: the user's file -> bench_<name>.pairs.jsonl (once) -> iter_j/bench_<name>
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, ClassVar
 
 from ste_core.config import Config
 from ste_core.errors import DataFileError
@@ -28,6 +29,8 @@ __all__ = ["STAGE", "BenchmarkCounts"]
 
 class BenchmarkCounts(Counts):
     """Per benchmark: its pairs, and the judgements and failed samples of this judge on them."""
+
+    labels: ClassVar[Mapping[str, str]] = {"failures": "failed samples"}
 
     pairs: dict[str, int] = flat_counts("pairs_")
     judgements: dict[str, int] = flat_counts("judgements_")
@@ -52,6 +55,7 @@ async def benchmark(step: Step) -> BenchmarkCounts:
             frozen,
             rundir.iter_file(j, f"bench_{bench.name}.jsonl"),
             what=f"benchmark {bench.name} of judge {j}",
+            phase=bench.name,
         )
         counts.pairs[bench.name] = len(pairs)
         counts.judgements[bench.name] = tally.judgements

@@ -14,7 +14,7 @@ from __future__ import annotations
 import heapq
 from collections import Counter
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ste_core.config import Config
 from ste_core.errors import ConfigurationError
@@ -39,6 +39,12 @@ __all__ = [
 
 
 class ClassifyCounts(Counts):
+    labels: ClassVar[Mapping[str, str]] = {
+        "api_errors": "failed calls",
+        "parse_errors": "unparsable answers",
+        "categories": "by category",
+    }
+
     instructions: int = 0
     classified: int = 0
     api_errors: int = 0
@@ -229,7 +235,7 @@ async def classify(step: Step) -> ClassifyCounts:
         "classify",
     )
     counts = ClassifyCounts()
-    ctx.reporter.progress(0, count_lines(source))
+    ctx.reporter.phase(total=count_lines(source))
     results = classify_instructions(
         scheduler,
         instructions(),

@@ -11,7 +11,8 @@ Files: data/eval.jsonl -> data/eval_baselines.jsonl (+ eval_drops.jsonl) -> eval
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, ClassVar
 
 from ste_core.errors import SteError
 from ste_core.records import Baseline, Funnel
@@ -27,6 +28,13 @@ __all__ = ["STAGE", "EvalPairsCounts"]
 
 
 class EvalPairsCounts(Counts):
+    labels: ClassVar[Mapping[str, str]] = {
+        "baseline": "baselines",
+        "worse": "worse responses",
+        "pairs": "eval pairs",
+        "reused": "file reused (evaluation.pairs_path)",
+    }
+
     #: the two generation passes (absent when the pairs were reused from a file)
     baseline: BaselineCounts | None = None
     worse: WorseCounts | None = None
@@ -56,6 +64,7 @@ async def eval_pairs(step: Step) -> EvalPairsCounts:
         data / "eval_baselines.jsonl",
         data / "eval_drops.jsonl",
         what="eval baselines",
+        phase="baselines",
     )
     worse = await write_pairs(
         ctx,
@@ -63,6 +72,7 @@ async def eval_pairs(step: Step) -> EvalPairsCounts:
         rundir.eval_pairs_path,
         data / "eval_worse_drops.jsonl",
         what="eval worse",
+        phase="worse responses",
     )
     if worse.pairs == 0:
         raise SteError("eval_pairs: no eval pair survived generation; see data/eval_*drops.jsonl")

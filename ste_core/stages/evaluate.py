@@ -107,13 +107,17 @@ async def judge_and_score(
     out: Path,
     *,
     what: str,
+    phase: str | None = None,
 ) -> tuple[JudgeCounts, EvalScore]:
     """Judge the pairs of `pairs_path` into `out`, then score those judgements against `pairs`
-    (the same pairs, already read: scoring needs them all at once)."""
+    (the same pairs, already read: scoring needs them all at once); `phase` as in
+    `judge_file`."""
     from ste_core.evaluation import score_pairs
 
     setup = evaluation_setup(ctx)
-    tally = await judge_file(ctx, by, pairs_path, out, setup, what=what, stage="evaluate")
+    tally = await judge_file(
+        ctx, by, pairs_path, out, setup, what=what, stage="evaluate", phase=phase
+    )
     ev = ctx.config.evaluation
     score = score_pairs(
         pairs,

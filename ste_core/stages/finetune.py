@@ -29,10 +29,10 @@ import functools
 import hashlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ste_core.backends import FineTuneBackend
 from ste_core.engine.budget import Budget
@@ -178,8 +178,15 @@ async def run_finetune(
     cancel_on_interrupt: bool = False,
     on_state: Callable[[FineTuneJobState], None] | None = None,
     on_submitted: Callable[[str], None] | None = None,
+    on_estimate: Callable[[float | None], None] | None = None,
+    on_phase: Callable[[str], None] | None = None,
 ) -> FineTuneResult:
-    """Submit (or re-attach to) the job for `training_file` and poll it until it ends."""
+    """Submit (or re-attach to) the job for `training_file` and poll it until it ends.
+
+    Callbacks, for the progress display: `on_estimate` gets the backend's price estimate
+    before a submit, `on_phase` what happens before the job exists ("estimating the price",
+    "uploading and submitting"), `on_state` every state polled (its `cost_usd` is the estimate
+    until the provider gives a price), `on_submitted` the new job's id."""
     digest = file_digest(training_file)
     # A 5xx or a timeout from a poll says nothing about the job: ask again, backing off.
     retry = RetryPolicy.polling(poll_interval_s)
@@ -247,9 +254,20 @@ async def run_finetune(
         else:
             budget.settle_cost(entry, cost_usd)
 
+    def shown(state: FineTuneJobState) -> None:
+        if on_state is None:
+            return
+        if state.cost_usd is None and paid.get("estimate_usd") is not None:
+            state = state.model_copy(update={"cost_usd": paid["estimate_usd"]})
+        on_state(state)
+
     async def submit() -> str:
         check_supported(backend, spec)
+        if on_phase is not None:
+            on_phase("estimating the price")
         estimate = await backend.estimate_cost(spec, training_file)
+        if on_estimate is not None:
+            on_estimate(estimate)
         paid.clear()
         paid["estimate_usd"] = estimate
         if budget is not None:
@@ -274,6 +292,8 @@ async def run_finetune(
         # One an interrupted submit left without an id is this same submit, asked again.
         left = [r for r in resources.open(JOB) if r.provider_id is None and r.key == spec.suffix]
         begun = left[0] if left else resources.begin(JOB, key=spec.suffix or "")
+        if on_phase is not None:
+            on_phase("uploading and submitting")
         try:
             first = await backend.submit(spec, training_file)
         except SteError:
@@ -286,8 +306,7 @@ async def run_finetune(
         job = track(first.job_id)
         if on_submitted is not None:
             on_submitted(first.job_id)
-        if on_state is not None:
-            on_state(first)
+        shown(first)
         return first.job_id
 
     if job_id is None:
@@ -307,8 +326,7 @@ async def run_finetune(
                 cost = state.cost_usd if state.cost_usd is not None else paid.get("estimate_usd")
                 state = state.model_copy(update={"cost_usd": cost})
             store.set_state(state_key, _dump(state, training_file_sha256=digest, **paid))
-            if on_state is not None:
-                on_state(state)
+            shown(state)
             if state.status.terminal:
                 ended()
             if state.status is JobStatus.SUCCEEDED:
@@ -385,6 +403,11 @@ async def run_finetune(
 
 
 class FineTuneCounts(Counts):
+    labels: ClassVar[Mapping[str, str]] = {
+        "training_rows": "training rows",
+        "resumed": "job re-attached to",
+    }
+
     training_rows: int = 0
     #: 1 when this session re-attached to a job an earlier session submitted
     resumed: int = 0
@@ -422,6 +445,18 @@ async def finetune(step: Step) -> FineTuneCounts:
         ctx.save_manifest()
         ctx.reporter.info(f"iteration {i}: fine-tune job {job_id} submitted")
 
+    def estimated(usd: float | None) -> None:
+        # Training on this machine costs nothing: no line for it.
+        if usd is None:
+            ctx.reporter.info(
+                f"iteration {i}: {ft.name} gives no price estimate for this fine-tune; "
+                "submitting it anyway"
+            )
+        elif usd > 0:
+            ctx.reporter.info(
+                f"iteration {i}: fine-tune estimated at ${usd:.2f} by {ft.name}; submitting"
+            )
+
     result = await run_finetune(
         ft,
         spec,
@@ -434,6 +469,8 @@ async def finetune(step: Step) -> FineTuneCounts:
         cancel_on_interrupt=cfg.finetune.cancel_on_interrupt,
         on_state=ctx.reporter.finetune_state,
         on_submitted=submitted,
+        on_estimate=estimated,
+        on_phase=lambda phase: ctx.reporter.phase(phase),
     )
     ctx.store.set_state(f"model/{i}", result.model.model_dump(mode="json"))
     known = next((j for j in manifest.finetune_jobs if j.job_id == result.job_id), None)

@@ -13,10 +13,10 @@ Files: iter_i/pairs.jsonl -> iter_i/judgements.jsonl.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from ste_core.errors import ConfigurationError
 from ste_core.evaluation.pairs_io import judgement_row
@@ -190,6 +190,14 @@ async def judge_pairs(
 
 
 class JudgeCounts(Counts):
+    labels: ClassVar[Mapping[str, str]] = {
+        "failures": "failed calls",
+        "verdict_A": "A verdicts",
+        "verdict_B": "B verdicts",
+        "tie": "ties",
+        "no_verdict": "without a verdict",
+    }
+
     pairs: int = 0
     judgements: int = 0
     failures: int = 0
@@ -228,8 +236,10 @@ async def judge_file(
     *,
     what: str,
     stage: str,
+    phase: str | None = None,
 ) -> JudgeCounts:
-    """Judge every pair of `pairs_path` with `by`; write the records to `out` in input order."""
+    """Judge every pair of `pairs_path` with `by`; write the records to `out` in input order.
+    `phase` names this pass on the progress bar when it is one of several in a stage."""
     seed = ctx.config.run.seed
     template, params, samples, orders = setup.template, setup.params, setup.samples, setup.orders
 
@@ -245,7 +255,7 @@ async def judge_file(
 
     ctx.check_budget(by.scheduler, requests(), what)
     n_orders = 2 if orders == "both" else 1
-    ctx.reporter.progress(0, count_lines(pairs_path) * n_orders)
+    ctx.reporter.phase(phase, count_lines(pairs_path) * n_orders)
     expected = ((p.id, o) for p in pairs() for o in orders_for(p.id, orders, seed))
     results = judge_pairs(
         by.scheduler,

@@ -16,10 +16,10 @@ import json
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from ste_core.config import DataConfig
 from ste_core.errors import ConfigurationError, MissingDependencyError
@@ -49,6 +49,8 @@ DROP_REASONS = ("bad_row", "missing_field", "empty", "too_long", "duplicate")
 
 class LoadCounts(Counts):
     """Rows read, instructions kept, rows dropped by reason (`DROP_REASONS`)."""
+
+    labels: ClassVar[Mapping[str, str]] = {"read": "rows read", "kept": "instructions kept"}
 
     read: int = 0
     kept: int = 0

@@ -18,9 +18,9 @@ Files: iter_i/judgements.jsonl -> iter_i/selected.jsonl (`Kept` records).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from ste_core.records import Funnel, Judgement, Kept, Order, content_hash
 from ste_core.run.io import write_jsonl
@@ -39,6 +39,19 @@ __all__ = [
 
 class SelectCounts(Counts):
     """Rejection sampling's tally, then label balance's (absent when balance is off)."""
+
+    labels: ClassVar[Mapping[str, str]] = {
+        "failures": "failed calls",
+        "tie": "ties",
+        "no_verdict": "without a verdict",
+        "keys": "pair orders",
+        "keys_with_correct": "with a correct judgement",
+        "pairs_below_threshold": "below the agreement threshold",
+        "label_A": "labelled A",
+        "label_B": "labelled B",
+        "balanced": "after balancing",
+        "dropped_for_balance": "dropped to balance A/B",
+    }
 
     judgements: int = 0
     failures: int = 0

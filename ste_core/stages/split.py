@@ -13,8 +13,9 @@ data/train.jsonl.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from ste_core.errors import ConfigurationError
 from ste_core.records import Funnel, Instruction, content_hash
@@ -26,6 +27,13 @@ __all__ = ["STAGE", "Split", "SplitCounts", "split_instructions", "split_key"]
 
 
 class SplitCounts(Counts):
+    labels: ClassVar[Mapping[str, str]] = {
+        "pool": "instructions in the pool",
+        "eval": "held out for evaluation",
+        "train": "for training",
+        "excluded_eval_overlap": "left out (also in the eval set)",
+    }
+
     pool: int = 0
     eval: int = 0
     train: int = 0

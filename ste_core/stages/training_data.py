@@ -21,7 +21,7 @@ import asyncio
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from ste_core.errors import SteError
 from ste_core.records import (
@@ -152,6 +152,12 @@ def build_examples(
 
 
 class TrainingDataCounts(Counts):
+    labels: ClassVar[Mapping[str, str]] = {
+        "sft": "SFT examples",
+        "dpo": "DPO pairs",
+        "training_rows": "rows in the training file",
+    }
+
     sft: int = 0
     dpo: int = 0
     #: rows of the training file the fine-tune backend wrote (the configured method's)

@@ -164,10 +164,17 @@ async def generate_worse(
 
 
 async def write_pairs(
-    ctx: RunContext, source: Path, out: Path, drops_out: Path, *, what: str
+    ctx: RunContext,
+    source: Path,
+    out: Path,
+    drops_out: Path,
+    *,
+    what: str,
+    phase: str | None = None,
 ) -> WorseCounts:
     """A worse response for every baseline of `source`: pairs into `out`, drops into
-    `drops_out`."""
+    `drops_out`. `phase` names this pass on the progress bar when it is one of several in a
+    stage."""
     cfg = ctx.config.generator
     scheduler = ctx.scheduler("generator")
     params = cfg.params.to_params()
@@ -181,7 +188,7 @@ async def write_pairs(
         (worse_request(b, model=cfg.model, template=template, params=params) for b in baselines()),
         what,
     )
-    ctx.reporter.progress(0, count_lines(source))
+    ctx.reporter.phase(phase, count_lines(source))
     ordered = in_input_order(
         generate_worse(scheduler, baselines(), model=cfg.model, template=template, params=params),
         (b.instruction_id for b in baselines()),

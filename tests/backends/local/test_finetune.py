@@ -88,6 +88,9 @@ async def test_sft_then_continue_with_dpo_and_serve(tiny_model_dir: Path, tmp_pa
     assert state.status is JobStatus.SUCCEEDED, (state.message, state.events)
     assert state.progress == 1.0
     assert any(e.startswith("step 1/1 loss=") for e in state.events), state.events
+    # What the worker's status file says reaches the typed state the progress bar shows.
+    assert (state.step, state.total_steps, state.phase) == (1, 1, "succeeded")
+    assert state.loss is not None and state.loss > 0
     assert any("1 of 5 examples are longer than max_length" in e for e in state.events)
     assert any("TRL dropped 1 of 5 examples" in e for e in state.events)
     ref = state.model
@@ -168,6 +171,8 @@ async def test_cancel_stops_a_running_job(tiny_model_dir: Path, tmp_path: Path) 
     job = await ft.submit(spec_for(tiny_model_dir), path)
     running = await wait_for(ft, job.job_id, lambda s: s.status.terminal or (s.progress or 0) > 0)
     assert running.status is JobStatus.RUNNING, (running.message, running.events)
+    assert running.phase == "training" and running.total_steps == 100_000, running
+    assert running.step is not None and running.step >= 1
     pid = JobFiles(job.job_id).worker_pid()
 
     state = await ft.cancel(job.job_id)

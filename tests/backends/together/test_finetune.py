@@ -103,6 +103,9 @@ async def test_sft_job_lifecycle(make_backend, tmp_path, interactions, vcr):
     assert len(all_events) == len(set(all_events)) and len(all_events) >= 5
     assert any("[job_complete]" in e for e in states[-1].events)
     assert states[2].progress == pytest.approx(0.5) and states[-1].progress == 1.0
+    assert [s.phase for s in states] == ["pending", "queued", "running", "completed"]
+    assert (states[2].step, states[2].total_steps) == (10, 20)
+    assert (states[0].step, states[0].total_steps) == (None, None)
     model = states[-1].model
     assert model is not None and model.model.endswith("-judge-ft1")
     assert model.base_model == FT_MODEL and model.inference_backend == "together"

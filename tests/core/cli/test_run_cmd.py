@@ -116,3 +116,19 @@ def test_ste_run_probe_needs_check(tmp_path: Path, scripted) -> None:
     config_path = write_config(tmp_path, base_config(tmp_path))
     out = CliRunner().invoke(app, ["run", str(config_path), "--probe"])
     assert out.exit_code == 2 and "--probe goes with --check" in out.output
+
+
+def test_ste_run_prints_each_stage_summary_in_words(tmp_path: Path, scripted) -> None:
+    config_path = write_config(tmp_path, base_config(tmp_path))
+    # Wide enough that rich does not wrap a summary line.
+    out = CliRunner().invoke(
+        app, ["run", str(config_path), "--iterations", "1"], env={"COLUMNS": "300"}
+    )
+    assert out.exit_code == 0, out.output
+    lines = out.output.splitlines()
+    eval_pairs = next(line for line in lines if line.startswith("✓ eval pairs"))
+    assert "baselines (" in eval_pairs and "worse responses (" in eval_pairs, eval_pairs
+    select = next(line for line in lines if line.startswith("✓ iter 1 select"))
+    assert "pair orders" in select and "with a correct judgement" in select, select
+    for internal in ("keys_with_correct", "baseline_baselines", "worse_pairs", "verdict_A"):
+        assert internal not in out.output
