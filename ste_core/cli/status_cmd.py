@@ -64,6 +64,8 @@ def _current(live: dict[str, Any] | None, alive: bool | None) -> str:
             f" (last: {live['last_finished']})" if live.get("last_finished") else ""
         )
     label = f"{stage}@{live.get('iteration', 0)}"
+    if live.get("phase"):
+        label += f" ({live['phase']})"
     done, total = live.get("done") or 0, live.get("total")
     parts = [f"{done}/{total}" if total else f"{done} done"]
     if live.get("errors"):
@@ -75,8 +77,14 @@ def _current(live: dict[str, Any] | None, alive: bool | None) -> str:
             parts.append(f"about {(total - done) / rate:.0f} s left")
     ft = live.get("finetune")
     if ft:
-        pct = f" {ft['progress']:.0%}" if ft.get("progress") is not None else ""
-        parts.append(f"fine-tune job {ft['job_id']} {ft['status']}{pct}")
+        what = ft.get("phase") or ft["status"]
+        if ft.get("step") is not None and ft.get("total_steps"):
+            what += f", step {ft['step']}/{ft['total_steps']}"
+        elif ft.get("progress") is not None:
+            what += f" {ft['progress']:.0%}"
+        if ft.get("loss") is not None:
+            what += f", loss {ft['loss']:.3f}"
+        parts.append(f"fine-tune job {ft['job_id']}: {what}")
     age = time.time() - float(live.get("updated") or 0)
     return f"{label}: {', '.join(parts)} (updated {age:.0f} s ago)"
 
