@@ -186,14 +186,21 @@ def _series(
 # --------------------------------------------------------------------------------------------
 
 
+def _run_panels(plt: Any, runs: list[RunData]) -> tuple[Any, list[Any]]:
+    # Stacked, so the figure keeps the width of one panel and fits half the report's width
+    # beside its sibling chart.
+    fig, axes = plt.subplots(
+        len(runs), 1, figsize=(6.2, 3.6 * len(runs)), squeeze=False, constrained_layout=True
+    )
+    return fig, [row[0] for row in axes]
+
+
 def funnel_figure(runs: list[RunData]) -> Any:
     """Grouped bars: for each funnel step, how many items each training iteration kept."""
     plt = _pyplot()
     assert plt is not None, NO_MATPLOTLIB
-    fig, axes = plt.subplots(
-        1, len(runs), figsize=(6.2 * len(runs), 3.9), squeeze=False, constrained_layout=True
-    )
-    for ax, run in zip(axes[0], runs, strict=True):
+    fig, axes = _run_panels(plt, runs)
+    for ax, run in zip(axes, runs, strict=True):
         funnels = [(it.index, it.funnel) for it in run.iterations if it.funnel is not None]
         funnels = [(i, f) for i, f in funnels if any(getattr(f, k) for k in FUNNEL_STEPS)]
         steps = [k for k in FUNNEL_STEPS if any(getattr(f, k) is not None for _, f in funnels)]
@@ -239,10 +246,8 @@ def cost_figure(runs: list[RunData]) -> Any:
     """Stacked bars: what each iteration cost (USD), by stage, fine-tune and endpoints."""
     plt = _pyplot()
     assert plt is not None, NO_MATPLOTLIB
-    fig, axes = plt.subplots(
-        1, len(runs), figsize=(6.2 * len(runs), 3.9), squeeze=False, constrained_layout=True
-    )
-    for ax, run in zip(axes[0], runs, strict=True):
+    fig, axes = _run_panels(plt, runs)
+    for ax, run in zip(axes, runs, strict=True):
         costs = cost_by_iteration(run)
         ax.set_title(f"{run.name}: cost per iteration (USD)", fontsize=10)
         if not costs:

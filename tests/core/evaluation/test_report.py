@@ -3,6 +3,7 @@ the analysis comes first and the manifest last, collapsed; costs add up to the m
 
 from __future__ import annotations
 
+import re
 import struct
 import sys
 from html.parser import HTMLParser
@@ -300,3 +301,40 @@ def test_load_run_reads_metrics_eval_without_rescoring(run_a: Path) -> None:
     assert [it.index for it in run.iterations] == [0, 1, 2, 3]
     assert [it.eval_source for it in run.iterations][:3] == ["run store"] * 3
     assert run.iterations[1].benchmarks["rewardbench"].rewardbench is not None
+
+
+def test_a_real_runs_stage_table_adds_up_to_its_manifest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two iterations of the loop on the scripted backends: every stage that ran (evaluate and
+    benchmark included) is in the table, and its totals are the manifest's."""
+    import asyncio
+
+    from ste_core.engine.store import RunStore
+    from ste_core.pipeline import Pipeline
+    from ste_core.plugins import get_host, reset_host
+    from tests.core.helpers import _Plugin, config_with
+
+    monkeypatch.setenv("STE_PLUGINS", "")
+    reset_host()
+    get_host().register_plugin(_Plugin(), name="scripted-test")
+    try:
+        result = asyncio.run(Pipeline(config_with(tmp_path)).run())
+    finally:
+        reset_host()
+    assert result.status == "succeeded"
+    with RunStore.open_read_only(result.run_dir / "store.sqlite") as store:
+        manifest = store.manifest()
+    assert manifest is not None and manifest.usage.requests > 0
+    md = write_report([result.run_dir]).markdown.read_text()
+    stage_rows = [line for line in md.splitlines() if re.match(r"\| (\d|0 \(seed\)) .*\| ", line)]
+    assert any("| evaluate |" in line for line in stage_rows)
+    total = next(line for line in md.splitlines() if line.startswith("| all | total |"))
+    cells = [c.strip() for c in total.strip("|").split("|")]
+    assert cells[2:6] == [
+        f"{manifest.usage.requests:,}",
+        f"{manifest.usage.cache_hits:,}",
+        f"{manifest.usage.prompt_tokens:,}",
+        f"{manifest.usage.completion_tokens:,}",
+    ]
+    assert f"| total | ${manifest.cost_usd.total:,.2f} |" in md
