@@ -112,7 +112,8 @@ table { border-collapse: collapse; margin: .6em 0 1.2em; font-size: 0.9em; }
 th, td { border: 1px solid #ccc; padding: .3em .6em; text-align: left; vertical-align: top; }
 th { background: #f3f3f3; }
 tr:nth-child(even) td { background: #fafafa; }
-caption { caption-side: top; text-align: left; font-style: italic; padding-bottom: .3em; }
+caption { caption-side: top; text-align: left; font-style: italic; padding-bottom: .3em;
+          white-space: nowrap; }
 .note { background: #f4f8ff; border-left: 4px solid #7aa7e0; padding: .4em .8em; }
 .warn { background: #fff6e5; border-left: 4px solid #e0a33a; padding: .4em .8em; }
 img { max-width: 100%; border: 1px solid #eee; }
