@@ -20,7 +20,20 @@ def report(
         bool, typer.Option("--open", help="Open report.html in the web browser afterwards.")
     ] = False,
 ) -> None:
-    """Write a report (Markdown, self-contained HTML, accuracy plot) for run directories."""
+    """Write a report (report.md, a self-contained report.html, and accuracy.png, funnel.png,
+    cost.png) for run directories.
+
+    How the numbers are computed: eval accuracy is the share of eval pairs judged correctly,
+    with a 95% Wilson interval over items (with both orders, an item scores the mean of its
+    orders). Position consistency is the share of items whose verdicts picked the same response
+    in both orders; A share is the percentage of A among A/B verdicts (50 = no position bias).
+    Paired tests compare two judges on the same items: exact McNemar when every item score is
+    0/1, else a paired bootstrap; the interval of the difference is a paired bootstrap.
+    RewardBench's final score is the mean of its sections with their 95% bootstrap intervals.
+    Costs: inference per stage, fine-tune jobs, and dedicated endpoints by uptime; they add up
+    to the manifest's total. Runs whose eval pairs differ get a warning: their accuracies are
+    measured on different items.
+    """
     from ste_core.evaluation.report import write_report
 
     missing = [str(d) for d in run_dirs if not d.is_dir()]
@@ -32,8 +45,8 @@ def report(
         typer.echo(f"note: {note}", err=True)
     typer.echo(f"wrote {files.markdown}")
     typer.echo(f"wrote {files.html}")
-    if files.png is not None:
-        typer.echo(f"wrote {files.png}")
+    for chart in files.charts:
+        typer.echo(f"wrote {chart}")
     if open_:
         import webbrowser
 

@@ -335,6 +335,14 @@ class RunStore:
             out.setdefault(int(it), {})[stage] = json.loads(c or "{}")
         return out
 
+    def all_stage_usage(self) -> dict[int, dict[str, StageUsage]]:
+        """`{iteration: {stage: usage}}` of every finished stage that recorded usage."""
+        out: dict[int, dict[str, StageUsage]] = {}
+        for it, stage, u in self._stage_rows("usage"):
+            if u is not None:
+                out.setdefault(int(it), {})[stage] = StageUsage.model_validate_json(u)
+        return out
+
     def stage_usage(self, iteration: int) -> dict[str, StageUsage]:
         """`{stage: usage}` of the finished stages of `iteration` that recorded usage."""
         return {

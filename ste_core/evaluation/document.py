@@ -1,5 +1,6 @@
-"""A tiny document model (headings, paragraphs, tables, images) rendered to Markdown and to a
-self-contained HTML page, so both report files are built from the same content."""
+"""A tiny document model (headings, paragraphs, tables, images, figure rows, collapsed sections)
+rendered to Markdown and to a self-contained HTML page, so both report files are built from the
+same content."""
 
 from __future__ import annotations
 
@@ -39,7 +40,22 @@ class Bullets:
     items: list[str]
 
 
-Block = Heading | Para | Table | Image | Bullets
+@dataclass
+class Figures:
+    """Images side by side (wrapping to the next line on a narrow page)."""
+
+    images: list[Image]
+
+
+@dataclass
+class Details:
+    """A section collapsed in HTML (`<details>`); in Markdown, a plain section."""
+
+    summary: str
+    blocks: list[Block] = field(default_factory=list)
+
+
+Block = Heading | Para | Table | Image | Bullets | Figures | Details
 
 
 @dataclass
@@ -57,8 +73,12 @@ def _md_cell(text: str) -> str:
 
 def to_markdown(doc: Document) -> str:
     """Render as GitHub-flavoured Markdown (images are linked by file name)."""
-    out = [f"# {doc.title}", ""]
-    for b in doc.blocks:
+    return "\n".join([f"# {doc.title}", "", *_md_blocks(doc.blocks)]).rstrip() + "\n"
+
+
+def _md_blocks(blocks: list[Block]) -> list[str]:
+    out: list[str] = []
+    for b in blocks:
         if isinstance(b, Heading):
             out += [f"{'#' * (b.level + 1)} {b.text}", ""]
         elif isinstance(b, Para):
@@ -76,7 +96,11 @@ def to_markdown(doc: Document) -> str:
             out.append("")
         elif isinstance(b, Image):
             out += [f"![{b.alt}]({b.path.name})", ""]
-    return "\n".join(out).rstrip() + "\n"
+        elif isinstance(b, Figures):
+            out += _md_blocks(list(b.images))
+        elif isinstance(b, Details):
+            out += [f"## {b.summary}", "", *_md_blocks(b.blocks)]
+    return out
 
 
 _CSS = """
@@ -88,10 +112,16 @@ table { border-collapse: collapse; margin: .6em 0 1.2em; font-size: 0.9em; }
 th, td { border: 1px solid #ccc; padding: .3em .6em; text-align: left; vertical-align: top; }
 th { background: #f3f3f3; }
 tr:nth-child(even) td { background: #fafafa; }
-caption { caption-side: top; text-align: left; font-style: italic; padding-bottom: .3em; }
+caption { caption-side: top; text-align: left; font-style: italic; padding-bottom: .3em;
+          white-space: nowrap; }
 .note { background: #f4f8ff; border-left: 4px solid #7aa7e0; padding: .4em .8em; }
 .warn { background: #fff6e5; border-left: 4px solid #e0a33a; padding: .4em .8em; }
 img { max-width: 100%; border: 1px solid #eee; }
+.figures { display: flex; flex-wrap: wrap; gap: 1em; align-items: flex-start; }
+.figures img { flex: 1 1 420px; max-width: 100%; min-width: 0; }
+.scroll { overflow-x: auto; max-width: 100%; }
+details { margin-top: 2em; border: 1px solid #ddd; border-radius: 4px; padding: .3em .8em; }
+summary { cursor: pointer; font-weight: 600; font-size: 1.2em; }
 """
 
 
@@ -103,8 +133,21 @@ def to_html(doc: Document) -> str:
         '<html lang="en"><head><meta charset="utf-8">',
         f"<title>{e(doc.title)}</title><style>{_CSS}</style></head><body>",
         f"<h1>{e(doc.title)}</h1>",
+        *_html_blocks(doc.blocks),
+        "</body></html>",
     ]
-    for b in doc.blocks:
+    return "\n".join(out) + "\n"
+
+
+def _img(image: Image) -> str:
+    data = base64.b64encode(image.path.read_bytes()).decode("ascii")
+    return f'<img alt="{html.escape(image.alt)}" src="data:image/png;base64,{data}">'
+
+
+def _html_blocks(blocks: list[Block]) -> list[str]:
+    e = html.escape
+    out: list[str] = []
+    for b in blocks:
         if isinstance(b, Heading):
             lvl = min(6, b.level + 1)
             out.append(f"<h{lvl}>{e(b.text)}</h{lvl}>")
@@ -114,16 +157,20 @@ def to_html(doc: Document) -> str:
         elif isinstance(b, Bullets):
             out.append("<ul>" + "".join(f"<li>{e(i)}</li>" for i in b.items) + "</ul>")
         elif isinstance(b, Table):
-            out.append("<table>")
+            # A wide table scrolls inside its box instead of widening the page.
+            out.append('<div class="scroll"><table>')
             if b.caption:
                 out.append(f"<caption>{e(b.caption)}</caption>")
             out.append("<thead><tr>" + "".join(f"<th>{e(h)}</th>" for h in b.headers) + "</tr>")
             out.append("</thead><tbody>")
             for row in b.rows:
                 out.append("<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>")
-            out.append("</tbody></table>")
+            out.append("</tbody></table></div>")
         elif isinstance(b, Image):
-            data = base64.b64encode(b.path.read_bytes()).decode("ascii")
-            out.append(f'<p><img alt="{e(b.alt)}" src="data:image/png;base64,{data}"></p>')
-    out.append("</body></html>")
-    return "\n".join(out) + "\n"
+            out.append(f"<p>{_img(b)}</p>")
+        elif isinstance(b, Figures):
+            out.append('<div class="figures">' + "".join(_img(i) for i in b.images) + "</div>")
+        elif isinstance(b, Details):
+            out += [f"<details><summary>{e(b.summary)}</summary>", *_html_blocks(b.blocks)]
+            out.append("</details>")
+    return out

@@ -1,5 +1,10 @@
-"""Run reports: read run directories, write report.md, a self-contained report.html and
-accuracy.png.
+"""Run reports: read run directories, write report.md, a self-contained report.html and the
+charts (accuracy.png, funnel.png, cost.png; `ste_core.evaluation.charts`).
+
+The report puts the analysis first (accuracy per judge with intervals, paired tests, benchmarks,
+funnel, cost) and each run's manifest last, collapsed. Paths are written relative to the run
+directory. Runs compared side by side on different eval pairs get a warning: their accuracies
+are not measured on the same items.
 
 A run directory is read through its run store (`RunStore.open_read_only`: a report never writes
 to a run, which may be live): the manifest, every judge's `IterationMetrics` (scores, stored
@@ -18,8 +23,9 @@ The loop calls `write_report` after every iteration; it only reads, never change
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import itertools
-import json
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,9 +33,13 @@ from typing import Any
 
 from ste_core.engine.store import RunStore
 from ste_core.errors import DataFileError
+from ste_core.evaluation.charts import draw_charts
 from ste_core.evaluation.document import (
+    Block,
     Bullets,
+    Details,
     Document,
+    Figures,
     Heading,
     Image,
     Para,
@@ -57,12 +67,15 @@ _ITER_RE = re.compile(r"^iter_(\d+)$")
 
 @dataclass(frozen=True)
 class ReportFiles:
-    """Paths of the files `write_report` wrote (`png` is None when matplotlib is missing)."""
+    """Paths of the files `write_report` wrote (`png`, accuracy.png, is None and `charts` empty
+    when matplotlib is missing)."""
 
     markdown: Path
     html: Path
     png: Path | None
     notes: tuple[str, ...] = ()
+    #: every chart written: accuracy.png, funnel.png, cost.png
+    charts: tuple[Path, ...] = ()
 
 
 @dataclass
@@ -77,6 +90,9 @@ class IterationData:
     metrics: IterationMetrics | None = None
     #: counts of its finished stages, shown when there is no funnel in the metrics
     stage_counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: usage of each finished stage, from the run store's stage rows: the evaluate and
+    #: benchmark stages included, which finish after the metrics' own snapshot was taken
+    usage: dict[str, StageUsage] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -84,12 +100,20 @@ class IterationData:
         return self.metrics.funnel if self.metrics else None
 
     @property
-    def stages(self) -> dict[str, StageUsage]:
-        return self.metrics.stages if self.metrics else {}
-
-    @property
     def finetune(self) -> FineTuneInfo | None:
         return self.metrics.finetune if self.metrics else None
+
+
+@dataclass(frozen=True)
+class EvalPairsId:
+    """Which eval pairs a run's judges were scored on: their number and a fingerprint of their
+    ids and texts (two runs with the same fingerprint scored the same items)."""
+
+    count: int
+    fingerprint: str
+
+    def __str__(self) -> str:
+        return f"{self.count} pairs, #{self.fingerprint}"
 
 
 @dataclass
@@ -99,6 +123,7 @@ class RunData:
     manifest: RunManifest | None = None
     iterations: list[IterationData] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    eval_pairs: EvalPairsId | None = None
 
 
 # --------------------------------------------------------------------------------------------
@@ -137,28 +162,48 @@ def _score_eval_jsonl(it: IterationData, pairs_path: Path, notes: list[str]) -> 
         it.notes.append(f"eval.jsonl could not be scored: {exc}")
 
 
-def _run_state(
-    rundir: RunDir, notes: list[str]
-) -> tuple[RunManifest | None, dict[int, IterationMetrics], dict[int, dict[str, dict[str, int]]]]:
-    """(manifest, metrics by iteration, stage counts by iteration) from the run store, or from
-    the exports of a run of ste 0.1."""
+@dataclass
+class _State:
     manifest: RunManifest | None = None
-    metrics: dict[int, IterationMetrics] = {}
-    counts: dict[int, dict[str, dict[str, int]]] = {}
+    metrics: dict[int, IterationMetrics] = field(default_factory=dict)
+    counts: dict[int, dict[str, dict[str, int]]] = field(default_factory=dict)
+    usage: dict[int, dict[str, StageUsage]] = field(default_factory=dict)
+
+
+def _run_state(rundir: RunDir, notes: list[str]) -> _State:
+    """What the run store holds, or what the exports of a run of ste 0.1 hold."""
+    state = _State()
     if rundir.store_path.exists():
         try:
             with RunStore.open_read_only(rundir.store_path) as store:
-                manifest, metrics = store.manifest(), store.metrics()
-                counts = store.all_stage_counts()
+                state.manifest, state.metrics = store.manifest(), store.metrics()
+                state.counts, state.usage = store.all_stage_counts(), store.all_stage_usage()
         except Exception as exc:  # an unreadable store must not stop the report
             notes.append(f"store.sqlite could not be read ({exc})")
     else:
         notes.append("store.sqlite missing: not a run directory, or the run never started")
-    if manifest is None and not metrics:
-        manifest, metrics = read_version_1_exports(rundir, notes)
-    if manifest is None:
+    if state.manifest is None and not state.metrics:
+        state.manifest, state.metrics = read_version_1_exports(rundir, notes)
+    if state.manifest is None:
         notes.append("no manifest recorded yet")
-    return manifest, metrics, counts
+    return state
+
+
+def eval_pairs_id(path: Path) -> EvalPairsId | None:
+    """The fingerprint of an eval_pairs.jsonl (None when it is missing or unreadable)."""
+    from ste_core.evaluation.pairs_io import read_pairs
+
+    if not path.exists():
+        return None
+    try:
+        pairs = read_pairs(path, on_error="skip").pairs
+    except DataFileError:
+        return None
+    digest = hashlib.sha256()
+    for p in sorted(pairs, key=lambda p: p.id):
+        for part in (p.id, p.instruction, p.chosen, p.rejected):
+            digest.update(part.encode("utf-8") + b"\0")
+    return EvalPairsId(len(pairs), digest.hexdigest()[:12])
 
 
 def load_run(run_dir: str | Path) -> RunData:
@@ -168,8 +213,10 @@ def load_run(run_dir: str | Path) -> RunData:
     if not path.is_dir():
         run.notes.append(f"{path} is not a directory")
         return run
-    manifest, metrics, counts = _run_state(RunDir(path), run.notes)
+    state = _run_state(RunDir(path), run.notes)
+    manifest, metrics = state.manifest, state.metrics
     run.manifest = manifest
+    run.eval_pairs = eval_pairs_id(path / "eval_pairs.jsonl")
     if manifest is not None and manifest.name:
         run.name = manifest.name
     dirs = {
@@ -180,6 +227,8 @@ def load_run(run_dir: str | Path) -> RunData:
     for idx in sorted(set(dirs) | set(metrics)):
         it = IterationData(index=idx, path=dirs.get(idx, path / f"iter_{idx}"))
         stored = metrics.get(idx)
+        # A run of ste 0.1 has no stage rows: its metrics' snapshot is all there is.
+        it.usage = state.usage.get(idx) or (dict(stored.stages) if stored else {})
         if stored is not None:
             it.metrics, it.judge_model = stored, stored.judge_model
             it.eval, it.eval_source = stored.eval, "run store"
@@ -191,7 +240,7 @@ def load_run(run_dir: str | Path) -> RunData:
                 it.notes.append(f"eval accuracy computed from {it.eval_source}")
                 if it.eval.judge_models:
                     it.judge_model = ", ".join(it.eval.judge_models)
-            it.stage_counts = counts.get(idx, {})
+            it.stage_counts = state.counts.get(idx, {})
         run.iterations.append(it)
     if not run.iterations:
         run.notes.append("no judge evaluated yet")
@@ -309,23 +358,43 @@ def _overview_rows(runs: list[RunData]) -> list[list[str]]:
     return rows
 
 
-def build_document(runs: list[RunData], png: Path | None, png_note: str | None) -> Document:
-    """Assemble the report's content (shared by the Markdown and HTML renderers)."""
+HELP_POINTER = "`ste report --help` says how each number is computed."
+
+
+def build_document(
+    runs: list[RunData], charts: dict[str, Path], chart_note: str | None, out_dir: Path
+) -> Document:
+    """Assemble the report's content (shared by the Markdown and HTML renderers): the analysis
+    first, each run's manifest last and collapsed."""
     now = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     doc = Document(title="ste report: " + ", ".join(r.name for r in runs))
     doc.add(
         Para(
-            f"Generated {now} from {len(runs)} run director{'y' if len(runs) == 1 else 'ies'}: "
-            + ", ".join(str(r.path) for r in runs)
-            + ". Accuracies are percentages with 95% intervals in brackets; iteration 0 is the "
-            "seed judge. See docs/evaluation.md for how each number is computed."
-        )
+            f"Generated {now}. Accuracies are percentages with 95% intervals in brackets; "
+            f"iteration 0 is the seed judge; paths are relative to each run's directory. "
+            + HELP_POINTER
+        ),
+        Table(
+            ["run", "directory", "status", "eval pairs"],
+            [
+                [
+                    r.name,
+                    _where(r.path, out_dir),
+                    r.manifest.status if r.manifest else "–",
+                    str(r.eval_pairs or "–"),
+                ]
+                for r in runs
+            ],
+        ),
     )
-    doc.add(Heading(1, "Accuracy per iteration"))
-    if png is not None:
-        doc.add(Image(png, "Eval accuracy per iteration with 95% intervals"))
+    mismatch = eval_pairs_mismatch(runs)
+    if mismatch:
+        doc.add(Para(mismatch, kind="warn"))
+    doc.add(Heading(1, "Accuracy per judge"))
+    if "accuracy.png" in charts:
+        doc.add(Image(charts["accuracy.png"], "Eval accuracy per iteration with 95% intervals"))
     else:
-        doc.add(Para(png_note or "no plot", kind="note"))
+        doc.add(Para(chart_note or "no chart", kind="note"))
     doc.add(
         Table(
             [
@@ -334,33 +403,62 @@ def build_document(runs: list[RunData], png: Path | None, png_note: str | None) 
                 "judge",
                 "eval accuracy [95% CI]",
                 "n",
-                "position consistency",
-                "A share",
-                "no verdict",
+                "position consistency %",
+                "A share %",
+                "no verdict %",
                 "errors",
                 "benchmarks (final [CI])",
             ],
             _overview_rows(runs),
-        )
-    )
-    doc.add(
+        ),
         Para(
             "Position consistency: share of items whose verdicts picked the same response in "
-            "both orders. A share: share of A among A/B verdicts (0.5 = no position bias when "
-            "the better response is shown first and second equally often).",
+            "both orders. A share: share of A among A/B verdicts, in percent (50 = no position "
+            "bias when the better response is shown first and second equally often).",
             kind="note",
-        )
+        ),
     )
+    side = [Image(charts[n], alt) for n, alt in _SIDE_CHARTS if n in charts]
+    if side:
+        doc.add(Figures(side))
     for run in runs:
         _run_section(doc, run)
+    for run in runs:
+        if run.manifest is not None:
+            doc.add(Details(f"Manifest of run {run.name}", _manifest(run)))
     return doc
+
+
+_SIDE_CHARTS = (
+    ("funnel.png", "Items kept by each step of each iteration"),
+    ("cost.png", "Cost per iteration by stage, fine-tune and endpoints"),
+)
+
+
+def _where(path: Path, out_dir: Path) -> str:
+    """A run directory as seen from the report's folder."""
+    rel = os.path.relpath(path.resolve(), out_dir.resolve())
+    return "this folder" if rel == "." else rel
+
+
+def eval_pairs_mismatch(runs: list[RunData]) -> str | None:
+    """A warning when runs shown side by side were not scored on the same eval pairs."""
+    ids = {r.name: r.eval_pairs for r in runs}
+    if len(runs) < 2 or len(set(ids.values())) < 2:
+        return None
+    seen = "; ".join(f"{name}: {pid or 'no eval_pairs.jsonl'}" for name, pid in ids.items())
+    return (
+        f"These runs were not evaluated on the same eval pairs ({seen}): their accuracies are "
+        "measured on different items, so compare them only loosely. To compare judges on the "
+        "same items, reuse one run's eval pairs in the other runs' configs, or score the judges "
+        "with `ste evaluate` on one pairs file."
+    )
 
 
 def _run_section(doc: Document, run: RunData) -> None:
     doc.add(Heading(1, f"Run {run.name}"))
     if run.notes:
-        doc.add(Para("; ".join(run.notes), kind="warn"))
-    _manifest(doc, run)
+        doc.add(Para(_relative("; ".join(run.notes), run), kind="warn"))
 
     rows = _paired_rows(run)
     doc.add(Heading(2, "Paired tests between iterations"))
@@ -383,8 +481,7 @@ def _run_section(doc: Document, run: RunData) -> None:
 
     _benchmarks(doc, run)
     _funnel(doc, run)
-    _usage(doc, run)
-    _finetunes(doc, run)
+    _cost(doc, run)
     notes = [f"iteration {it.index}: {n}" for it in run.iterations for n in it.notes]
     notes += [
         f"iteration {it.index}: {w}"
@@ -394,27 +491,37 @@ def _run_section(doc: Document, run: RunData) -> None:
         for w in s.warnings
     ]
     if notes:
-        doc.add(Heading(2, "Notes"), Bullets(notes))
+        doc.add(Heading(2, "Notes"), Bullets([_relative(n, run) for n in notes]))
 
 
-def _manifest(doc: Document, run: RunData) -> None:
-    if run.manifest is None:
-        return
+def _relative(text: str, run: RunData) -> str:
+    """`text` with the run directory's absolute path left out (paths relative to the run)."""
+    for prefix in {str(run.path.resolve()), str(run.path.absolute())}:
+        text = text.replace(prefix + os.sep, "").replace(prefix, ".")
+    return text
+
+
+def _manifest(run: RunData) -> list[Block]:
+    """The manifest as readable key/value rows (jobs and endpoints are in the cost section)."""
+    assert run.manifest is not None
+    m = run.manifest
     rows = []
-    for key, value in run.manifest.model_dump(mode="json").items():
-        if key in ("finetune_jobs", "endpoints"):
-            continue  # shown in their own section
-        if isinstance(value, dict):
-            for k, v in value.items():
-                rows.append([f"{key}.{k}", _short(v)])
+    for key, value in m.model_dump(mode="json", exclude={"finetune_jobs", "endpoints"}).items():
+        if key == "sessions":
+            value = [f"{x['started']} → {x['finished'] or '…'} ({x['status']})" for x in value]
+            rows.append([key, "; ".join(value) or "–"])
+        elif key == "seconds":
+            rows.append([key, f"{_num(value.get('total'))} in all, {len(value) - 1} stage runs"])
+        elif key == "backends":
+            rows += [
+                [f"backends.{role}", " ".join(str(x) for x in b.values() if x)]
+                for role, b in value.items()
+            ]
+        elif isinstance(value, dict):
+            rows += [[f"{key}.{k}", _num(v)] for k, v in value.items()]
         else:
-            rows.append([key, _short(value)])
-    doc.add(Heading(2, "Manifest"), Table(["key", "value"], rows))
-
-
-def _short(v: Any, limit: int = 160) -> str:
-    s = v if isinstance(v, str) else json.dumps(v, ensure_ascii=False, default=str)
-    return s if len(s) <= limit else s[: limit - 1] + "…"
+            rows.append([key, _num(value)])
+    return [Table(["key", "value"], [[k, _relative(v, run)] for k, v in rows])]
 
 
 def _benchmarks(doc: Document, run: RunData) -> None:
@@ -500,20 +607,55 @@ def _funnel(doc: Document, run: RunData) -> None:
         )
 
 
-def _usage(doc: Document, run: RunData) -> None:
-    its = [it for it in run.iterations if it.stages]
-    doc.add(Heading(2, "Tokens, cost and time per stage"))
-    if not its:
+def _cost(doc: Document, run: RunData) -> None:
+    """What the run paid: by part (matching the manifest), per stage, per job, per endpoint."""
+    doc.add(Heading(2, "Cost, tokens and time"))
+    its = [it for it in run.iterations if it.usage]
+    total = sum((u for it in its for u in it.usage.values()), StageUsage())
+    m = run.manifest
+    if m is not None:
+        c = m.cost_usd
+        doc.add(
+            Table(
+                ["part", "USD"],
+                [
+                    ["inference (the stages below)", _usd(total.cost_usd)],
+                    ["fine-tuning", _usd(c.finetune)],
+                    ["dedicated endpoints", _usd(c.endpoints)],
+                    ["total", _usd(total.cost_usd + c.finetune + c.endpoints)],
+                ],
+            )
+        )
+        if abs(total.cost_usd - c.inference) > 5e-7:
+            doc.add(
+                Para(
+                    f"The stages' inference cost ({_usd(total.cost_usd)}) differs from the "
+                    f"manifest's ({_usd(c.inference)}): a session ended before its last stage "
+                    "was marked finished, or the run store was changed by hand.",
+                    kind="warn",
+                )
+            )
+    if its:
+        rows = [
+            [_iter_label(it.index), stage] + [_num(getattr(st, k)) for k in STAGE_KEYS]
+            for it in its
+            for stage, st in it.usage.items()
+        ]
+        rows.append(["all", "total"] + [_num(getattr(total, k)) for k in STAGE_KEYS])
+        doc.add(
+            Table(
+                ["iteration", "stage", *[k.replace("_", " ") for k in STAGE_KEYS]],
+                rows,
+                caption="Per stage: requests, tokens, cost (USD) and seconds",
+            )
+        )
+    else:
         doc.add(Para("No per-stage usage recorded."))
-        return
-    rows = []
-    total = StageUsage()
-    for it in its:
-        for stage, st in it.stages.items():
-            rows.append([_iter_label(it.index), stage] + [_num(getattr(st, k)) for k in STAGE_KEYS])
-            total = total + st
-    rows.append(["all", "total"] + [_num(getattr(total, k)) for k in STAGE_KEYS])
-    doc.add(Table(["iteration", "stage", *[k.replace("_", " ") for k in STAGE_KEYS]], rows))
+    _finetunes(doc, run)
+
+
+def _usd(x: float | None) -> str:
+    return "–" if x is None else f"${x:,.4f}" if 0 < abs(x) < 0.01 else f"${x:,.2f}"
 
 
 def _finetunes(doc: Document, run: RunData) -> None:
@@ -522,187 +664,45 @@ def _finetunes(doc: Document, run: RunData) -> None:
     for job in run.manifest.finetune_jobs if run.manifest else []:
         info = infos.pop(job.job_id, None)
         endpoint = info.endpoint if info else None
-        rows.append([_num(v) for v in (job.iteration, job.job_id, job.status, job.model, endpoint)])
+        rows.append(
+            [_num(v) for v in (job.iteration, job.job_id, job.status, job.model, endpoint)]
+            + [_usd(job.cost_usd)]
+        )
     for it in run.iterations:  # jobs the manifest does not list (an interrupted session's)
         ft = it.finetune
         if ft is not None and ft.job_id in infos:
             rows.append(
-                [str(it.index)] + [_num(v) for v in (ft.job_id, ft.status, ft.model, ft.endpoint)]
+                [str(it.index)]
+                + [_num(v) for v in (ft.job_id, ft.status, ft.model, ft.endpoint)]
+                + [_usd(ft.cost_usd)]
             )
     endpoints = run.manifest.endpoints if run.manifest else []
-    if not rows and not endpoints:
-        return
-    doc.add(Heading(2, "Fine-tune jobs and endpoints"))
     if rows:
-        doc.add(Table(["iteration", "job id", "status", "model", "endpoint"], rows))
-    if endpoints:
-        keys = list(type(endpoints[0]).model_fields)
+        rows = [[_relative(c, run) for c in row] for row in rows]
         doc.add(
             Table(
-                [k.replace("_", " ") for k in keys],
-                [[_num(getattr(e, k)) for k in keys] for e in endpoints],
-                "Endpoints",
+                ["iteration", "job id", "status", "model", "endpoint", "cost"],
+                rows,
+                caption="Fine-tune jobs",
             )
         )
-
-
-# --------------------------------------------------------------------------------------------
-# The plot
-# --------------------------------------------------------------------------------------------
-
-
-def draw_accuracy_png(runs: list[RunData], path: Path) -> str | None:
-    """Draw accuracy.png; return None on success or a note saying why there is no plot."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg", force=True)
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return (
-            "accuracy.png was not drawn: matplotlib is not installed "
-            "(pip install 'self-taught-evaluators[report]')."
+    if endpoints:
+        doc.add(
+            Table(
+                ["iteration", "model", "served as", "seconds", "cost"],
+                [
+                    [
+                        _num(e.iteration),
+                        _relative(e.model, run),
+                        e.served_as,
+                        _num(e.seconds),
+                        "– (no dedicated endpoint)" if e.cost_usd is None else _usd(e.cost_usd),
+                    ]
+                    for e in endpoints
+                ],
+                caption="Serving sessions (dedicated endpoints are billed by uptime)",
+            )
         )
-    bench_names = sorted({n for r in runs for it in r.iterations for n in it.benchmarks})
-    panels: list[tuple[str, str]] = [("eval", "Synthetic eval accuracy (%)")]
-    panels += [
-        (n, f"{n}: {'final' if _has_final(runs, n) else 'accuracy'} (%)") for n in bench_names[:3]
-    ]
-    panels.append(("ashare", "Share of A verdicts (%)"))
-    fig, axes = plt.subplots(
-        1, len(panels), figsize=(4.6 * len(panels), 3.9), squeeze=False, constrained_layout=True
-    )
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    any_data = False
-    all_iters: set[int] = set()
-    for ax, (key, title) in zip(axes[0], panels, strict=True):
-        for ri, run in enumerate(runs):
-            xs, ys, lo, hi = _series(run, key)
-            if not xs:
-                continue
-            any_data = True
-            all_iters.update(xs)
-            offset = (ri - (len(runs) - 1) / 2) * 0.08  # side by side, bars do not overlap
-            xo = [x + offset for x in xs]
-            color = colors[ri % len(colors)]
-            if lo is not None and hi is not None:
-                yerr = [
-                    [y - a for y, a in zip(ys, lo, strict=True)],
-                    [b - y for y, b in zip(ys, hi, strict=True)],
-                ]
-                ax.errorbar(
-                    xo,
-                    ys,
-                    yerr=yerr,
-                    fmt="-o",
-                    color=color,
-                    capsize=4,
-                    lw=1.6,
-                    ms=5,
-                    label=run.name,
-                )
-            else:
-                ax.plot(xo, ys, "-o", color=color, lw=1.6, ms=5, label=run.name)
-            if len(runs) == 1:  # value labels only when they cannot collide with another run
-                for x, y in zip(xo, ys, strict=True):
-                    ax.annotate(
-                        f"{y:.1f}",
-                        (x, y),
-                        textcoords="offset points",
-                        xytext=(8, -3),
-                        fontsize=8,
-                        color=color,
-                        bbox={
-                            "boxstyle": "round,pad=0.15",
-                            "fc": "white",
-                            "ec": "none",
-                            "alpha": 0.85,
-                        },
-                    )
-        if key == "ashare":
-            ax.axhline(50, color="grey", lw=1, ls="--")
-        ax.set_title(title, fontsize=10)
-        ax.set_xlabel("iteration (0 = seed judge)", fontsize=9)
-        ax.grid(alpha=0.3)
-        ax.tick_params(labelsize=8)
-    for ax, (key, _title) in zip(axes[0], panels, strict=True):
-        if all_iters:
-            ticks = sorted(all_iters)
-            ax.set_xticks(ticks)
-            ax.set_xlim(min(ticks) - 0.4, max(ticks) + 0.6)
-        lo_y, hi_y = ax.get_ylim()
-        if key == "ashare":  # keep 50 % in the middle so a bias is not exaggerated
-            spread = max(15.0, abs(lo_y - 50) + 3, abs(hi_y - 50) + 3)
-            ax.set_ylim(max(0, 50 - spread), min(100, 50 + spread))
-        else:
-            ax.set_ylim(max(0, lo_y - 3), min(102, hi_y + 3))
-    if len(runs) > 1:
-        handles, labels = axes[0][0].get_legend_handles_labels()
-        fig.legend(handles, labels, loc="outside lower center", ncol=min(len(runs), 6), fontsize=8)
-    if not any_data:
-        axes[0][0].text(
-            0.5,
-            0.5,
-            "no scored iterations yet",
-            ha="center",
-            va="center",
-            transform=axes[0][0].transAxes,
-        )
-    fig.suptitle("Judge accuracy per iteration, 95% intervals", fontsize=11)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return None
-
-
-def _has_final(runs: list[RunData], name: str) -> bool:
-    return any(
-        (s := it.benchmarks.get(name)) is not None
-        and s.rewardbench is not None
-        and s.rewardbench.final is not None
-        for r in runs
-        for it in r.iterations
-    )
-
-
-def _series(
-    run: RunData, key: str
-) -> tuple[list[int], list[float], list[float] | None, list[float] | None]:
-    xs: list[int] = []
-    ys: list[float] = []
-    lo: list[float] = []
-    hi: list[float] = []
-    for it in run.iterations:
-        if key in ("eval", "ashare"):
-            s = it.eval
-            if s is None:
-                continue
-            if key == "ashare":
-                if s.a_verdict_share is None:
-                    continue
-                xs.append(it.index)
-                ys.append(100 * s.a_verdict_share)
-                continue
-            xs.append(it.index)
-            ys.append(100 * s.accuracy)
-            lo.append(100 * s.ci_low)
-            hi.append(100 * s.ci_high)
-        else:
-            s = it.benchmarks.get(key)
-            if s is None:
-                continue
-            r = s.rewardbench
-            xs.append(it.index)
-            if r is not None and r.final is not None and r.final_ci is not None:
-                ys.append(100 * r.final)
-                lo.append(100 * r.final_ci[0])
-                hi.append(100 * r.final_ci[1])
-            else:
-                ys.append(100 * s.accuracy)
-                lo.append(100 * s.ci_low)
-                hi.append(100 * s.ci_high)
-    if key == "ashare":
-        return xs, ys, None, None
-    return xs, ys, lo, hi
 
 
 # --------------------------------------------------------------------------------------------
@@ -711,11 +711,12 @@ def _series(
 
 
 def write_report(run_dirs: list[Path], out_dir: Path | None = None) -> ReportFiles:
-    """Read `run_dirs` and write report.md, report.html (self-contained) and accuracy.png.
+    """Read `run_dirs` and write report.md, report.html (self-contained) and the charts
+    (accuracy.png, funnel.png, cost.png).
 
     `out_dir` defaults to the run directory for one run, and to `./ste-report` for several.
     Never fails because a run is incomplete: missing files are named in the report. Without
-    matplotlib there is no PNG and the report says so.
+    matplotlib there are no charts and the report says so.
     """
     if not run_dirs:
         raise ValueError("write_report needs at least one run directory")
@@ -727,12 +728,17 @@ def write_report(run_dirs: list[Path], out_dir: Path | None = None) -> ReportFil
     )
     out.mkdir(parents=True, exist_ok=True)
     runs = [load_run(d) for d in dirs]
-    png_path = out / "accuracy.png"
-    note = draw_accuracy_png(runs, png_path)
-    png: Path | None = None if note else png_path
-    doc = build_document(runs, png, note)
+    charts, note = draw_charts(runs, out)
+    doc = build_document(runs, charts, note, out)
     md_path, html_path = out / "report.md", out / "report.html"
     md_path.write_text(to_markdown(doc), encoding="utf-8")
     html_path.write_text(to_html(doc), encoding="utf-8")
-    notes = tuple(([note] if note else []) + [n for r in runs for n in r.notes])
-    return ReportFiles(markdown=md_path, html=html_path, png=png, notes=notes)
+    notes = ([note] if note else []) + [n for r in runs for n in r.notes]
+    mismatch = eval_pairs_mismatch(runs)
+    return ReportFiles(
+        markdown=md_path,
+        html=html_path,
+        png=charts.get("accuracy.png"),
+        notes=tuple(notes + ([mismatch] if mismatch else [])),
+        charts=tuple(charts.values()),
+    )

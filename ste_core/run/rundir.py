@@ -12,7 +12,7 @@ runs/NAME/
   iter_0/              eval.jsonl, metrics.json (export; the seed judge)
   iter_N/              baselines.jsonl pairs.jsonl *_drops.jsonl judgements.jsonl selected.jsonl
                        sft.jsonl dpo.jsonl train.<backend>.<method>.jsonl eval.jsonl metrics.json
-  report.md report.html accuracy.png   (ste_core.evaluation.write_report, when available)
+  report.md report.html accuracy.png funnel.png cost.png   (ste_core.evaluation.write_report)
 ```
 
 Files are written atomically (`ste_core.run.io`), so a file that exists is whole; a stage is

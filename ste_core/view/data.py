@@ -580,7 +580,7 @@ def _iteration_summary(it: Any) -> dict[str, Any]:
         ),
         "funnel": it.funnel.model_dump(mode="json") if it.funnel else None,
         "stage_counts": it.stage_counts,
-        "stages": {k: v.model_dump(mode="json") for k, v in it.stages.items()},
+        "stages": {k: v.model_dump(mode="json") for k, v in it.usage.items()},
         "finetune": it.finetune.model_dump(mode="json") if it.finetune else None,
         "notes": it.notes,
     }

@@ -79,31 +79,67 @@ def rewardbench_score(n_per_subset: int, p_correct: float, seed: int) -> dict:
     return score_pairs(pairs, judged, mode="single").model_dump(mode="json")
 
 
-def make_run(root: Path, name: str, accuracies: list[float], *, crash_last: bool = True) -> Path:
+STAGE_USAGE = {
+    "baseline": StageUsage(
+        requests=200, prompt_tokens=30000, completion_tokens=90000, cost_usd=0.11, seconds=41.5
+    ),
+    "judge": StageUsage(
+        requests=360,
+        cache_hits=4,
+        prompt_tokens=400000,
+        completion_tokens=200000,
+        cost_usd=0.52,
+        seconds=120.0,
+    ),
+    "evaluate": StageUsage(
+        requests=120, prompt_tokens=50000, completion_tokens=20000, cost_usd=0.07, seconds=12.0
+    ),
+}
+
+
+def make_run(
+    root: Path,
+    name: str,
+    accuracies: list[float],
+    *,
+    crash_last: bool = True,
+    n_eval_pairs: int = 60,
+) -> Path:
     """A run with iterations 0..len(accuracies)-1, its state in the run store as the pipeline
-    keeps it; the last one 'crashed' (eval.jsonl and stage counts, no metrics)."""
+    keeps it; the last one 'crashed' (eval.jsonl and stage counts, no metrics).
+
+    As in the pipeline, each finished stage's usage is in its stage row and in the manifest,
+    while an iteration's metrics hold the snapshot taken while it evaluated (without the
+    evaluate stage itself). Fine-tune job 1 cost $4.50 and its dedicated endpoint $1.23.
+    """
     run = root / name
     run.mkdir(parents=True)
     (run / "config.toml").write_text("[run]\nname = 'x'\n")
-    pairs = eval_pairs(60)
+    pairs = eval_pairs(n_eval_pairs)
     write_jsonl(run / "eval_pairs.jsonl", pairs)
     store = RunStore(run / "store.sqlite")
-    store.save_manifest(
-        RunManifest(
-            name=name,
-            seed=0,
-            versions={"ste": "0.1.0", "python": "3.11"},
-            models={"generator": "gen-model", "judge": "seed-judge"},
-            finetune_jobs=[
-                FineTuneJobRecord(
-                    iteration=1, job_id="ft-111", status="succeeded", model="judge-it1"
-                )
-            ],
-            endpoints=[
-                EndpointRecord(iteration=1, model="judge-it1", served_as="ep-1", seconds=612.5)
-            ],
-        )
+    manifest = RunManifest(
+        name=name,
+        seed=0,
+        versions={"ste": "0.1.0", "python": "3.11"},
+        models={"generator": "gen-model", "judge": "seed-judge"},
+        finetune_jobs=[
+            FineTuneJobRecord(
+                iteration=1,
+                job_id="ft-111",
+                status="succeeded",
+                model="judge-it1",
+                cost_usd=4.5,
+            )
+        ],
+        endpoints=[
+            EndpointRecord(
+                iteration=1, model="judge-it1", served_as="ep-1", seconds=612.5, cost_usd=1.23
+            )
+        ],
     )
+    manifest.add_cost("finetune", 4.5)
+    manifest.add_cost("endpoints", 1.23)
     for it, acc in enumerate(accuracies):
         d = run / f"iter_{it}"
         d.mkdir()
@@ -112,7 +148,10 @@ def make_run(root: Path, name: str, accuracies: list[float], *, crash_last: bool
         write_judgements(d / "eval.jsonl", judged)
         last = it == len(accuracies) - 1
         if crash_last and last and it > 0:
-            store.mark_stage(it, "judge", {"pairs": 90, "judged": 88, "correct": 70})
+            store.mark_stage(
+                it, "judge", {"pairs": 90, "judged": 88, "correct": 70}, STAGE_USAGE["judge"]
+            )
+            manifest.add_usage("judge", STAGE_USAGE["judge"])
             continue  # no metrics: the iteration crashed while evaluating
         metrics = IterationMetrics(
             iteration=it,
@@ -133,26 +172,14 @@ def make_run(root: Path, name: str, accuracies: list[float], *, crash_last: bool
                 balanced_kept=110,
                 drops={"parse_failure": 20 + it, "api_error": 1},
             )
-            metrics.stages = {
-                "baseline": StageUsage(
-                    requests=200,
-                    prompt_tokens=30000,
-                    completion_tokens=90000,
-                    cost_usd=0.11,
-                    seconds=41.5,
-                ),
-                "judge": StageUsage(
-                    requests=360,
-                    cache_hits=4,
-                    prompt_tokens=400000,
-                    completion_tokens=200000,
-                    cost_usd=0.52,
-                    seconds=120.0,
-                ),
-            }
+            metrics.stages = {k: STAGE_USAGE[k] for k in ("baseline", "judge")}
             metrics.finetune = FineTuneInfo(
                 job_id=f"ft-{it}{it}{it}", model=model, endpoint=f"ep-{it}", status="succeeded"
             )
         store.put_metrics(metrics)
+        for stage in ("baseline", "judge", "evaluate") if it > 0 else ("evaluate",):
+            store.mark_stage(it, stage, {}, STAGE_USAGE[stage])
+            manifest.add_usage(stage, STAGE_USAGE[stage])
+    store.save_manifest(manifest)
     store.close()
     return run

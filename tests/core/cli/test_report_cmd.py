@@ -16,8 +16,9 @@ def test_report_command(tmp_path: Path) -> None:
     run = make_run(tmp_path, "r", [0.6, 0.8])
     res = runner.invoke(app, ["report", str(run)])
     assert res.exit_code == 0, res.output
-    for name in ("report.md", "report.html", "accuracy.png"):
+    for name in ("report.md", "report.html", "accuracy.png", "funnel.png", "cost.png"):
         assert (run / name).stat().st_size > 0
+        assert f"wrote {run / name}" in res.output
     res = runner.invoke(app, ["report", str(tmp_path / "nope")])
     assert res.exit_code == 2
 

@@ -8,8 +8,6 @@ tmp dir; their paths are printed.
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,32 +17,15 @@ import pytest
 from ste_core.records import Judgement
 from ste_core.stages.judge import read_judgements
 from ste_core.view.server import ViewServer, make_server
+from tests.core.browser import artifacts, chrome, needs_chromium, no_horizontal_overflow
 
-CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None or not Path(CHROMEDRIVER).exists(),
-    reason="needs Debian's chromium and chromium-driver "
-    "(apt-get install -y chromium chromium-driver; .ci/run installs them)",
-)
+pytestmark = needs_chromium
 
 
 @pytest.fixture
 def browser() -> Iterator[Any]:
-    webdriver = pytest.importorskip("selenium.webdriver", reason="needs selenium (the dev extra)")
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM  # type: ignore[assignment]
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
-        opts.add_argument(arg)
-    opts.add_argument("--window-size=1280,1000")
-    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=opts)
-    try:
+    with chrome() as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 @pytest.fixture
@@ -54,12 +35,6 @@ def server(built_run: Path) -> Iterator[ViewServer]:
     yield srv
     srv.shutdown()
     srv.server_close()
-
-
-def artifacts(tmp_path: Path) -> Path:
-    where = Path(os.environ.get("STE_TEST_ARTIFACTS") or tmp_path)
-    where.mkdir(parents=True, exist_ok=True)
-    return where
 
 
 def settled(driver: Any) -> None:
@@ -101,12 +76,6 @@ def shown_judgements(driver: Any, iteration: int) -> dict[str, tuple[str, str]]:
         text = j.find_element(By.CSS_SELECTOR, ".reasoning").get_property("textContent")
         out[j.get_attribute("data-order")] = (verdict, text)
     return out
-
-
-def no_horizontal_overflow(driver: Any) -> None:
-    width = driver.execute_script("return document.documentElement.scrollWidth")
-    inner = driver.execute_script("return window.innerWidth")
-    assert width <= inner <= 1280, f"page is {width}px wide in a {inner}px window"
 
 
 def test_browse_filter_open_switch_and_compare(
