@@ -82,6 +82,7 @@ def run(
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     overrides = {"run.iterations": iterations} if iterations is not None else None
     code = 0
+    where: Path | None = None  # the run directory, once known: named at the start and on failure
     try:
         if plan:
             from ste_core.config import load_config
@@ -96,6 +97,8 @@ def run(
             pipeline = Pipeline.from_config(
                 config, fresh=fresh, reporter=reporter, overrides=overrides
             )
+            where = pipeline.rundir.root.resolve()
+            reporter.info(f"run directory: {where}")
             targets = [_parse_stage(s) for s in stage]
 
             async def only() -> None:
@@ -110,24 +113,26 @@ def run(
             pipeline = Pipeline.from_config(
                 config, fresh=fresh, reporter=reporter, overrides=overrides
             )
+            where = pipeline.rundir.root.resolve()
+            reporter.info(f"run directory: {where}")
             result = pipeline.run_sync()
             reporter.close()
             _print_result(result, quiet=quiet or log_json)
     except ConfigurationError as exc:
         code = EXIT_CONFIG
-        _fail(reporter, f"configuration error: {exc}")
+        _fail(reporter, f"configuration error: {exc}", where)
     except BudgetExceeded as exc:
         code = EXIT_BUDGET
-        _fail(reporter, f"stopped at the budget: {exc}")
+        _fail(reporter, f"stopped at the budget: {exc}", where)
     except FineTuneFailed as exc:
         code = EXIT_FINETUNE
-        _fail(reporter, str(exc))
+        _fail(reporter, str(exc), where)
     except SteError as exc:
         code = EXIT_FAILED
-        _fail(reporter, f"{type(exc).__name__}: {exc}")
+        _fail(reporter, f"{type(exc).__name__}: {exc}", where)
     except (KeyboardInterrupt, asyncio.CancelledError):  # Ctrl-C, or SIGTERM (cancels the run)
         code = EXIT_INTERRUPTED
-        _fail(reporter, "interrupted; state is saved: re-run the same command to resume")
+        _fail(reporter, "interrupted; state is saved: re-run the same command to resume", where)
     finally:
         reporter.close()
     if code:
@@ -269,7 +274,9 @@ def _print_plan(config: object) -> None:
     )
 
 
-def _fail(reporter: object, message: str) -> None:
+def _fail(reporter: object, message: str, run_dir: Path | None = None) -> None:
+    if run_dir is not None:
+        message += f"\nrun directory: {run_dir}"
     from ste_core.run.progress import JsonReporter
 
     if isinstance(reporter, JsonReporter):

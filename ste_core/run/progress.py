@@ -335,7 +335,8 @@ class RichReporter(Reporter):
     # would eat "[budget]" or "pip install 'x[local]'").
 
     def info(self, message: str) -> None:
-        self.console.print(message, markup=False, highlight=False)
+        # soft_wrap: a path is never cut in two (the terminal wraps the line, copy-paste works)
+        self.console.print(message, markup=False, highlight=False, soft_wrap=True)
 
     def warning(self, message: str) -> None:
         self.console.print(f"[yellow]warning:[/yellow] {escape(message)}", highlight=False)

@@ -132,3 +132,16 @@ def test_ste_run_prints_each_stage_summary_in_words(tmp_path: Path, scripted) ->
     assert "pair orders" in select and "with a correct judgement" in select, select
     for internal in ("keys_with_correct", "baseline_baselines", "worse_pairs", "verdict_A"):
         assert internal not in out.output
+
+
+def test_ste_run_names_the_run_directory_at_the_start_and_on_failure(
+    tmp_path: Path, scripted
+) -> None:
+    data = base_config(tmp_path)
+    data["budget"] = {"max_requests": 3}
+    config_path = write_config(tmp_path, data)
+    out = CliRunner().invoke(app, ["run", str(config_path)])
+    assert out.exit_code == 3, out.output
+    run_dir = (tmp_path / "runs" / "t").resolve()
+    assert out.output.count(f"run directory: {run_dir}") == 2  # at the start, and on failure
+    assert "stopped at the budget" in out.output
