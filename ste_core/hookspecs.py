@@ -11,7 +11,10 @@ decorated by `ste_core.hookimpl`:
 
 Registration hooks take a `register` callback (the shape simonw/llm uses) so a plugin can register
 any number of things and the host can attach the plugin's distribution to each; its signature is
-the `RegisterBackends` / `RegisterTemplates` protocol, for editors and mypy. Event hooks are
+the `RegisterBackends` / `RegisterTemplates` protocol, for editors and mypy. `register_commands`
+takes the `ste` command-line app itself (a `typer.Typer`; llm passes its click group the same
+way) and adds commands to it, e.g. `cli.command("demo")(demo)`; it runs whenever the CLI starts,
+so it must stay cheap: import what the command needs inside the command. Event hooks are
 called after the fact, with plain records, one implementation at a time
 (`ste_core.plugins.fire_event`); their return values are ignored and an exception in one is
 reported as a warning naming the plugin, never allowed to stop a run or the other plugins.
@@ -26,6 +29,8 @@ import pluggy
 from pydantic import BaseModel, ConfigDict, Field
 
 if TYPE_CHECKING:
+    import typer
+
     from ste_core.backends import FineTuneBackend, InferenceBackend
     from ste_prompts import Template
 
@@ -90,6 +95,11 @@ class Hookspecs:
     def register_templates(self, register: RegisterTemplates) -> None:
         """Register prompt templates: `register(template)` with an `ste_prompts.Template`,
         or `register(path)` with the path of a template file."""
+
+    @hookspec
+    def register_commands(self, cli: typer.Typer) -> None:
+        """Add commands to the `ste` CLI: `cli.command("name")(function)` (typer). A name that
+        a built-in command or an earlier plugin already has is refused with a warning."""
 
     @hookspec
     def stage_finished(self, event: StageEvent) -> None:

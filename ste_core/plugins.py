@@ -23,7 +23,7 @@ import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import pluggy
 from pydantic import BaseModel
@@ -32,6 +32,9 @@ from ste_core.backends import BackendOptions, FineTuneBackend, InferenceBackend
 from ste_core.errors import ConfigurationError, MissingDependencyError, UnknownBackendError
 from ste_core.hookspecs import Hookspecs, RegisterBackends, RegisterTemplates
 from ste_core.validation import did_you_mean
+
+if TYPE_CHECKING:
+    import typer
 
 ENTRY_POINT_GROUP = "ste"
 OWN_DISTRIBUTION = "self-taught-evaluators"
@@ -174,6 +177,35 @@ class PluginHost:
                 if failure:
                     self._warn(failure)
 
+    def add_commands(self, cli: typer.Typer) -> None:
+        """Let each plugin add commands to the CLI app `cli` (`register_commands`), one plugin at
+        a time: a command or group whose name is taken (built in, or an earlier plugin's) is
+        taken back with a warning naming the plugin, so no plugin can replace `ste run`; a
+        plugin that fails gives a warning and keeps none of its commands."""
+        lists: tuple[list[Any], list[Any]] = (cli.registered_commands, cli.registered_groups)
+        for impl in self._impls("register_commands"):
+            taken = {_cli_name(info) for found in lists for info in found}
+            sizes = [len(found) for found in lists]
+            failure = self._call(impl, "register_commands", cli=cli)
+            added = [found[size:] for found, size in zip(lists, sizes, strict=True)]
+            for found, size in zip(lists, sizes, strict=True):
+                del found[size:]
+            if failure:
+                self._warn(failure)
+                continue
+            dist, _ = self._origins.get(impl.plugin_name, (None, None))
+            for found, new in zip(lists, added, strict=True):
+                for info in new:
+                    name = _cli_name(info)
+                    if name in taken:
+                        self._warn(
+                            f"plugin '{impl.plugin_name}' ({dist or 'no distribution'}) adds the "
+                            f"command `ste {name}`, which already exists; keeping the first."
+                        )
+                        continue
+                    found.append(info)
+                    taken.add(name)
+
     def fire_event(self, hook_name: str, event: BaseModel) -> None:
         """Call every implementation of the event hook `hook_name` with `event`; one that
         raises gives a PluginWarning naming its plugin and the others are still called."""
@@ -289,6 +321,18 @@ class PluginHost:
         if name_or_path in self.templates:
             return self.templates[name_or_path]
         return ste_prompts.get_template(name_or_path)
+
+
+def _cli_name(info: Any) -> str:
+    """The name a typer CommandInfo (or TyperInfo, for a group) has on the command line."""
+    from typer.main import get_command_name
+
+    if info.name:  # typer's "not given" placeholder is falsy
+        return str(info.name)
+    group = getattr(info, "typer_instance", None)
+    if group is not None:
+        return str(group.info.name or "")
+    return get_command_name(info.callback.__name__)
 
 
 def _check_installed(info: BackendInfo) -> None:

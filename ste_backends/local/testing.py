@@ -1,4 +1,5 @@
-"""A tiny chat model built offline, for tests of the local backend and end-to-end runs.
+"""A tiny chat model built offline: the model of `ste demo`, of the local backend's tests and of
+end-to-end runs (a documented part of the package, not only of its tests).
 
 `build_tiny_chat_model(path)` writes a Hugging Face model directory (config, safetensors weights,
 a byte-level BPE tokenizer with a ChatML chat template) that `LocalInference` and `LocalFineTune`
@@ -16,6 +17,9 @@ random when sampling); key None covers every other prompt (e.g. the baseline res
     # [generator] / [judge]: backend = "local", model = str(model_dir), options.device = "cpu"
     # (generator temperature > 0 gives both baseline texts; judges sample A and B)
 
+`ste demo` (`ste_backends.local.demo`) builds one with `replies` once, caches it, and runs the
+whole loop on it in under a minute (docs/local.md, "Try it in a minute").
+
 Needs the `local` extra (torch, transformers, tokenizers); imports them only when called.
 """
 
@@ -23,7 +27,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -84,13 +88,15 @@ def build_tiny_chat_model(
     seed: int = 0,
     replies: Mapping[str | None, Sequence[str]] | None = None,
     train_steps: int = 150,
+    on_build: Callable[[], None] | None = None,
 ) -> Path:
     """Write a tiny Qwen2-architecture chat model and tokenizer to `path`; return the path.
 
     Deterministic for given arguments. Reuses `path` if it already holds a model built with the
     same arguments (a `ste_tiny_model.json` records them). With `replies`, the random model is
     trained for `train_steps` steps (a few seconds to a minute on a CPU) to answer as described
-    in the module docstring.
+    in the module docstring. `on_build` is called just before a build starts (not when `path`
+    is reused), e.g. to tell a person to wait.
     """
     out = Path(path)
     params = {
@@ -106,7 +112,11 @@ def build_tiny_chat_model(
     marker = out / "ste_tiny_model.json"
     if marker.is_file() and json.loads(marker.read_text()) == params:
         return out
+    if on_build is not None:
+        on_build()
     out.mkdir(parents=True, exist_ok=True)
+    # The marker is written last: a build cut short is never taken for a finished one.
+    marker.unlink(missing_ok=True)
 
     import torch
     from transformers import AutoModelForCausalLM, Qwen2Config

@@ -1,4 +1,5 @@
-"""Entry point of the `ste` console script: assembles the commands from their modules."""
+"""Entry point of the `ste` console script: assembles the commands from their modules, then
+the plugins' (`register_commands`: `ste demo` comes from the local backend's plugin)."""
 
 from __future__ import annotations
 
@@ -15,27 +16,7 @@ from ste_core.cli import (
     templates_cmd,
     view_cmd,
 )
-
-app = typer.Typer(
-    name="ste",
-    help="Self-Taught Evaluators: train an LLM-as-a-Judge without human labels.",
-    no_args_is_help=True,
-    add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish
-    pretty_exceptions_enable=False,
-)
-
-# In the order a user meets them: the loop, measuring judges, then what is installed.
-app.command("init")(init_cmd.init)
-app.command("run")(run_cmd.run)
-app.command("evaluate")(evaluate_cmd.evaluate)
-app.command("score")(evaluate_cmd.score)
-app.command("status")(status_cmd.status)
-app.command("runs")(status_cmd.runs)
-app.command("report")(report_cmd.report)
-app.command("view")(view_cmd.view)
-app.command("cleanup")(cleanup_cmd.cleanup)
-app.command("backends")(backends_cmd.backends)
-app.add_typer(templates_cmd.app, name="templates")
+from ste_core.plugins import PluginHost, get_host
 
 
 def _show_version(value: bool) -> None:
@@ -46,7 +27,6 @@ def _show_version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
 def _root(
     version: bool = typer.Option(
         False,
@@ -65,6 +45,48 @@ def _root(
 
 #: set by --debug: errors are raised with their traceback instead of summarised
 _debug = False
+
+
+def build_app(host: PluginHost | None = None) -> typer.Typer:
+    """The `ste` app: the built-in commands, then those the plugins of `host` (default: the
+    installed ones) add through `register_commands`, which cannot replace a built-in one."""
+    cli = typer.Typer(
+        name="ste",
+        help="Self-Taught Evaluators: train an LLM-as-a-Judge without human labels.",
+        no_args_is_help=True,
+        add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish
+        pretty_exceptions_enable=False,
+    )
+    cli.callback()(_root)
+    # In the order a user meets them: the loop, measuring judges, then what is installed.
+    cli.command("init")(init_cmd.init)
+    cli.command("run")(run_cmd.run)
+    cli.command("evaluate")(evaluate_cmd.evaluate)
+    cli.command("score")(evaluate_cmd.score)
+    cli.command("status")(status_cmd.status)
+    cli.command("runs")(status_cmd.runs)
+    cli.command("report")(report_cmd.report)
+    cli.command("view")(view_cmd.view)
+    cli.command("cleanup")(cleanup_cmd.cleanup)
+    cli.command("backends")(backends_cmd.backends)
+    cli.add_typer(templates_cmd.app, name="templates")
+    _add_plugin_commands(cli, host)
+    return cli
+
+
+def _add_plugin_commands(cli: typer.Typer, host: PluginHost | None) -> None:
+    # Loading the plugins here is cheap (they import their SDKs when used), and a plugin's
+    # problem is one warning line, not the default warning format with a file and line.
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        (host or get_host()).add_commands(cli)
+    for warning in caught:
+        typer.echo(f"warning: {warning.message}", err=True)
+
+
+app = build_app()
 
 
 def _short_warning(message, category, filename, lineno, line=None):  # type: ignore[no-untyped-def]

@@ -1,15 +1,19 @@
-"""The `ste` console script: --version, and errors as one message without a traceback."""
+"""The `ste` console script: --version, errors as one message without a traceback, and the
+commands plugins add (`register_commands`)."""
 
 from __future__ import annotations
 
+import re
 import sys
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
-from ste_core import __version__
+from ste_core import __version__, hookimpl
 from ste_core.cli import app as app_module
-from ste_core.cli.app import app, main
+from ste_core.cli.app import app, build_app, main
+from ste_core.plugins import PluginHost
 
 
 def run_main(monkeypatch: pytest.MonkeyPatch, *args: str) -> int:
@@ -60,3 +64,59 @@ def test_templates_lists_and_shows_one() -> None:
 def test_shell_completion_is_offered() -> None:
     out = CliRunner().invoke(app, ["--help"])
     assert "--install-completion" in out.output
+
+
+class _HelloPlugin:
+    """A plugin that adds `ste hello` (and tries to replace `ste run`, when told to)."""
+
+    def __init__(self, *, usurp: bool = False, fail: bool = False) -> None:
+        self.usurp, self.fail = usurp, fail
+
+    @hookimpl
+    def register_commands(self, cli: typer.Typer) -> None:
+        @cli.command("hello")
+        def hello(name: str = "world") -> None:
+            """Say hello from a plugin."""
+            typer.echo(f"hello {name}")
+
+        if self.usurp:
+
+            @cli.command("run")
+            def run() -> None:
+                """Not the real run."""
+
+        if self.fail:
+            raise RuntimeError("half-way")
+
+
+def _app_with(plugin: object) -> typer.Typer:
+    host = PluginHost()
+    host.register_plugin(plugin, name="hello-plugin")
+    return build_app(host)
+
+
+def test_a_plugin_command_is_in_help_and_runs() -> None:
+    cli = _app_with(_HelloPlugin())
+    help_text = CliRunner().invoke(cli, ["--help"]).output
+    assert re.search(r"│ hello\s+Say hello from a plugin\.", help_text)
+    assert re.search(r"│ run\s", help_text)  # the built-in commands are all still there
+    out = CliRunner().invoke(cli, ["hello", "--name", "ste"])
+    assert out.exit_code == 0 and out.output == "hello ste\n"
+
+
+def test_a_plugin_cannot_replace_a_built_in_command(capsys: pytest.CaptureFixture[str]) -> None:
+    cli = _app_with(_HelloPlugin(usurp=True))
+    err = capsys.readouterr().err
+    assert "warning: plugin 'hello-plugin'" in err and "`ste run`, which already exists" in err
+    run_help = CliRunner().invoke(cli, ["run", "--help"]).output
+    assert "Run the loop" in run_help and "Not the real run" not in run_help
+    assert CliRunner().invoke(cli, ["hello"]).output == "hello world\n"
+
+
+def test_a_failing_plugin_keeps_none_of_its_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    cli = _app_with(_HelloPlugin(fail=True))
+    err = capsys.readouterr().err
+    assert "failed in register_commands: RuntimeError('half-way')" in err
+    assert "Traceback" not in err
+    help_text = CliRunner().invoke(cli, ["--help"]).output
+    assert "hello" not in help_text and re.search(r"│ run\s", help_text)
