@@ -365,10 +365,24 @@ class _ConsoleLogHandler(logging.Handler):
         self.reporter = reporter
 
     def emit(self, record: logging.LogRecord) -> None:
+        if _printed_by_its_own_handler(record):
+            return  # a library that prints its own logs (huggingface_hub): once is enough
         try:
             self.reporter.warning(record.getMessage())
         except Exception:  # logging must never break the run
             self.handleError(record)
+
+
+def _printed_by_its_own_handler(record: logging.LogRecord) -> bool:
+    """Whether a logger between the record's and the root has handlers of its own."""
+    logger: logging.Logger | None = logging.getLogger(record.name)
+    while logger is not None and logger is not logging.getLogger():
+        if logger.handlers:
+            return True
+        if not logger.propagate:
+            return False
+        logger = logger.parent
+    return False
 
 
 class Tee(Reporter):

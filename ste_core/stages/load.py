@@ -205,10 +205,34 @@ def _disk_rows(cfg: DataConfig) -> Iterator[tuple[str, Any]]:
 
 def _hub_rows(cfg: DataConfig) -> Iterator[tuple[str, Any]]:
     datasets = _import_datasets()
-    # streaming=True: rows arrive lazily, the dataset is never materialised in memory.
-    ds = datasets.load_dataset(cfg.dataset, split=cfg.split, streaming=True)
-    for i, row in enumerate(ds):
-        yield f"{cfg.dataset}#{i}", row
+    assert cfg.dataset is not None
+    try:
+        # streaming=True: rows arrive lazily, the dataset is never materialised in memory.
+        ds = datasets.load_dataset(cfg.dataset, split=cfg.split, streaming=True)
+        for i, row in enumerate(ds):
+            yield f"{cfg.dataset}#{i}", row
+    except (ConnectionError, OSError, TimeoutError) as exc:
+        raise ConfigurationError(_unreachable(cfg.dataset, exc)) from exc
+    except Exception as exc:  # datasets' own errors: not found, gated, no such split
+        if type(exc).__name__ in (
+            "DatasetNotFoundError",
+            "GatedRepoError",
+            "RepositoryNotFoundError",
+        ):
+            raise ConfigurationError(
+                f"data.dataset: {cfg.dataset!r} on the Hugging Face Hub: {exc}. Check the name "
+                "(and, for a gated dataset, that HF_TOKEN is set and has access)."
+            ) from exc
+        raise
+
+
+def _unreachable(name: str, exc: BaseException) -> str:
+    return (
+        f"data.dataset: could not read {name!r} from the Hugging Face Hub ({exc}). Without "
+        f"network access: download it where there is (`hf download --repo-type dataset {name}`) "
+        "and copy the cache here with HF_HUB_OFFLINE=1 set, or export the instructions to a "
+        "JSONL or Parquet file (or a `datasets` save_to_disk directory) and give it as data.path."
+    )
 
 
 _ROW_READERS: dict[str, Callable[[DataConfig], Iterator[tuple[str, Any]]]] = {

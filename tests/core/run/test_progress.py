@@ -294,3 +294,26 @@ def test_json_lines_carry_the_phase_total_and_finetune_fields() -> None:
         "loss": 0.5,
     }
     assert rows[4]["counts"] == {"pairs": 4} and rows[4]["summary"] == "4 pairs"
+
+
+def test_a_library_that_prints_its_own_logs_is_not_printed_twice() -> None:
+    """huggingface_hub prints its warnings through its own handler: the reporter leaves them."""
+    import io
+    import logging
+
+    from ste_core.run.progress import RichReporter
+
+    own = logging.getLogger("some_library")
+    own_stream = io.StringIO()
+    handler = logging.StreamHandler(own_stream)
+    own.addHandler(handler)
+    stream = io.StringIO()
+    reporter = RichReporter(stream)
+    try:
+        logging.getLogger("some_library.http").warning("Retrying in 8s [Retry 1/5].")
+        logging.getLogger("ste_backends.other").warning("printed by ste")
+    finally:
+        reporter.close()
+        own.removeHandler(handler)
+    assert own_stream.getvalue().count("Retrying in 8s") == 1
+    assert "Retrying" not in stream.getvalue() and "printed by ste" in stream.getvalue()

@@ -160,3 +160,27 @@ def test_hub_without_datasets_names_the_extra(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(builtins, "__import__", no_datasets)
     with pytest.raises(MissingDependencyError, match=r"self-taught-evaluators\[data\]"):
         list(load_instructions(DataConfig(dataset="allenai/WildChat-1M")))
+
+
+@pytest.mark.parametrize("when", ["opening", "streaming"])
+def test_an_unreachable_hub_is_one_message_that_says_what_to_do(
+    monkeypatch: pytest.MonkeyPatch, when: str
+) -> None:
+    datasets = pytest.importorskip("datasets")
+
+    def rows() -> Any:
+        yield {"text": "first"}
+        raise ConnectionError("Couldn't reach 'x/y' on the Hub (LocalEntryNotFoundError)")
+
+    def load_dataset(*args: Any, **kwargs: Any) -> Any:
+        if when == "opening":
+            raise ConnectionError("Couldn't reach 'x/y' on the Hub (LocalEntryNotFoundError)")
+        return rows()
+
+    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+    with pytest.raises(ConfigurationError) as err:
+        list(load_instructions(DataConfig(dataset="x/y", text_field="text")))
+    message = str(err.value)
+    assert message.startswith("data.dataset: could not read 'x/y' from the Hugging Face Hub")
+    assert "HF_HUB_OFFLINE=1" in message and "hf download --repo-type dataset x/y" in message
+    assert "data.path" in message
