@@ -21,16 +21,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import resource
-import subprocess
-import sys
-import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
+
+from fake_server import fake_server
 
 from ste_core import get_inference_backend
 from ste_core.engine.limits import Limits
@@ -39,41 +37,6 @@ from ste_core.records import ChatRequest
 
 MODEL = "fake-acc70"
 TOGETHER_ROUTES = "ste_backends.together.fake:register_routes"
-
-
-@contextlib.contextmanager
-def fake_provider(latency: float, routes: str | None) -> Iterator[tuple[str, int]]:
-    """(base URL, pid) of a fake provider in its own interpreter."""
-    with tempfile.TemporaryDirectory() as tmp:
-        ready = Path(tmp) / "url"
-        cmd = [
-            sys.executable,
-            "-m",
-            "ste_core.testing.fake_provider",
-            "--port",
-            "0",
-            "--latency",
-            str(latency),
-            "--ready-file",
-            str(ready),
-        ]
-        if routes:
-            cmd += ["--routes", routes]
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            deadline = time.monotonic() + 30
-            while not ready.exists():
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("fake provider did not start")
-                time.sleep(0.05)
-            time.sleep(0.1)
-            yield ready.read_text().strip(), proc.pid
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
 
 
 def cpu_seconds(pid: int) -> float:
@@ -203,7 +166,7 @@ def main() -> None:
     limit = c / latency
     reqs = requests(n)
     rows = []
-    with fake_provider(latency, TOGETHER_ROUTES) as (url, pid):
+    with fake_server(latency, TOGETHER_ROUTES) as (url, pid):
         for transport in ("aiohttp", "httpx"):
             opts = {"base_url": url, "api_key": "bench", "price_lookup": False}
             opts |= {"http_transport": transport, "concurrency": c}
@@ -226,7 +189,7 @@ def main() -> None:
                     limit,
                 )
             )
-    with fake_provider(latency, None) as (url, pid):
+    with fake_server(latency) as (url, pid):
         for transport in ("aiohttp", "httpx"):
             opts = {"base_url": url + "/v1", "http_transport": transport, "concurrency": c}
             rows.append(

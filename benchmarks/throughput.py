@@ -31,13 +31,14 @@ import math
 import os
 import platform
 import shlex
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from fake_server import fake_server
 
 from ste_core.engine.limits import Limits
 from ste_core.engine.scheduler import Scheduler
@@ -91,34 +92,9 @@ def instructions(count: int) -> list[str]:
 
 @contextlib.contextmanager
 def fake_provider(latency: float) -> Iterator[str]:
-    with tempfile.TemporaryDirectory() as tmp:
-        ready = Path(tmp) / "url"
-        cmd = [
-            sys.executable,
-            "-m",
-            "ste_core.testing.fake_provider",
-            "--port",
-            "0",
-            "--latency",
-            str(latency),
-            "--ready-file",
-            str(ready),
-        ]
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            deadline = time.monotonic() + 30
-            while not ready.exists():
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("fake provider did not start")
-                time.sleep(0.05)
-            time.sleep(0.05)
-            yield ready.read_text().strip() + "/v1"
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+    """The OpenAI-compatible fake's base URL (with /v1)."""
+    with fake_server(latency) as (url, _pid):
+        yield url + "/v1"
 
 
 # -- backends -----------------------------------------------------------------------------------
