@@ -30,6 +30,7 @@ import datetime as dt
 import math
 import os
 import platform
+import resource
 import shlex
 import sys
 import tempfile
@@ -90,10 +91,17 @@ def instructions(count: int) -> list[str]:
 # -- the fake provider in a subprocess ----------------------------------------------------------
 
 
+#: the ste backend the Scheduler rows go through (`--backend`)
+BACKEND = "openai"
+TOGETHER_ROUTES = "ste_backends.together.fake:register_routes"
+
+
 @contextlib.contextmanager
 def fake_provider(latency: float) -> Iterator[str]:
-    """The OpenAI-compatible fake's base URL (with /v1)."""
-    with fake_server(latency) as (url, _pid):
+    """The fake's OpenAI-compatible base URL (with /v1); with Together's routes when the
+    Scheduler rows go through the together backend (Together's own response shape)."""
+    routes = TOGETHER_ROUTES if BACKEND == "together" else None
+    with fake_server(latency, routes) as (url, _pid):
         yield url + "/v1"
 
 
@@ -101,9 +109,20 @@ def fake_provider(latency: float) -> Iterator[str]:
 
 
 def make_backend(base_url: str) -> tuple[Any, str]:
-    """The `openai` backend through the plugin host if it loads, else a minimal in-file one."""
+    """The `openai` (or, with --backend together, `together`) backend through the plugin host if
+    it loads, else a minimal in-file one."""
     try:
         from ste_core import get_inference_backend
+
+        if BACKEND == "together":
+            root = base_url.removesuffix("/v1")
+            return (
+                get_inference_backend(
+                    "together", base_url=root, api_key="bench", price_lookup=False, timeout_s=60
+                ),
+                "ste `together` backend (ste_backends.together, loaded through the `ste` entry "
+                "point)",
+            )
 
         return (
             get_inference_backend("openai", base_url=base_url, api_key="bench", timeout=60),
@@ -400,7 +419,15 @@ def main() -> int:
     ap.add_argument("--full", action="store_true", help="run the sequential loop on all")
     ap.add_argument("--overhead-requests", type=int, default=1500)
     ap.add_argument("--write-readme", action="store_true", help="write benchmarks/README.md")
+    ap.add_argument(
+        "--backend",
+        choices=("openai", "together"),
+        default="openai",
+        help="the ste backend of the Scheduler rows (the bare rows use the openai SDK)",
+    )
     args = ap.parse_args()
+    global BACKEND
+    BACKEND = args.backend
 
     command = "python benchmarks/throughput.py " + shlex.join(sys.argv[1:])
     print(f"machine: {machine()}")
@@ -419,6 +446,13 @@ def main() -> int:
         print(
             f"  scheduler (concurrency {args.concurrency}): {sched_s:.2f} s for "
             f"{sched_calls} calls ({sched_judged} judged pairs)"
+        )
+        limit = args.concurrency / args.latency
+        rate = sched_calls / sched_s
+        print(
+            f"  {rate:.0f} requests/s against a limit of {limit:.0f} (concurrency / latency): "
+            f"{rate / limit:.2f}x (target >= 0.8x); peak RSS "
+            f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB"
         )
         stream_s, stream_calls, _ = asyncio.run(streamed(url, items, args.concurrency))
         print(f"  scheduler, stages overlapped: {stream_s:.2f} s for {stream_calls} calls")
