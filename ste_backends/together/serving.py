@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from ste_core.engine.retry import RetryPolicy
+from ste_core.engine.shield import to_the_end
 from ste_core.errors import (
     ConfigurationError,
     PermanentProviderError,
@@ -59,6 +60,8 @@ MODEL_PATH = re.compile(r"^projects/([^/]+)/models/([^/]+)")
 CONFIG_PATH = re.compile(r"^projects/([^/]+)/configs/([^/]+)$")
 READY = "DEPLOYMENT_STATE_READY"
 FAILED_STATES = ("DEPLOYMENT_STATE_FAILED", "DEPLOYMENT_STATE_STOPPED")
+#: how long teardown may hold up a run that is stopping (its deletes retry a few poll intervals)
+TEARDOWN_TIMEOUT_S = 600.0
 #: `resource_state` of an endpoint that holds no deployment (killed before it was created)
 NO_DEPLOYMENT = "NO_DEPLOYMENT"
 #: adapter modes of a config that can serve a LoRA adapter (the SDK CLI's `select_lora_config`)
@@ -101,7 +104,10 @@ async def serve_model(
         served = await _hinted(endpoint.start())
         yield served
     finally:
-        await _uncancellable(endpoint.stop())
+        try:
+            await to_the_end(endpoint.stop(), timeout_s=TEARDOWN_TIMEOUT_S)
+        except Exception as exc:  # left open in the ledger: the next session or `ste cleanup`
+            log.error("endpoint teardown failed: %r", exc)
 
 
 async def _hinted(step: Awaitable[T]) -> T:
@@ -814,23 +820,6 @@ def _adapter_mode(config: Any) -> str | None:
 def _warn(resources: Resources, message: str) -> None:
     log.warning("%s", message)
     resources.notify(message)
-
-
-async def _uncancellable(coro: Any) -> None:
-    """Run teardown to completion even if the caller is cancelled again meanwhile."""
-    task = asyncio.ensure_future(coro)
-    cancelled = False
-    while not task.done():
-        try:
-            await asyncio.shield(task)
-        except asyncio.CancelledError:
-            cancelled = True
-        except Exception:
-            break
-    if not task.cancelled() and task.exception() is not None:
-        log.error("endpoint teardown failed: %r", task.exception())
-    if cancelled:
-        raise asyncio.CancelledError
 
 
 def _emit(progress: ProgressCallback | None, **event: Any) -> None:

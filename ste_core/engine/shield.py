@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Awaitable
 from typing import TypeVar
 
@@ -18,13 +19,16 @@ T = TypeVar("T")
 
 __all__ = ["to_the_end"]
 
+log = logging.getLogger(__name__)
+
 #: how long a cleanup call may hold up a run that is being stopped
 DEFAULT_TIMEOUT_S = 30.0
 
 
 async def to_the_end(call: Awaitable[T], *, timeout_s: float = DEFAULT_TIMEOUT_S) -> T:
     """Await `call` to its end even if the caller is cancelled meanwhile (at most `timeout_s`;
-    then TimeoutError). A cancellation received while waiting is raised once it is done."""
+    then TimeoutError). A cancellation received while waiting is raised once it is done (an
+    error of `call` is then logged, not raised)."""
     task = asyncio.ensure_future(call)
     cancelled = False
     loop = asyncio.get_running_loop()
@@ -45,7 +49,8 @@ async def to_the_end(call: Awaitable[T], *, timeout_s: float = DEFAULT_TIMEOUT_S
         except Exception:
             break
     if cancelled:
-        if task.exception() is not None:
-            raise task.exception()  # type: ignore[misc]
+        # The caller is being cancelled: that wins; a failed cleanup is said here.
+        if not task.cancelled() and task.exception() is not None:
+            log.error("cleanup failed while stopping: %r", task.exception())
         raise asyncio.CancelledError
     return task.result()

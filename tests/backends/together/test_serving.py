@@ -27,7 +27,6 @@ from ste_backends.together.serving import (
     READY,
     _hardware_of,
     _same_hardware,
-    _uncancellable,
     decide_mode,
     serve_model,
 )
@@ -503,24 +502,6 @@ async def test_a_second_cancellation_does_not_interrupt_teardown():
     with pytest.raises(asyncio.CancelledError):
         await task
     assert client.calls[-1] == "endpoint.delete"
-
-
-async def test_uncancellable_reraises_the_cancellation_after_finishing():
-    done: list[str] = []
-
-    async def slow() -> None:
-        await asyncio.sleep(0.01)
-        done.append("x")
-
-    async def outer() -> None:
-        await _uncancellable(slow())
-
-    task = asyncio.create_task(outer())
-    await asyncio.sleep(0)
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    assert done == ["x"]
 
 
 async def test_dedicated_needs_a_project():

@@ -44,3 +44,18 @@ async def test_a_call_that_hangs_gives_up_after_the_bound() -> None:
 
     with pytest.raises(TimeoutError, match="gave up"):
         await to_the_end(hangs(), timeout_s=0.05)
+
+
+async def test_a_failed_cleanup_while_cancelled_is_logged_and_the_cancellation_wins(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def cancel_refused() -> None:
+        await asyncio.sleep(0.05)
+        raise RuntimeError("409 conflict")
+
+    task = asyncio.ensure_future(to_the_end(cancel_refused()))
+    await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert "cleanup failed while stopping" in caplog.text and "409 conflict" in caplog.text
