@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ste_core import hub
 from ste_core.errors import ConfigurationError
 
 log = logging.getLogger("ste_backends.local")
@@ -62,19 +63,23 @@ def adapter_base_model(path: str | Path) -> str | None:
     return str(base)
 
 
-def _looks_like_path(name: str) -> bool:
-    return name.startswith(("/", "./", "../", "~")) or Path(name).expanduser().exists()
-
-
 def not_found_message(name: str, exc: BaseException) -> str:
     """An actionable message for a model that could not be loaded."""
-    if _looks_like_path(name):
+    if not hub.is_hub_id(name):
         path = Path(name).expanduser()
         what = "does not exist" if not path.exists() else "is not a model directory"
         return (
             f"Could not load model '{name}': the path {what} (a model directory holds config.json "
             "and tokenizer files; a LoRA adapter directory holds adapter_config.json). "
             f"Underlying error: {exc}"
+        )
+    if hub.is_hub_id(name) and not hub.offline_by_environment() and not hub.hub_reachable():
+        return (
+            f"Could not load model '{name}': the Hugging Face Hub ({hub.hub_endpoint()}) cannot "
+            "be reached from this machine and the model is not in the local cache "
+            "(~/.cache/huggingface). Download it where the Hub is reachable (`hf download "
+            f"{name}`) and copy the cache here, or set the model to a local directory path. "
+            "Set HF_HUB_OFFLINE=1 to never contact the Hub."
         )
     return (
         f"Could not load model '{name}' ({exc}). If it is a Hugging Face Hub id, check the "
@@ -111,7 +116,10 @@ def load_model(
     # transformers' own "Loading weights" bars would interleave with ste's progress lines; the
     # Hub's download bars (huggingface_hub) stay on, so a first download still shows progress.
     hf_logging.disable_progress_bar()
-    common = {"trust_remote_code": trust_remote_code, "local_files_only": local_files_only}
+    common = {
+        "trust_remote_code": trust_remote_code,
+        "local_files_only": hub.cache_only(base_model, local_files_only),
+    }
     try:
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_source, **common)
         model: Any = AutoModelForCausalLM.from_pretrained(base_model, dtype=dtype, **common)

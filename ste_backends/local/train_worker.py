@@ -88,6 +88,7 @@ def train(job: dict[str, Any], files: JobFiles) -> dict[str, Any]:
 
     from ste_backends.local.devices import resolve_device, training_precision
     from ste_backends.local.models import adapter_base_model, not_found_message
+    from ste_core.hub import cache_only
     from ste_core.run.io import read_rows
 
     disable_progress_bars()  # per-example bars would drown worker.log; events carry progress
@@ -115,12 +116,14 @@ def train(job: dict[str, Any], files: JobFiles) -> dict[str, Any]:
     if from_model is not None and previous_base is not None:
         own = Path(from_model) / "tokenizer_config.json"
         tokenizer_source = from_model if own.is_file() else base_model
+    hub_options = {
+        "trust_remote_code": job["trust_remote_code"],
+        "local_files_only": cache_only(base_model),
+    }
     try:
-        tokenizer = AutoTokenizer.from_pretrained(
-            tokenizer_source, trust_remote_code=job["trust_remote_code"]
-        )
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_source, **hub_options)
         model: Any = AutoModelForCausalLM.from_pretrained(
-            base_model, dtype=load_dtype, trust_remote_code=job["trust_remote_code"]
+            base_model, dtype=load_dtype, **hub_options
         )
     except OSError as exc:
         raise RuntimeError(not_found_message(base_model, exc)) from exc

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from ste_core import hub
 from ste_core.config import DataConfig
 from ste_core.errors import ConfigurationError, MissingDependencyError
 from ste_core.records import Funnel, Instruction
@@ -206,6 +207,11 @@ def _disk_rows(cfg: DataConfig) -> Iterator[tuple[str, Any]]:
 def _hub_rows(cfg: DataConfig) -> Iterator[tuple[str, Any]]:
     datasets = _import_datasets()
     assert cfg.dataset is not None
+    # A stream needs the Hub; without the probe, datasets retries for 25 s before failing.
+    if not hub.offline_by_environment() and not hub.hub_reachable():
+        raise ConfigurationError(
+            _unreachable(cfg.dataset, f"{hub.hub_endpoint()} cannot be reached")
+        )
     try:
         # streaming=True: rows arrive lazily, the dataset is never materialised in memory.
         ds = datasets.load_dataset(cfg.dataset, split=cfg.split, streaming=True)
@@ -226,7 +232,7 @@ def _hub_rows(cfg: DataConfig) -> Iterator[tuple[str, Any]]:
         raise
 
 
-def _unreachable(name: str, exc: BaseException) -> str:
+def _unreachable(name: str, exc: BaseException | str) -> str:
     return (
         f"data.dataset: could not read {name!r} from the Hugging Face Hub ({exc}). Without "
         f"network access: download it where there is (`hf download --repo-type dataset {name}`) "

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from ste_core import hub
 from ste_core.config import DataConfig
 from ste_core.errors import ConfigurationError, MissingDependencyError
 from ste_core.records import Instruction
@@ -167,6 +168,7 @@ def test_an_unreachable_hub_is_one_message_that_says_what_to_do(
     monkeypatch: pytest.MonkeyPatch, when: str
 ) -> None:
     datasets = pytest.importorskip("datasets")
+    monkeypatch.setattr(hub, "hub_reachable", lambda: True)  # the probe passes; datasets fails
 
     def rows() -> Any:
         yield {"text": "first"}
@@ -184,3 +186,14 @@ def test_an_unreachable_hub_is_one_message_that_says_what_to_do(
     assert message.startswith("data.dataset: could not read 'x/y' from the Hugging Face Hub")
     assert "HF_HUB_OFFLINE=1" in message and "hf download --repo-type dataset x/y" in message
     assert "data.path" in message
+
+
+def test_an_unreachable_hub_fails_before_datasets_retries(
+    monkeypatch: pytest.MonkeyPatch, unreachable_hub: str
+) -> None:
+    datasets = pytest.importorskip("datasets")
+    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: pytest.fail("asked the Hub"))
+    with pytest.raises(ConfigurationError) as err:
+        list(load_instructions(DataConfig(dataset="x/y", text_field="text")))
+    assert f"{unreachable_hub} cannot be reached" in str(err.value)
+    assert "hf download --repo-type dataset x/y" in str(err.value)
