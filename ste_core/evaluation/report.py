@@ -443,10 +443,11 @@ def _where(path: Path, out_dir: Path) -> str:
 
 def eval_pairs_mismatch(runs: list[RunData]) -> str | None:
     """A warning when runs shown side by side were not scored on the same eval pairs."""
-    ids = {r.name: r.eval_pairs for r in runs}
-    if len(runs) < 2 or len(set(ids.values())) < 2:
+    # A list, not a dict by name: two runs may share a name (a copy, or two output_dirs).
+    ids = [(r.name, r.eval_pairs) for r in runs]
+    if len({pid for _, pid in ids}) < 2:
         return None
-    seen = "; ".join(f"{name}: {pid or 'no eval_pairs.jsonl'}" for name, pid in ids.items())
+    seen = "; ".join(f"{name}: {pid or 'no eval_pairs.jsonl'}" for name, pid in ids)
     return (
         f"These runs were not evaluated on the same eval pairs ({seen}): their accuracies are "
         "measured on different items, so compare them only loosely. To compare judges on the "

@@ -38,6 +38,7 @@ __all__ = [
     "ItemQuery",
     "RunView",
     "ViewError",
+    "compare_runs",
 ]
 
 #: Pair filters (combined with AND): what each keeps.
@@ -288,6 +289,8 @@ class ItemQuery:
     search: str = ""
     offset: int = 0
     limit: int = 50
+    #: the pair open in the detail pane: the answer says where it is in the filtered list
+    pair: str | None = None
 
     def __post_init__(self) -> None:
         unknown = [f for f in self.filters if f not in FILTERS]
@@ -432,7 +435,11 @@ class RunView:
             if (q.subset is None or e.subset == q.subset) and all(e.id in w for w in wanted)
         ]
         page = selected[q.offset : q.offset + q.limit]
+        position = (
+            next((i for i, e in enumerate(selected) if e.id == q.pair), None) if q.pair else None
+        )
         return {
+            "pair_position": position,
             "set": q.set,
             "iteration": j,
             "judge": src.judge,
@@ -584,3 +591,55 @@ def _iteration_summary(it: Any) -> dict[str, Any]:
         "finetune": it.finetune.model_dump(mode="json") if it.finetune else None,
         "notes": it.notes,
     }
+
+
+def compare_runs(views: list[RunView]) -> dict[str, Any]:
+    """The runs side by side, one row each: the seed judge, the last judge and its paired test
+    against the seed, the judge with the highest eval accuracy, cost, and which eval pairs they
+    were scored on, with `ste report`'s warning when those differ."""
+    from ste_core.evaluation.report import eval_pairs_mismatch, load_run
+
+    loaded = [load_run(v.root) for v in views]
+    rows = []
+    for i, run in enumerate(loaded):
+        scored = [(it, it.eval) for it in run.iterations if it.eval is not None]
+        seed = next((it for it, _ in scored if it.index == 0), None)
+        last = scored[-1][0] if scored else None
+        highest = max(scored, key=lambda pair: pair[1].accuracy, default=(None, None))[0]
+        rows.append(
+            {
+                "id": i,
+                "name": run.name,
+                "directory": str(views[i].root.resolve()),
+                "status": run.manifest.status if run.manifest else None,
+                "eval_pairs": str(run.eval_pairs) if run.eval_pairs else None,
+                "judges": len(scored),
+                "seed": _judge_score(seed),
+                "last": _judge_score(last),
+                "last_vs_seed": _vs_seed(last),
+                "highest": _judge_score(highest),
+                "cost_usd": run.manifest.cost_usd.total if run.manifest else None,
+            }
+        )
+    return {"runs": rows, "warning": eval_pairs_mismatch(loaded)}
+
+
+def _judge_score(it: Any) -> dict[str, Any] | None:
+    if it is None:
+        return None
+    e = it.eval
+    return {
+        "iteration": it.index,
+        "accuracy": e.accuracy,
+        "ci_low": e.ci_low,
+        "ci_high": e.ci_high,
+        "n_items": e.n_items,
+    }
+
+
+def _vs_seed(it: Any) -> dict[str, Any] | None:
+    """The last judge's paired test against the seed judge (at iteration 1, its previous)."""
+    if it is None or it.metrics is None:
+        return None
+    tests = [t for t in it.metrics.paired.values() if t.against_iteration == 0]
+    return tests[0].model_dump(mode="json") if tests else None

@@ -8,8 +8,9 @@ Routes (all GET):
 /                                  the app (index.html); the view lives in the URL's #hash
 /static/NAME                       app.js, app.css
 /api/runs                          [{id, name, path}]
+/api/compare                       the runs side by side, and a warning if their eval pairs differ
 /api/runs/ID/summary               accuracy per judge, paired tests, funnel, cost, sets
-/api/runs/ID/items?set=&iter=&compare=&filter=a,b&subset=&q=&offset=&limit=
+/api/runs/ID/items?set=&iter=&compare=&filter=a,b&subset=&q=&offset=&limit=&pair=
 /api/runs/ID/pair?set=&id=&iter=&compare=
 ```
 """
@@ -27,7 +28,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from ste_core.view.data import ItemQuery, RunView, ViewError
+from ste_core.view.data import ItemQuery, RunView, ViewError, compare_runs
 
 __all__ = ["ViewServer", "make_server"]
 
@@ -89,6 +90,8 @@ class _Handler(BaseHTTPRequestHandler):
         if parts == ["runs"]:
             runs = self.server.runs
             return [{"id": i, "name": r.root.name, "path": str(r.root)} for i, r in enumerate(runs)]
+        if parts == ["compare"]:
+            return compare_runs(self.server.runs)
         if len(parts) != 3 or parts[0] != "runs":
             raise ViewError(f"no API route {path}", 404)
         run = self._run(parts[1])
@@ -145,6 +148,7 @@ def item_query(query: dict[str, list[str]]) -> ItemQuery:
         search=_one(query, "q") or "",
         offset=_int(query, "offset") or 0,
         limit=_int(query, "limit") or 50,
+        pair=_one(query, "pair") or None,
     )
 
 

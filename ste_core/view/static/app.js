@@ -185,6 +185,39 @@ async function renderOverview(s) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Runs side by side
+// ---------------------------------------------------------------------------------------------
+
+function judgeCell(j) {
+  return j ? `M${j.iteration}: ${pct(j.accuracy)}% [${pct(j.ci_low)}, ${pct(j.ci_high)}]` : "–";
+}
+
+async function renderRuns() {
+  const data = await api("/api/compare");
+  const rows = data.runs.map((r) => {
+    const t = r.last_vs_seed;
+    return [
+      el("span", {}, el("a", { href: `#run=${r.id}` }, r.name), el("div", { class: "muted path" }, r.directory)),
+      r.status || "–",
+      r.eval_pairs || "–",
+      judgeCell(r.seed),
+      judgeCell(r.last),
+      t ? `${(100 * t.difference).toFixed(1)} pts (p=${t.p_value.toPrecision(3)})` : "–",
+      judgeCell(r.highest),
+      money(r.cost_usd),
+    ];
+  });
+  fill(document.getElementById("runs"),
+    el("h2", {}, "Runs side by side"),
+    data.warning ? el("p", { class: "warn", id: "runs-warning" }, data.warning) : null,
+    el("div", { class: "card" },
+      table(["run", "status", "eval pairs", "seed judge", "last judge", "last vs seed", "highest on eval", "cost"], rows, { id: "runs-table" }),
+      el("p", { class: "muted" }, "Accuracy on each run's frozen eval pairs with 95% intervals. " +
+        "\"Highest on eval\" is chosen on the same items it is scored on, so it is optimistic; " +
+        "the last judge and its paired test against the seed are the unbiased comparison.")));
+}
+
+// ---------------------------------------------------------------------------------------------
 // Pairs
 // ---------------------------------------------------------------------------------------------
 
@@ -230,7 +263,7 @@ async function renderPairs(s) {
   if (document.activeElement !== search) search.value = s.q;
 
   const page = await api(`/api/runs/${s.run}/items`, { set: set.key, iter, compare: s.cmp, filter: s.filter,
-    subset: s.subset, q: s.q, offset: s.offset, limit: PAGE });
+    subset: s.subset, q: s.q, offset: s.offset, limit: PAGE, pair: s.pair });
   options(document.getElementById("subset-select"), [["", "all"], ...page.subsets.map((x) => [x, x])], s.subset);
   document.getElementById("subset-select").disabled = !page.subsets.length;
   const models = page.judge_models.length ? ` (${page.judge_models.join(", ")})` : "";
@@ -250,7 +283,7 @@ async function renderPairs(s) {
       el("td", { class: "marks" }, `score ${it.score == null ? "–" : it.score.toFixed(2)}`,
         it.compare ? el("div", { class: "muted" }, `vs ${it.compare.score == null ? "–" : it.compare.score.toFixed(2)}`) : null,
         it.kept && it.kept.length ? el("div", { class: "badge ok" }, `kept ${it.kept.join(",")}`) : null))));
-  if (s.pair) await renderDetail(s, set.key, iter);
+  if (s.pair) await renderDetail(s, set.key, iter, page);
   else document.getElementById("detail").replaceChildren(el("p", { class: "muted" }, "Choose a pair on the left."));
 }
 
@@ -270,7 +303,18 @@ function judgementView(j) {
     el("pre", { class: "text reasoning" }, body));
 }
 
-async function renderDetail(s, setKey, iter) {
+function positionNote(page, pairId) {
+  // The open pair may come from a deep link or an earlier filter: say where it stands.
+  const at = page.pair_position;
+  if (at == null) return el("p", { class: "warn", id: "not-listed" },
+    `Pair ${pairId} is not in the list as filtered now; it stays open until you choose another.`);
+  const offset = page.offset;
+  if (at < offset || at >= offset + page.limit)
+    return el("p", { class: "muted", id: "listed-elsewhere" }, `Pair ${at + 1} of ${num(page.total)} in the list (on another page).`);
+  return null;
+}
+
+async function renderDetail(s, setKey, iter, page) {
   const box = document.getElementById("detail");
   let data;
   try {
@@ -281,6 +325,7 @@ async function renderDetail(s, setKey, iter) {
   }
   const p = data.pair;
   fill(box,
+    positionNote(page, s.pair),
     el("h2", {}, `Pair ${p.id}`, p.subset ? el("span", { class: "muted" }, ` · ${p.subset}`) : null),
     el("h3", {}, "Instruction"), el("pre", { class: "text", id: "instruction" }, p.instruction),
     p.modified_instruction ? [el("h3", {}, "Modified instruction (the worse response answers it)"),
@@ -307,17 +352,21 @@ async function render() {
   const runSel = document.getElementById("run-select");
   options(runSel, runs.map((r) => [String(r.id), r.name]), s.run);
   runSel.disabled = runs.length < 2;
-  const pairs = s.view === "pairs";
-  document.getElementById("overview").hidden = pairs;
-  document.getElementById("pairs").hidden = !pairs;
-  document.getElementById("tab-overview").classList.toggle("active", !pairs);
-  document.getElementById("tab-pairs").classList.toggle("active", pairs);
+  const several = runs.length > 1;
+  const view = s.view === "runs" && !several ? "overview" : s.view;
+  for (const v of ["overview", "pairs", "runs"]) {
+    document.getElementById(v).hidden = view !== v;
+    document.getElementById(`tab-${v}`).classList.toggle("active", view === v);
+  }
+  document.getElementById("tab-runs").hidden = !several;
   document.getElementById("tab-overview").href = `#run=${s.run}`;
   document.getElementById("tab-pairs").href = `#view=pairs&run=${s.run}`;
   const status = document.getElementById("status");
   status.textContent = "loading…";
   try {
-    if (pairs) await renderPairs(s); else await renderOverview(s);
+    if (view === "pairs") await renderPairs(s);
+    else if (view === "runs") await renderRuns();
+    else await renderOverview(s);
     status.textContent = "";
   } catch (err) {
     status.textContent = "";

@@ -136,3 +136,89 @@ def test_browse_filter_open_switch_and_compare(
         j.get_attribute("data-iteration")
         for j in browser.find_elements(By.CSS_SELECTOR, "#detail .judge")
     ] == ["2", "0"]
+
+
+@pytest.fixture
+def two_runs(built_run: Path, tmp_path: Path) -> Iterator[ViewServer]:
+    """The run and a copy scored on eval pairs that differ in one text (another digest)."""
+    import shutil
+
+    other = tmp_path / "other-run"
+    shutil.copytree(built_run, other)
+    pairs = other / "eval_pairs.jsonl"
+    lines = pairs.read_text().splitlines(keepends=True)
+    lines[0] = lines[0].replace('"instruction": "', '"instruction": "Edited. ', 1)
+    lines[0] = lines[0].replace('"instruction":"', '"instruction":"Edited. ', 1)
+    pairs.write_text("".join(lines))
+    srv = make_server([built_run, other])
+    srv.start_in_thread()
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+
+
+def test_runs_side_by_side_warn_when_their_eval_pairs_differ(
+    browser: Any, two_runs: ViewServer, tmp_path: Path
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    browser.get(two_runs.url)
+    settled(browser)
+    tab = browser.find_element(By.ID, "tab-runs")
+    assert tab.is_displayed()
+    tab.click()
+    settled(browser)
+    rows = browser.find_elements(By.CSS_SELECTOR, "#runs-table tbody tr")
+    # The runs have the same name (one is a copy): each row also names its directory.
+    assert [r.find_element(By.CSS_SELECTOR, ".path").text for r in rows] == [
+        str(v.root.resolve()) for v in two_runs.runs
+    ]
+    for row in rows:  # seed judge, last judge M2 and its paired test against the seed
+        cells = [c.text for c in row.find_elements(By.TAG_NAME, "td")]
+        assert cells[3].startswith("M0: ") and cells[4].startswith("M2: ")
+        assert "pts (p=" in cells[5]
+    warning = browser.find_element(By.ID, "runs-warning").text
+    assert "not evaluated on the same eval pairs" in warning
+    no_horizontal_overflow(browser)
+    browser.save_screenshot(str(artifacts(tmp_path) / "ste-view-runs.png"))
+    rows[1].find_element(By.TAG_NAME, "a").click()  # a run's name opens its overview
+    settled(browser)
+    assert str(two_runs.runs[1].root) in browser.find_element(By.ID, "overview").text
+
+
+def test_an_open_pair_that_the_filter_hides_says_so(browser: Any, server: ViewServer) -> None:
+    from selenium.webdriver.common.by import By
+
+    browser.get(server.url + "#view=pairs&iter=0&filter=wrong")
+    settled(browser)
+    rows = browser.find_elements(By.CSS_SELECTOR, "#items tbody tr")
+    pair = rows[0].get_attribute("data-pair")
+    rows[0].click()
+    settled(browser)
+    assert not browser.find_elements(By.ID, "not-listed")
+    choose(browser, "filter-select", "right")  # a pair judged wrong is never "right"
+    listed = [
+        r.get_attribute("data-pair")
+        for r in browser.find_elements(By.CSS_SELECTOR, "#items tbody tr")
+    ]
+    assert pair not in listed
+    assert pair in browser.find_element(By.ID, "not-listed").text
+
+
+@pytest.mark.parametrize("width", [420, 768])
+def test_narrow_windows_never_scroll_sideways(
+    built_run: Path, server: ViewServer, tmp_path: Path, width: int
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    with chrome(width=width, height=900) as browser:
+        browser.get(server.url)
+        settled(browser)
+        no_horizontal_overflow(browser)
+        browser.get(server.url + "#view=pairs&iter=2&cmp=0")
+        settled(browser)
+        browser.find_elements(By.CSS_SELECTOR, "#items tbody tr")[0].click()
+        settled(browser)
+        assert browser.find_elements(By.CSS_SELECTOR, "#detail .judge")
+        no_horizontal_overflow(browser)
+        browser.save_screenshot(str(artifacts(tmp_path) / f"ste-view-{width}px.png"))

@@ -260,3 +260,35 @@ def test_a_large_set_is_indexed_once_and_paged(tmp_path: Path, monkeypatch) -> N
     assert builds == {"pairs": 1, "judgements": 1}
     assert view.pair("eval", "p49999", [0])["judges"][0]["judgements"][1]["verdict"] == "B"
     print(f"100k judgements: first page {first:.2f}s (indexing), later pages {later * 1000:.0f} ms")
+
+
+def test_the_open_pairs_position_in_the_filtered_list(built_run: Path) -> None:
+    view = RunView(built_run)
+    wrong = view.items(ItemQuery(iteration=0, filters=("wrong",), limit=500))["items"]
+    right = view.items(ItemQuery(iteration=0, filters=("right",), limit=500))["items"]
+    assert wrong and right
+    pair = wrong[-1]["id"]
+    at = view.items(ItemQuery(iteration=0, filters=("wrong",), limit=1, pair=pair))
+    assert at["pair_position"] == len(wrong) - 1
+    hidden = view.items(ItemQuery(iteration=0, filters=("right",), pair=pair))
+    assert hidden["pair_position"] is None
+
+
+def test_runs_compared_side_by_side(built_run: Path, tmp_path: Path) -> None:
+    same = tmp_path / "same"
+    shutil.copytree(built_run, same)
+    table = view_data.compare_runs([RunView(built_run), RunView(same)])
+    assert table["warning"] is None
+    with RunStore.open_read_only(built_run / "store.sqlite") as store:
+        metrics = store.metrics()
+    first = table["runs"][0]
+    assert first["seed"]["iteration"] == 0 and first["last"]["iteration"] == 2
+    assert first["seed"]["accuracy"] == metrics[0].eval.accuracy
+    assert first["last"]["accuracy"] == metrics[2].eval.accuracy
+    assert first["last_vs_seed"] == metrics[2].paired["vs_seed"].model_dump(mode="json")
+    assert first["highest"]["accuracy"] == max(m.eval.accuracy for m in metrics.values())
+    assert first["cost_usd"] == table["runs"][1]["cost_usd"]
+    pairs = same / "eval_pairs.jsonl"
+    pairs.write_text(pairs.read_text().replace('"instruction":"', '"instruction":"Edited ', 1))
+    table = view_data.compare_runs([RunView(built_run), RunView(same)])
+    assert table["warning"] and "not evaluated on the same eval pairs" in table["warning"]
