@@ -36,10 +36,12 @@ def load_config(path: str | Path, *, overrides: dict[str, Any] | None = None) ->
     `overrides` maps dotted keys to values (`{"run.iterations": 2}`), applied before validation
     (the CLI's --iterations uses it). Raises ConfigurationError listing every problem.
     """
-    path = Path(path)
+    path = Path(path).absolute()
     if path.is_dir():
+        hint = path / "config.toml"
         raise ConfigurationError(
-            f"{path} is a directory; give the run's config file (e.g. {path / 'config.toml'})"
+            f"{path} is a directory; give a config file"
+            + (f": this run's is {hint}" if hint.is_file() else " (a .toml file, see `ste init`)")
         )
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
