@@ -32,13 +32,16 @@ from ste_prompts.template import (
     loads_template,
     placeholders,
 )
+from ste_prompts.verdicts import DEFAULT_VERDICT_RULE, VERDICT_RULES, VerdictRule, verdict_rule
 
 __all__ = [
     "BUILTIN_SOURCE",
     "DEFAULT_CATEGORIES",
+    "DEFAULT_VERDICT_RULE",
     "DIFFICULTIES",
     "KNOWN_PURPOSES",
     "PARSERS",
+    "VERDICT_RULES",
     "CategoryResult",
     "ParseFailure",
     "Template",
@@ -46,6 +49,7 @@ __all__ = [
     "UnknownParserError",
     "Verdict",
     "VerdictResult",
+    "VerdictRule",
     "WorseResponse",
     "builtin_templates",
     "format_categories",
@@ -60,4 +64,5 @@ __all__ = [
     "parse_worse_response",
     "placeholders",
     "register_parser",
+    "verdict_rule",
 ]

@@ -3,9 +3,9 @@
 Style: every parser takes the model's text as its first positional argument (other arguments are
 keyword-only and optional) and never raises on bad model output. It returns a typed result:
 
-* `parse_verdict` -> `VerdictResult` always; a missing or ambiguous verdict is a normal outcome
-  of judging (it scores 0.5 and makes a DPO "rejected" sample), so it is `verdict=None` with a
-  `reason`, not a failure object.
+* `parse_verdict` (in `ste_prompts.verdicts`, by a named rule) -> `VerdictResult` always; a
+  missing or ambiguous verdict is a normal outcome of judging (it scores 0.5 and makes a DPO
+  "rejected" sample), so it is `verdict=None` with a `reason`, not a failure object.
 * `parse_worse_response` -> `WorseResponse | ParseFailure`.
 * `parse_category` -> `CategoryResult | ParseFailure`.
 
@@ -18,9 +18,10 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from ste_prompts.categories import DEFAULT_CATEGORIES, DIFFICULTIES
+from ste_prompts.verdicts import Verdict, VerdictResult, parse_verdict
 
 __all__ = [
     "PARSERS",
@@ -39,8 +40,6 @@ __all__ = [
     "register_parser",
 ]
 
-Verdict = Literal["A", "B", "tie"]
-
 
 @dataclass(frozen=True)
 class ParseFailure:
@@ -51,53 +50,6 @@ class ParseFailure:
     @property
     def ok(self) -> bool:
         return False
-
-
-# --------------------------------------------------------------------------------------------
-# Verdicts
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class VerdictResult:
-    """`verdict` is "A", "B", "tie" ([[C]], Meta's convention) or None (no usable verdict)."""
-
-    verdict: Verdict | None
-    reason: str
-
-    @property
-    def ok(self) -> bool:
-        return self.verdict is not None
-
-
-# `[[A]]`, also `[[ A ]]` and `[[a]]`: spaces/tabs inside the brackets and lower case are
-# accepted (they cannot mean anything else); line breaks inside the brackets are not.
-_MARKER_RE = re.compile(r"\[\[[ \t]*([ABCabc])[ \t]*\]\]")
-_VERDICT_OF: dict[str, Verdict] = {"A": "A", "B": "B", "C": "tie"}
-
-
-def parse_verdict(text: str) -> VerdictResult:
-    """Read the judge's verdict marker.
-
-    Rules (the whole text is searched, as Meta's parser does):
-      * only `[[A]]` markers -> "A"; only `[[B]]` -> "B"; only `[[C]]` -> "tie";
-        the same marker repeated ("[[A]] ... final: [[A]]") counts once;
-      * two different markers anywhere (A and B, or C with A or B) -> None, "conflicting";
-      * no marker -> None.
-    Lenient only where unambiguous: `[[ a ]]` == `[[A]]`. Not markers: `[A]`, `[[AB]]`,
-    `[[Assistant A]]`, `**A**`.
-    """
-    found = [m.group(1).upper() for m in _MARKER_RE.finditer(text)]
-    if not found:
-        return VerdictResult(None, "no verdict marker")
-    kinds = sorted(set(found))
-    if len(kinds) > 1:
-        return VerdictResult(
-            None, "conflicting verdict markers: " + " and ".join(f"[[{k}]]" for k in kinds)
-        )
-    kind = kinds[0]
-    times = f" ({len(found)} times)" if len(found) > 1 else ""
-    return VerdictResult(_VERDICT_OF[kind], f"[[{kind}]]{times}")
 
 
 # --------------------------------------------------------------------------------------------

@@ -30,6 +30,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from ste_prompts.verdicts import DEFAULT_VERDICT_RULE, VERDICT_RULES
+
 __all__ = [
     "BUILTIN_SOURCE",
     "KNOWN_PURPOSES",
@@ -52,7 +54,7 @@ _IDENT_RE = re.compile(_IDENT)
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
 
 _REQUIRED_KEYS = ("name", "purpose", "version", "description", "variables", "parser", "user")
-_OPTIONAL_KEYS = ("system", "defaults", "metadata")
+_OPTIONAL_KEYS = ("system", "defaults", "metadata", "verdict_rule")
 _ALLOWED_KEYS = frozenset(_REQUIRED_KEYS + _OPTIONAL_KEYS)
 
 
@@ -81,6 +83,8 @@ class Template:
 
     `variables` are required at render time; `defaults` maps optional variable names to the
     value used when render() is not given them. `metadata` is free-form (source, licence, ...).
+    `verdict_rule` names the rule (`ste_prompts.verdicts.VERDICT_RULES`) that reads a verdict
+    from this template's outputs: only for `parser = "verdict"`, where it defaults to "final".
     Construction validates everything; an invalid template raises TemplateError naming `source`.
     """
 
@@ -95,6 +99,7 @@ class Template:
     source: str = BUILTIN_SOURCE
     defaults: Mapping[str, str] = field(default_factory=dict)
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    verdict_rule: str | None = None
 
     def __post_init__(self) -> None:
         # Normalise containers so the frozen object really is immutable.
@@ -109,6 +114,8 @@ class Template:
         if not isinstance(self.metadata, Mapping):
             raise TemplateError(f"{self.source}: 'metadata' must be a table")
         object.__setattr__(self, "metadata", MappingProxyType(dict(self.metadata)))
+        if self.parser == "verdict" and self.verdict_rule is None:
+            object.__setattr__(self, "verdict_rule", DEFAULT_VERDICT_RULE)
         _validate(self)
 
     def __hash__(self) -> int:  # defaults/metadata are mappings; hash a consistent subset
@@ -151,10 +158,22 @@ class Template:
         messages.append({"role": "user", "content": _substitute(self.user, merged)})
         return messages
 
+    def parse_output(self, text: str) -> Any:
+        """The template's parser applied to a model's `text`, with the template's verdict rule
+        (passed as `rule=`) when it has one."""
+        from ste_prompts.parsers import get_parser  # late: parsers may be registered after import
+
+        parse = get_parser(self.parser)
+        if self.verdict_rule is None:
+            return parse(text)
+        return parse(text, rule=self.verdict_rule)
+
     def fingerprint(self) -> str:
         """A stable sha256 hex digest of what determines the rendered prompt: name, version,
         texts and default values. Description, parser, source and metadata are left out, so
-        editing documentation or moving the file does not invalidate caches."""
+        editing documentation or moving the file does not invalidate caches. The verdict rule is
+        left out too: it reads outputs, it does not change the prompt (a run records its
+        verdicts when judging, and its config pins the template by name)."""
         payload = {
             "name": self.name,
             "version": self.version,
@@ -222,6 +241,17 @@ def _validate(t: Template) -> None:
             f"'parser' {t.parser!r} is not a registered parser "
             f"(known: {', '.join(sorted(PARSERS))}; see ste_prompts.register_parser)"
         )
+    if t.verdict_rule is not None:
+        if t.parser != "verdict":
+            raise fail(
+                f"'verdict_rule' applies to parser = \"verdict\" only; this template's parser "
+                f"is {t.parser!r} (remove the key)"
+            )
+        if not isinstance(t.verdict_rule, str) or t.verdict_rule not in VERDICT_RULES:
+            raise fail(
+                f"'verdict_rule' {t.verdict_rule!r} is not a verdict rule "
+                f"(known: {', '.join(sorted(VERDICT_RULES))})"
+            )
 
 
 def _from_mapping(data: Mapping[str, Any], source: str, label: str) -> Template:
@@ -249,6 +279,7 @@ def _from_mapping(data: Mapping[str, Any], source: str, label: str) -> Template:
             source=source,
             defaults=data.get("defaults", {}),
             metadata=data.get("metadata", {}),
+            verdict_rule=data.get("verdict_rule"),
         )
     except TemplateError as exc:
         if label != source:  # builtins: name the shipped file, not just "<builtin>"

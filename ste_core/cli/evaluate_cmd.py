@@ -107,9 +107,8 @@ def _score_only(
     parser = None
     if template is not None:
         from ste_core.plugins import get_host
-        from ste_prompts import get_parser
 
-        parser = get_parser(get_host().template(template).parser)
+        parser = get_host().template(template).parse_output
     try:
         jf = read_judgements(
             judgements,

@@ -7,7 +7,8 @@ import json
 import typer
 
 app = typer.Typer(
-    help="List prompt templates (name, purpose, version, variables, parser, origin); "
+    help="List prompt templates (name, purpose, version, variables, parser and verdict rule, "
+    "origin); "
     "`ste templates show NAME` prints one.",
     no_args_is_help=False,
     invoke_without_command=True,
@@ -16,13 +17,15 @@ app = typer.Typer(
 
 @app.command("show")
 def show_template(name: str = typer.Argument(help="A template name (or a .toml file).")) -> None:
-    """Print one template's full text (system and user prompts)."""
+    """Print one template's full text (system and user prompts) and its verdict rule."""
     from ste_core.plugins import get_host
 
     t = get_host().template(name)
     if t.system:
         typer.echo(f"--- system ---\n{t.system}")
     typer.echo(f"--- user ---\n{t.user}")
+    if t.verdict_rule is not None:
+        typer.echo(f"--- verdict rule: {t.verdict_rule} (docs/evaluation.md, 'Verdict rules') ---")
 
 
 @app.callback()
@@ -33,7 +36,8 @@ def templates(
         None, "--show", help="Same as `ste templates show NAME`.", hidden=True
     ),
 ) -> None:
-    """List prompt templates: name, purpose, version, variables, parser, origin."""
+    """List prompt templates: name, purpose, version, variables, parser (with the verdict rule
+    of a judge template), origin."""
     from ste_core.plugins import get_host
 
     if ctx.invoked_subcommand is not None:
@@ -49,6 +53,7 @@ def templates(
             "version": t.version,
             "variables": list(t.variables),
             "parser": t.parser,
+            "verdict_rule": t.verdict_rule,
             "description": t.description,
             "from": host.template_owner.get(t.name),
         }
@@ -70,7 +75,7 @@ def templates(
             r["name"],
             r["purpose"],
             ", ".join(r["variables"]),
-            r["parser"],
+            r["parser"] if r["verdict_rule"] is None else f"{r['parser']} ({r['verdict_rule']})",
             r["from"] or "-",
         )
     Console().print(table)

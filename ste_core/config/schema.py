@@ -185,7 +185,15 @@ class SelectionConfig(_Section):
     """`[selection]`: rejection sampling and label balance."""
 
     agreement_threshold: float = Field(
-        0.0, ge=0.0, le=1.0, description="keep a pair only if this fraction of samples is correct"
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="keep only if at least this fraction of the samples is correct",
+    )
+    threshold_unit: Literal["order", "pair"] = Field(
+        "order",
+        description="where the threshold applies: each (pair, order) on its own samples "
+        "(Meta's) or each pair on both orders' samples pooled",
     )
     balance_labels: bool = True
 

@@ -191,12 +191,18 @@ def judgement_from_row(row: Mapping[str, Any]) -> Judgement | Drop:
 
 class Kept(Record):
     """A kept (pair, order): `chosen` = correct sample indices in seeded order (the first one is
-    the SFT target), `rejected` = wrong / tie / no-verdict sample indices in seeded order (DPO)."""
+    the SFT target), `rejected` = wrong / tie / no-verdict sample indices in seeded order (DPO).
+
+    SFT and DPO balance their labels over different sets (DPO only over the orders that have a
+    wrong sample, as Meta's data preparation does), so `for_sft` / `for_dpo` say which training
+    data an entry feeds. Files written before they existed fed both."""
 
     pair_id: str
     order: Order
     chosen: tuple[int, ...]
     rejected: tuple[int, ...] = ()
+    for_sft: bool = True
+    for_dpo: bool = True
 
     @property
     def label(self) -> str:

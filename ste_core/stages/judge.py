@@ -96,14 +96,13 @@ def judge_request(
 
 
 def _verdict_parser(template: Template) -> Any:
-    from ste_prompts import get_parser
-
     if template.purpose != "judge":
         raise ConfigurationError(
             f"template '{template.name}' has purpose '{template.purpose}'; a judge template "
             '(purpose = "judge") is needed here'
         )
-    return get_parser(template.parser)
+    # The template's own verdict rule: a judgement reads as the prompt told the judge to write.
+    return template.parse_output
 
 
 async def judge_pairs(

@@ -1,15 +1,22 @@
 """Stage `select` (steps 5-6 of the method): rejection sampling, the agreement threshold, label
-balance.
+balance, following Meta's data preparation (facebookresearch/RAM, projects/self_taught_evaluator/
+src/prepare_sft_data.py and prepare_dpo_data.py).
 
 The known label of every synthetic pair is "the baseline (chosen) wins", so a judgement is correct
 when its verdict names the position the chosen response was shown in (A in order AB, B in BA).
 
 * Rejection sampling keeps, per (pair, order), one correct judgement, picked at random among the
   correct ones with a seeded hash (independent of the order judgements arrive in).
-* Agreement threshold t: a pair is kept only if at least a fraction t of its samples (both orders)
-  are correct. Failed requests (`JudgeFailure`) are not samples: they are counted apart.
-* Label balance: as many kept examples whose correct verdict is A as B (truncate the larger side
-  after a seeded shuffle), so the trained judge does not learn a position prior.
+* Agreement threshold t (`selection.threshold_unit`): "order" (default, Meta's
+  `majority_voting`) keeps a (pair, order) only if at least a fraction t of its own samples are
+  correct; "pair" pools both orders' samples and keeps or drops the pair whole. Failed requests
+  (`Drop`s) are not samples: they are counted apart. A no-verdict or a tie is a sample.
+  (Meta's DPO script has no threshold; here it applies to both: at t = 0 the two agree.)
+* Label balance: as many examples whose correct verdict is A as B (truncate the larger side after
+  a seeded shuffle), so the trained judge does not learn a position prior. SFT balances over the
+  kept orders; DPO over the kept orders that also have a wrong sample (a DPO pair needs one), as
+  Meta's `prepare_dpo_data` does, so the DPO data is balanced too. `Kept.for_sft` /
+  `Kept.for_dpo` say which an entry feeds.
 
 Memory: one small record per (pair, order): counts and sample indices, never the texts.
 
@@ -20,7 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from ste_core.records import Funnel, Judgement, Kept, Order, content_hash
 from ste_core.run.io import write_jsonl
@@ -31,14 +38,18 @@ __all__ = [
     "STAGE",
     "SelectCounts",
     "Selection",
+    "ThresholdUnit",
     "balance_labels",
     "rejection_sample",
     "select",
 ]
 
+ThresholdUnit = Literal["order", "pair"]
+
 
 class SelectCounts(Counts):
-    """Rejection sampling's tally, then label balance's (absent when balance is off)."""
+    """Rejection sampling's tally, then label balance's for SFT and for DPO (the balance fields
+    are absent when balance is off)."""
 
     labels: ClassVar[Mapping[str, str]] = {
         "failures": "failed calls",
@@ -46,11 +57,17 @@ class SelectCounts(Counts):
         "no_verdict": "without a verdict",
         "keys": "pair orders",
         "keys_with_correct": "with a correct judgement",
-        "pairs_below_threshold": "below the agreement threshold",
+        "keys_below_threshold": "below the agreement threshold",
         "label_A": "labelled A",
         "label_B": "labelled B",
         "balanced": "after balancing",
         "dropped_for_balance": "dropped to balance A/B",
+        "dpo_without_wrong": "DPO: no wrong sample to pair with",
+        "dpo_candidates": "DPO: with a wrong sample too",
+        "dpo_label_A": "DPO: labelled A",
+        "dpo_label_B": "DPO: labelled B",
+        "dpo_dropped_for_balance": "DPO: dropped to balance A/B",
+        "dpo_selected": "DPO: selected",
     }
 
     judgements: int = 0
@@ -61,19 +78,28 @@ class SelectCounts(Counts):
     no_verdict: int = 0
     keys: int = 0
     keys_with_correct: int = 0
+    #: (pair, order)s with a correct sample that the agreement threshold dropped (either unit)
+    keys_below_threshold: int = 0
     pairs: int = 0
-    pairs_below_threshold: int = 0
     kept: int = 0
     label_A: int | None = None
     label_B: int | None = None
     balanced: int | None = None
     dropped_for_balance: int | None = None
     selected: int = 0
+    dpo_without_wrong: int = 0
+    dpo_candidates: int = 0
+    dpo_label_A: int | None = None
+    dpo_label_B: int | None = None
+    dpo_dropped_for_balance: int | None = None
+    dpo_selected: int = 0
 
     def funnel(self) -> Funnel:
+        # The funnel follows the SFT examples (kept -> balanced); DPO's own drops are in the
+        # counts above and its examples in `dpo_examples`.
         drops = {}
-        if self.pairs_below_threshold:
-            drops["below_agreement_threshold"] = self.pairs_below_threshold
+        if self.keys_below_threshold:
+            drops["below_agreement_threshold"] = self.keys_below_threshold
         if self.dropped_for_balance:
             drops["label_balance"] = self.dropped_for_balance
         return Funnel(kept_before_balance=self.kept, balanced_kept=self.selected, drops=drops)
@@ -91,22 +117,35 @@ def _seeded_order(seed: int, key: tuple[str, Order], indices: list[int]) -> tupl
     return tuple(sorted(indices, key=lambda i: content_hash("select", seed, pid, order.value, i)))
 
 
-def rejection_sample(
-    judgements: Iterable[Any], *, seed: int, agreement_threshold: float = 0.0
-) -> Selection:
-    """Keep one correct judgement per (pair, order); apply the agreement threshold per pair.
+def _meets(correct: int, samples: int, threshold: float) -> bool:
+    # Meta's test, `len(positives) >= len(outputs) * majority_voting`, written the same way so
+    # that the float products agree.
+    return threshold <= 0 or correct >= samples * threshold
 
-    `judgements` are Judgement and JudgeFailure records (anything with `error_type` and no
-    `verdict` is a failure). Returns the kept (pair, order) entries sorted by (pair_id, order)
-    and a funnel: judgements, failures, correct, wrong, tie, no_verdict, keys, keys_with_correct,
-    pairs, pairs_below_threshold, kept.
+
+def rejection_sample(
+    judgements: Iterable[Any],
+    *,
+    seed: int,
+    agreement_threshold: float = 0.0,
+    threshold_unit: ThresholdUnit = "order",
+) -> Selection:
+    """Keep one correct judgement per (pair, order) that meets the agreement threshold.
+
+    `judgements` are Judgement and Drop records (anything that is not a Judgement is a failed
+    sample). `threshold_unit` "order" tests each (pair, order) on its own samples (Meta's
+    rule); "pair" tests both orders' samples pooled and keeps or drops the pair whole. Returns
+    the kept (pair, order) entries sorted by (pair_id, order), each `for_dpo` when it has a wrong
+    sample, and counts: judgements, failures, correct, wrong, tie, no_verdict, keys,
+    keys_with_correct, keys_below_threshold, pairs, kept, dpo_candidates, dpo_without_wrong.
     """
     if not 0.0 <= agreement_threshold <= 1.0:
         raise ValueError("agreement_threshold must be within [0, 1]")
+    if threshold_unit not in ("order", "pair"):
+        raise ValueError(f"threshold_unit must be 'order' or 'pair', got {threshold_unit!r}")
     # Only small ints per sample (the seeded ranking is computed for the kept keys at the end).
     correct: dict[tuple[str, Order], list[int]] = {}
     wrong: dict[tuple[str, Order], list[int]] = {}
-    per_pair: dict[str, list[int]] = {}  # pair -> [samples, correct]
     counts = dict.fromkeys(("judgements", "failures", "correct", "wrong", "tie", "no_verdict"), 0)
     for rec in judgements:
         if not isinstance(rec, Judgement):
@@ -114,13 +153,10 @@ def rejection_sample(
             continue
         counts["judgements"] += 1
         key = (rec.pair_id, Order(rec.order))
-        tally = per_pair.setdefault(rec.pair_id, [0, 0])
-        tally[0] += 1
         correct.setdefault(key, [])
         wrong.setdefault(key, [])
         if rec.correct:
             counts["correct"] += 1
-            tally[1] += 1
             correct[key].append(rec.sample_index)
         else:
             counts[
@@ -128,14 +164,22 @@ def rejection_sample(
             ] += 1
             wrong[key].append(rec.sample_index)
 
-    below = {
-        pid
-        for pid, (n, ok) in per_pair.items()
-        if agreement_threshold > 0 and ok < agreement_threshold * n
-    }
+    def tally(keys: Iterable[tuple[str, Order]]) -> tuple[int, int]:
+        ks = list(keys)
+        return sum(len(correct[k]) for k in ks), sum(len(correct[k]) + len(wrong[k]) for k in ks)
+
+    by_pair: dict[str, list[tuple[str, Order]]] = {}
+    for key in correct:
+        by_pair.setdefault(key[0], []).append(key)
+    unit_of = (lambda k: [k]) if threshold_unit == "order" else (lambda k: by_pair[k[0]])
+
     kept: list[Kept] = []
+    below = 0
     for key in sorted(correct, key=lambda k: (k[0], k[1].value)):
-        if not correct[key] or key[0] in below:
+        if not correct[key]:
+            continue
+        if not _meets(*tally(unit_of(key)), agreement_threshold):
+            below += 1
             continue
         kept.append(
             Kept(
@@ -143,14 +187,19 @@ def rejection_sample(
                 order=key[1],
                 chosen=_seeded_order(seed, key, correct[key]),
                 rejected=_seeded_order(seed, key, wrong[key]),
+                for_sft=True,
+                for_dpo=bool(wrong[key]),
             )
         )
+    with_wrong = sum(1 for k in kept if k.for_dpo)
     counts.update(
         keys=len(correct),
         keys_with_correct=sum(1 for v in correct.values() if v),
-        pairs=len(per_pair),
-        pairs_below_threshold=len(below),
+        keys_below_threshold=below,
+        pairs=len(by_pair),
         kept=len(kept),
+        dpo_candidates=with_wrong,
+        dpo_without_wrong=len(kept) - with_wrong,
     )
     return Selection(kept=kept, counts=counts)
 
@@ -173,16 +222,39 @@ def balance_labels(kept: Iterable[Kept], *, seed: int) -> Selection:
 
 
 def select(
-    judgements: Iterable[Any], *, seed: int, agreement_threshold: float = 0.0, balance: bool = True
+    judgements: Iterable[Any],
+    *,
+    seed: int,
+    agreement_threshold: float = 0.0,
+    threshold_unit: ThresholdUnit = "order",
+    balance: bool = True,
 ) -> Selection:
-    """Rejection sampling, then (optionally) label balance; counts of both steps merged."""
-    first = rejection_sample(judgements, seed=seed, agreement_threshold=agreement_threshold)
-    if not balance:
-        return Selection(kept=first.kept, counts={**first.counts, "selected": len(first.kept)})
-    second = balance_labels(first.kept, seed=seed)
-    return Selection(
-        kept=second.kept, counts={**first.counts, **second.counts, "selected": len(second.kept)}
+    """Rejection sampling, then (optionally) label balance, once over the SFT candidates and
+    once over the DPO candidates (those with a wrong sample too); the counts of every step
+    merged (DPO's balance counts prefixed `dpo_`). The result holds every entry that feeds
+    either, with `for_sft` / `for_dpo` set."""
+    first = rejection_sample(
+        judgements,
+        seed=seed,
+        agreement_threshold=agreement_threshold,
+        threshold_unit=threshold_unit,
     )
+    counts = dict(first.counts)
+    sft, dpo = first.kept, [k for k in first.kept if k.for_dpo]
+    if balance:
+        sft_bal, dpo_bal = balance_labels(sft, seed=seed), balance_labels(dpo, seed=seed)
+        sft, dpo = sft_bal.kept, dpo_bal.kept
+        counts.update(sft_bal.counts)
+        counts.update({f"dpo_{k}": v for k, v in dpo_bal.counts.items() if k != "balanced"})
+    in_sft = {(k.pair_id, k.order) for k in sft}
+    in_dpo = {(k.pair_id, k.order) for k in dpo}
+    out = [
+        k.model_copy(update={"for_sft": key in in_sft, "for_dpo": key in in_dpo})
+        for k in first.kept
+        if (key := (k.pair_id, k.order)) in in_sft or key in in_dpo
+    ]
+    counts.update(selected=len(sft), dpo_selected=len(dpo))
+    return Selection(kept=out, counts=counts)
 
 
 async def select_stage(step: Step) -> SelectCounts:
@@ -192,6 +264,7 @@ async def select_stage(step: Step) -> SelectCounts:
         read_judgements(ctx.rundir.iter_file(i, "judgements.jsonl")),
         seed=cfg.run.seed,
         agreement_threshold=cfg.selection.agreement_threshold,
+        threshold_unit=cfg.selection.threshold_unit,
         balance=cfg.selection.balance_labels,
     )
     write_jsonl(ctx.rundir.iter_file(i, "selected.jsonl"), result.kept)
@@ -204,5 +277,6 @@ STAGE = Stage(
     run=select_stage,
     counts=SelectCounts,
     needs=("judge",),
-    summary="rejection sampling: a correct judgement per (pair, order); agreement; label balance",
+    summary="rejection sampling: a correct judgement per (pair, order); agreement threshold; "
+    "label balance (SFT, DPO)",
 )

@@ -1,15 +1,20 @@
 """Stage `training_data` (step 7 of the method): SFT and DPO examples from the kept judgements,
 then the training file of the configured method in the fine-tune backend's own format.
 
-* SFT: input = the judge prompt for (x, A, B) in the kept order, target = the kept (correct)
-  judgement text.
-* DPO: same prompt; chosen = a correct judgement, rejected = a wrong one, a tie or one without a
-  verdict, up to `num_pairs` pairs per prompt. Correct samples are cycled in their seeded order so
-  that several pairs use different chosen texts when there are several.
+* SFT: for each (pair, order) kept `for_sft`, input = the judge prompt for (x, A, B) in that
+  order, target = the kept (correct) judgement text.
+* DPO: for each (pair, order) kept `for_dpo`, same prompt; chosen = a correct judgement,
+  rejected = a wrong one, a tie or one without a verdict: up to `num_pairs` distinct
+  (chosen, rejected) combinations drawn at random (seeded) from correct x wrong, as Meta's
+  `prepare_dpo_data` draws them (facebookresearch/RAM, projects/self_taught_evaluator/src).
+* Rows are written in a seeded random order (every SFT row, and every DPO row, on its own key),
+  not pair by pair: the two orders of a pair do not sit side by side in a training batch.
 
-`examples_for_pair` is the pure step (one pair, its judgements, its kept entries). `build_examples`
-streams a whole iteration: the judgement texts it needs are parked in a temporary SQLite file and
-joined with the pairs file one pair at a time, so memory does not grow with the dataset.
+`examples_for_pair` is the pure step (one pair, its judgements, its kept entries).
+`build_examples` streams a whole iteration: the pairs and the judgement texts it needs are parked
+in a temporary SQLite file, and so is one small row per training example (its seeded sort key
+and sample indices), which SQLite sorts; examples are then built one at a time in that order.
+Memory therefore stays bounded by the kept entries' indices, not by the texts or the rows.
 
 Files (under iter_i/): pairs.jsonl + judgements.jsonl + selected.jsonl -> sft.jsonl + dpo.jsonl
 -> train.<backend>.<method>.jsonl.
@@ -18,6 +23,7 @@ Files (under iter_i/): pairs.jsonl + judgements.jsonl + selected.jsonl -> sft.js
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -32,6 +38,7 @@ from ste_core.records import (
     Order,
     ResponsePair,
     SFTExample,
+    content_hash,
 )
 from ste_core.run.io import Rows, jsonl_writer, read_rows
 from ste_core.stages.base import Counts, Stage, Step
@@ -45,9 +52,48 @@ __all__ = [
     "STAGE",
     "TrainingDataCounts",
     "build_examples",
+    "dpo_combinations",
     "examples_for_pair",
     "training_file",
 ]
+
+
+def dpo_combinations(k: Kept, *, seed: int, num_pairs: int) -> list[tuple[int, int]]:
+    """Up to `num_pairs` distinct (chosen, rejected) sample indices of `k`, drawn at random
+    (seeded by `seed` and the entry) from every correct x wrong combination: Meta's
+    `all_pairs` shuffled and cut to `num_pairs`. Empty unless `k.for_dpo`."""
+    if not k.for_dpo or not k.rejected or num_pairs < 1:
+        return []
+    # One sha256 of the entry, then a cheap hash per combination: 64 samples per order make
+    # up to 1,024 combinations, ranked without building a JSON blob for each.
+    base = content_hash("dpo", seed, k.pair_id, k.order.value)
+
+    def rank(c: int, w: int) -> bytes:
+        return hashlib.blake2b(f"{base}:{c}:{w}".encode(), digest_size=8).digest()
+
+    combos = [(c, w) for c in k.chosen for w in k.rejected]
+    return sorted(combos, key=lambda cw: rank(*cw))[:num_pairs]
+
+
+def _sft_example(pair: ResponsePair, order: Order, target: str, template: Template) -> SFTExample:
+    return SFTExample(
+        messages=judge_messages(template, pair, order),
+        completion=target,
+        pair_id=pair.id,
+        order=order,
+    )
+
+
+def _dpo_example(
+    pair: ResponsePair, order: Order, chosen: str, rejected: str, template: Template
+) -> DPOExample:
+    return DPOExample(
+        messages=judge_messages(template, pair, order),
+        chosen=chosen,
+        rejected=rejected,
+        pair_id=pair.id,
+        order=order,
+    )
 
 
 def examples_for_pair(
@@ -57,38 +103,26 @@ def examples_for_pair(
     *,
     template: Template,
     num_pairs: int = 1,
+    seed: int = 0,
 ) -> tuple[list[SFTExample], list[DPOExample]]:
     """SFT and DPO examples of one pair. `texts[(order, sample_index)]` = judgement text."""
     sft: list[SFTExample] = []
     dpo: list[DPOExample] = []
     for k in kept:
-        messages = judge_messages(template, pair, k.order)
-        sft.append(
-            SFTExample(
-                messages=messages,
-                completion=texts[(k.order, k.sample_index)],
-                pair_id=pair.id,
-                order=k.order,
-            )
-        )
-        for j, bad in enumerate(k.rejected[:num_pairs]):
-            good = k.chosen[j % len(k.chosen)]
-            dpo.append(
-                DPOExample(
-                    messages=messages,
-                    chosen=texts[(k.order, good)],
-                    rejected=texts[(k.order, bad)],
-                    pair_id=pair.id,
-                    order=k.order,
-                )
-            )
+        if k.for_sft:
+            sft.append(_sft_example(pair, k.order, texts[(k.order, k.sample_index)], template))
+        for c, w in dpo_combinations(k, seed=seed, num_pairs=num_pairs):
+            good, bad = texts[(k.order, c)], texts[(k.order, w)]
+            dpo.append(_dpo_example(pair, k.order, good, bad, template))
     return sft, dpo
 
 
-def _needed(k: Kept, num_pairs: int) -> set[int]:
-    rejected = k.rejected[:num_pairs]
-    chosen = {k.chosen[j % len(k.chosen)] for j in range(len(rejected))} | {k.sample_index}
-    return chosen | set(rejected)
+def _sft_row_key(seed: int, k: Kept) -> str:
+    return content_hash("sft-row", seed, k.pair_id, k.order.value)
+
+
+def _dpo_row_key(seed: int, k: Kept, combo: tuple[int, int]) -> str:
+    return content_hash("dpo-row", seed, k.pair_id, k.order.value, *combo)
 
 
 def build_examples(
@@ -98,19 +132,14 @@ def build_examples(
     *,
     template: Template,
     num_pairs: int,
+    seed: int,
     workdir: Path,
-) -> Iterator[tuple[list[SFTExample], list[DPOExample]]]:
-    """Stream (sft, dpo) example lists pair by pair, in the pairs' order.
+) -> Iterator[SFTExample | DPOExample]:
+    """Stream every SFT example, then every DPO example, each kind in a seeded random order.
 
-    `workdir` holds the temporary join file (removed at the end). Pairs without kept entries yield
-    nothing.
+    `workdir` holds the temporary join file (removed at the end). Kept entries whose pair is not
+    in `pairs` yield nothing.
     """
-    by_pair: dict[str, list[Kept]] = {}
-    for k in kept:
-        by_pair.setdefault(k.pair_id, []).append(k)
-    need: dict[tuple[str, str], set[int]] = {
-        (k.pair_id, k.order.value): _needed(k, num_pairs) for ks in by_pair.values() for k in ks
-    }
     workdir.mkdir(parents=True, exist_ok=True)
     db_path = workdir / "_training_join.sqlite"
     db_path.unlink(missing_ok=True)
@@ -121,6 +150,26 @@ def build_examples(
             "CREATE TABLE t (pair_id TEXT, ord TEXT, sample INTEGER, text TEXT, "
             "PRIMARY KEY (pair_id, ord, sample))"
         )
+        db.execute("CREATE TABLE p (pair_id TEXT PRIMARY KEY, json TEXT)")
+        # One row per training example to come: its seeded sort key and sample indices.
+        db.execute(
+            "CREATE TABLE ex (kind TEXT, sort_key TEXT, pair_id TEXT, ord TEXT, "
+            "chosen INTEGER, rejected INTEGER)"
+        )
+        need: dict[tuple[str, str], set[int]] = {}
+        for k in kept:
+            units: list[tuple[str, str, str, str, int, int]] = []
+            if k.for_sft:
+                units.append(
+                    ("sft", _sft_row_key(seed, k), k.pair_id, k.order.value, k.sample_index, -1)
+                )
+            for combo in dpo_combinations(k, seed=seed, num_pairs=num_pairs):
+                units.append(
+                    ("dpo", _dpo_row_key(seed, k, combo), k.pair_id, k.order.value, *combo)
+                )
+            db.executemany("INSERT INTO ex VALUES (?,?,?,?,?,?)", units)
+            wanted = need.setdefault((k.pair_id, k.order.value), set())
+            wanted.update(i for u in units for i in u[4:] if i >= 0)
         rows = (
             (j.pair_id, Order(j.order).value, j.sample_index, j.text)
             for j in judgements
@@ -128,22 +177,51 @@ def build_examples(
             and j.sample_index in need.get((j.pair_id, Order(j.order).value), ())
         )
         db.executemany("INSERT OR REPLACE INTO t VALUES (?,?,?,?)", rows)
-        db.commit()
+        pair_ids = {pid for pid, _ in need}
         del need
-        for pair in pairs:
-            ks = by_pair.get(pair.id)
-            if not ks:
-                continue
-            texts = {
-                (Order(o), s): t
-                for o, s, t in db.execute(
-                    "SELECT ord, sample, text FROM t WHERE pair_id = ?", (pair.id,)
-                )
-            }
-            yield examples_for_pair(pair, ks, texts, template=template, num_pairs=num_pairs)
+        db.executemany(
+            "INSERT OR REPLACE INTO p VALUES (?,?)",
+            ((p.id, p.model_dump_json()) for p in pairs if p.id in pair_ids),
+        )
+        db.commit()
+        yield from _ordered_examples(db, "sft", template)
+        yield from _ordered_examples(db, "dpo", template)
     finally:
         db.close()
         db_path.unlink(missing_ok=True)
+
+
+def _ordered_examples(
+    db: sqlite3.Connection, kind: str, template: Template
+) -> Iterator[SFTExample | DPOExample]:
+    # A second cursor reads the pair and the texts while the ordered one is open.
+    lookup = db.cursor()
+
+    def text(pair_id: str, order: str, sample: int) -> str:
+        found = lookup.execute(
+            "SELECT text FROM t WHERE pair_id = ? AND ord = ? AND sample = ?",
+            (pair_id, order, sample),
+        ).fetchone()
+        if found is None:
+            raise SteError(
+                f"no judgement text for pair {pair_id}, order {order}, sample {sample}: "
+                "selected.jsonl does not match judgements.jsonl; re-run the select stage"
+            )
+        return str(found[0])
+
+    units = db.execute(
+        "SELECT ex.pair_id, ex.ord, ex.chosen, ex.rejected, p.json FROM ex "
+        "JOIN p ON p.pair_id = ex.pair_id WHERE ex.kind = ? ORDER BY ex.sort_key",
+        (kind,),
+    )
+    for pair_id, order, chosen, rejected, pair_json in units:
+        pair = ResponsePair.model_validate_json(pair_json)
+        o = Order(order)
+        if kind == "sft":
+            yield _sft_example(pair, o, text(pair_id, order, chosen), template)
+        else:
+            good, bad = text(pair_id, order, chosen), text(pair_id, order, rejected)
+            yield _dpo_example(pair, o, good, bad, template)
 
 
 # --------------------------------------------------------------------------------------------
@@ -183,21 +261,25 @@ async def training_data(step: Step) -> TrainingDataCounts:
         jsonl_writer(rundir.iter_file(i, "sft.jsonl")) as ws,
         jsonl_writer(rundir.iter_file(i, "dpo.jsonl")) as wd,
     ):
-        for sft, dpo in build_examples(
-            read_rows(rundir.iter_file(i, "pairs.jsonl"), ResponsePair),
-            read_judgements(rundir.iter_file(i, "judgements.jsonl")),
-            read_rows(rundir.iter_file(i, "selected.jsonl"), Kept),
-            template=template,
-            num_pairs=cfg.finetune.dpo_pairs_per_prompt,
-            workdir=rundir.iter_dir(i),
+        for n, example in enumerate(
+            build_examples(
+                read_rows(rundir.iter_file(i, "pairs.jsonl"), ResponsePair),
+                read_judgements(rundir.iter_file(i, "judgements.jsonl")),
+                read_rows(rundir.iter_file(i, "selected.jsonl"), Kept),
+                template=template,
+                num_pairs=cfg.finetune.dpo_pairs_per_prompt,
+                seed=cfg.run.seed,
+                workdir=rundir.iter_dir(i),
+            )
         ):
-            for sft_ex in sft:
-                ws.write(sft_ex)
-            n_sft += len(sft)
-            for dpo_ex in dpo:
-                wd.write(dpo_ex)
-            n_dpo += len(dpo)
-            await asyncio.sleep(0)  # a long synchronous loop: let a cancel (Ctrl-C, SIGTERM) in
+            if isinstance(example, SFTExample):
+                ws.write(example)
+                n_sft += 1
+            else:
+                wd.write(example)
+                n_dpo += 1
+            if n % 256 == 0:
+                await asyncio.sleep(0)  # a long synchronous loop: let a cancel (Ctrl-C) in
     method = cfg.finetune.method
     n_examples = n_sft if method.value == "sft" else n_dpo
     if n_examples == 0:

@@ -1,5 +1,6 @@
-"""ste_prompts parsers (ste_prompts.parsers): verdicts, worse responses, categories, the registry,
-and property tests (hypothesis) that they round-trip and never crash or echo the whole text."""
+"""ste_prompts parsers (ste_prompts.parsers): worse responses, categories, the registry, and
+property tests (hypothesis) that they round-trip and never crash or echo the whole text. The
+verdict rules are tested in test_verdicts.py."""
 
 from __future__ import annotations
 
@@ -29,55 +30,6 @@ from ste_prompts import (
     register_parser,
 )
 from tests.prompts.strategies import SETTINGS, hostile_text
-
-# ------------------------------------------------------------------------------------------
-# Verdicts
-# ------------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("text", "verdict"),
-    [
-        ("Response A is more accurate.\n[[A]]", "A"),
-        ("B handles the edge case.\n\n[[B]]", "B"),
-        ("[[B]]", "B"),
-        ("They are equally good. [[C]]", "tie"),
-        ("[[A]] ... on reflection, final verdict: [[A]]", "A"),
-        ("[[ A ]]", "A"),
-        ("[[\tB ]]", "B"),
-        ("[[a]]", "A"),
-        ("**[[B]]**", "B"),
-        ('Final verdict: "[[A]]"', "A"),
-        ("[[[A]]]", "A"),
-        # ambiguous or missing
-        ("I would say [[A]] if A were right, but [[B]].", None),
-        ("Output [[A]] if A is better, [[B]] if B is better. ... [[A]]", None),
-        ("[[A]] or maybe a tie [[C]]", None),
-        ("[[B]] [[C]]", None),
-        ("Response A is better.", None),
-        ("", None),
-        ("[A]", None),
-        ("[[AB]]", None),
-        ("[[Assistant A]]", None),
-        ("[[\nA\n]]", None),
-        ("[[D]]", None),
-        ("**A**", None),
-    ],
-)
-def test_parse_verdict(text, verdict):
-    result = parse_verdict(text)
-    assert isinstance(result, VerdictResult)
-    assert result.verdict == verdict
-    assert result.ok is (verdict is not None)
-    assert result.reason
-
-
-def test_verdict_reasons_say_what_happened():
-    assert parse_verdict("nothing here").reason == "no verdict marker"
-    assert parse_verdict("[[B]] vs [[A]]").reason == "conflicting verdict markers: [[A]] and [[B]]"
-    assert parse_verdict("[[A]] x [[A]]").reason == "[[A]] (2 times)"
-    assert parse_verdict("[[C]]").reason == "[[C]]"
-
 
 # ------------------------------------------------------------------------------------------
 # Worse responses
@@ -536,40 +488,6 @@ def test_parsers_never_raise_and_never_echo_the_whole_text(text):
     v = parse_verdict(text)
     assert isinstance(v, VerdictResult) and v.verdict in ("A", "B", "tie", None)
     assert isinstance(parse_category(text), CategoryResult | ParseFailure)
-
-
-# Reasoning text without any `[[` so the only marker is the one we append.
-reasoning = st.text(
-    st.characters(blacklist_categories=("Cs",), blacklist_characters="["), max_size=200
-)
-
-
-@SETTINGS
-@given(
-    body=reasoning,
-    marker=st.sampled_from(["A", "B", "C"]),
-    spaced=st.booleans(),
-    repeat=st.integers(1, 3),
-)
-def test_judge_output_ending_in_a_marker_parses_to_it(body, marker, spaced, repeat):
-    mark = f"[[ {marker} ]]" if spaced else f"[[{marker}]]"
-    text = body + ("\n" + mark) * repeat
-    expected = {"A": "A", "B": "B", "C": "tie"}[marker]
-    assert parse_verdict(text).verdict == expected
-
-
-@SETTINGS
-@given(body=reasoning, first=st.sampled_from("ABC"), second=st.sampled_from("ABC"))
-def test_two_different_markers_give_no_verdict(body, first, second):
-    assume(first != second)
-    result = parse_verdict(f"[[{first}]] {body}\n[[{second}]]")
-    assert result.verdict is None and "conflicting" in result.reason
-
-
-@SETTINGS
-@given(body=reasoning)
-def test_no_marker_no_verdict(body):
-    assert parse_verdict(body) == VerdictResult(None, "no verdict marker")
 
 
 rationale = st.text(st.characters(blacklist_categories=("Cs",)), max_size=200)

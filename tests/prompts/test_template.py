@@ -481,6 +481,7 @@ def test_builtin_files_parse_as_toml_with_only_known_keys():
                 "user",
                 "defaults",
                 "metadata",
+                "verdict_rule",
             }
 
 

@@ -3,6 +3,7 @@ commands plugins add (`register_commands`)."""
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 
@@ -59,6 +60,16 @@ def test_templates_lists_and_shows_one() -> None:
     shown = CliRunner().invoke(app, ["templates", "show", "judge_short"])
     assert shown.exit_code == 0 and "--- user ---" in shown.output
     assert CliRunner().invoke(app, ["templates", "--show", "judge_short"]).output == shown.output
+    assert "--- verdict rule: final" in shown.output
+
+
+def test_templates_show_the_verdict_rule_of_judge_templates() -> None:
+    rows = json.loads(CliRunner().invoke(app, ["templates", "--json"]).output)
+    rules = {r["name"]: r["verdict_rule"] for r in rows}
+    assert rules["judge_meta_rewardbench"] == "meta" and rules["judge_short"] == "final"
+    assert rules["worse_response"] is None
+    table = CliRunner().invoke(app, ["templates"], env={"COLUMNS": "200"}).output
+    assert "verdict (meta)" in table and "verdict (final)" in table
 
 
 def test_shell_completion_is_offered() -> None:

@@ -156,6 +156,29 @@ async def test_judge_failures_and_unparsable_and_missing_choices() -> None:
     assert "conflicting" in p2[0].parse_reason
 
 
+@pytest.mark.parametrize(
+    ("template", "verdict"), [("judge_short", "B"), ("judge_meta_rewardbench", None)]
+)
+async def test_judge_pairs_reads_verdicts_by_the_templates_rule(template, verdict) -> None:
+    # The judge restates the format, then gives its verdict: the last marker counts for ste's
+    # template (rule "final"); Meta's rule, declared by Meta's template, sees both markers.
+    def answer(req: ChatRequest) -> list[str]:
+        return ['Use "[[A]]" if A is better, "[[B]]" if B is better.\nB is right.\n[[B]]']
+
+    got = [
+        r
+        async for r in judge_pairs(
+            _sched(Scripted(answer)),
+            _pairs(1),
+            model="j",
+            template=get_template(template),
+            params=SamplingParams(),
+            orders="single",
+        )
+    ]
+    assert [r.verdict for r in got] == [verdict]  # type: ignore[union-attr]
+
+
 async def test_judge_pairs_refuses_a_non_judge_template() -> None:
     with pytest.raises(ConfigurationError, match="judge template"):
         async for _ in judge_pairs(
