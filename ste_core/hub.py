@@ -76,8 +76,8 @@ def hub_reachable() -> bool:
             if not _reachable:
                 _go_offline()
                 log.warning(
-                    "the Hugging Face Hub (%s) cannot be reached; models and datasets are read from "
-                    "the local cache only (set HF_HUB_OFFLINE=1 to skip this check)",
+                    "the Hugging Face Hub (%s) cannot be reached; models and datasets are read "
+                    "from the local cache only (set HF_HUB_OFFLINE=1 to skip this check)",
                     endpoint,
                 )
         return _reachable
