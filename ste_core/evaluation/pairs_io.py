@@ -227,22 +227,23 @@ def read_judgements(
 ) -> JudgementsFile:
     """Read judge outputs (and failures) from JSONL; verdicts are re-parsed from the text.
 
-    `parser` (text -> an object with `.verdict` and `.reason`) defaults to
-    `ste_prompts.parse_verdict`; pass the judge template's parser if it has another one.
+    `parser` (text -> an object with `.verdict` and `.reason`) defaults to the parser and
+    verdict rule of the template each row names (a run's rows name theirs), and to
+    `ste_prompts.parse_verdict` (the `final` rule) for rows whose template is unknown.
     `judge_model` / `template` fill rows that do not name them. Rows whose stored `verdict`
     disagrees with the parse are counted in `verdict_mismatches` (the parse wins).
     """
-    if parser is None:
-        from ste_prompts import parse_verdict
-
-        parser = parse_verdict
     path = Path(path)
     rows = read_rows(path, on_error=on_error)
     out = JudgementsFile(records=[], skipped=rows.skipped, path=path)
+    templates = _TemplateParsers()
     for row in rows:
         try:
             rec, mismatch = _judgement_from_row(
-                row, judge_model=judge_model, template=template, parser=parser
+                row,
+                judge_model=judge_model,
+                template=template,
+                parser=parser or templates.parser(row, default=template),
             )
         except ValueError as exc:  # pydantic's ValidationError included
             rows.reject(exc)
@@ -250,6 +251,32 @@ def read_judgements(
         out.records.append(rec)
         out.verdict_mismatches += mismatch
     return out
+
+
+class _TemplateParsers:
+    """The output parser of each template a judgements file names, looked up once each."""
+
+    def __init__(self) -> None:
+        self._by_name: dict[str, Callable[[str], Any]] = {}
+
+    def parser(self, row: Any, *, default: str) -> Callable[[str], Any]:
+        name = str(row.get("template") or default) if isinstance(row, dict) else default
+        if name not in self._by_name:
+            self._by_name[name] = _template_parser(name)
+        return self._by_name[name]
+
+
+def _template_parser(name: str) -> Callable[[str], Any]:
+    from ste_core.plugins import get_host
+    from ste_prompts import parse_verdict
+
+    try:
+        template = get_host().template(name)
+    except Exception:  # a template this installation does not know: the default rule
+        return parse_verdict
+    if template.purpose != "judge":
+        return parse_verdict
+    return template.parse_output  # type: ignore[no-any-return]
 
 
 def judgement_row(record: Judgement | Drop) -> dict[str, Any]:

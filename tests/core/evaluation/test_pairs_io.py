@@ -106,7 +106,7 @@ def test_judgements_round_trip_and_external_rows(tmp_path: Path) -> None:
             verdict="B",
             judge_model="m",
             template="t",
-            parse_reason="[[B]]",
+            parse_reason="final marker [[B]]",
         ),
         Drop(
             pair_id="a",
@@ -159,3 +159,17 @@ def test_write_pairs_reads_back(tmp_path: Path) -> None:
     ]
     write_jsonl(tmp_path / "eval_pairs.jsonl", pairs)
     assert read_pairs(tmp_path / "eval_pairs.jsonl").pairs == pairs
+
+
+def test_judgements_are_reparsed_with_the_rule_of_the_template_they_name(tmp_path: Path) -> None:
+    text = "Quoting the question's [[B]] first.\nMy verdict: [[A]]"
+    rows = [
+        {"pair_id": "p", "order": "AB", "text": text, "template": "judge_meta_rewardbench"},
+        {"pair_id": "p", "order": "BA", "text": text, "template": "judge_short"},
+        {"pair_id": "q", "order": "AB", "text": text, "template": "not-a-known-template"},
+    ]
+    path = tmp_path / "j.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    verdicts = [r.verdict for r in read_judgements(path).records]
+    # meta: both markers present -> no verdict; final (ours, and the default): the last one
+    assert verdicts == [None, "A", "A"]
