@@ -500,7 +500,38 @@ class Config(_Section):
         the backends declared which options do pinned them all."""
         now = self.result_settings(pinned)
         before = {k: v for k, v in previous.items() if _changes_results(k, pinned)}
-        return sorted(k for k in set(now) | set(before) if now.get(k) != before.get(k))
+        # A setting added after the run started, left at its default, keeps what the run did.
+        added = {k for k in set(now) - set(before) if now[k] == _default_at(k)}
+        return sorted(
+            k for k in set(now) | set(before) if k not in added and now.get(k) != before.get(k)
+        )
+
+
+_NO_DEFAULT = object()
+
+
+def _default_at(key: str) -> Any:
+    """The schema's default for the flattened key `key` (e.g. `data.recipe`), as
+    `result_settings` writes values; `_NO_DEFAULT` where the schema gives none."""
+    node: Any = Config
+    for part in key.split("."):
+        if isinstance(node, type) and issubclass(node, BaseModel):
+            info = node.model_fields.get(part)
+            if info is None:
+                return _NO_DEFAULT
+            # a required section (run, data, ...) has no default of its own: walk its class
+            node = (
+                info.annotation
+                if info.is_required()
+                else info.get_default(call_default_factory=True)
+            )
+        elif isinstance(node, BaseModel):
+            node = getattr(node, part, _NO_DEFAULT)
+        else:
+            return _NO_DEFAULT
+    if isinstance(node, type | BaseModel):
+        return _NO_DEFAULT
+    return node
 
 
 def _changes_results(key: str, pinned: Mapping[str, Collection[str]] | None) -> bool:

@@ -79,3 +79,35 @@ def test_an_unknown_checker_or_solve_template_is_found_when_the_file_loads(
     # Only a recipe that solves problems uses them.
     cfg["data"]["recipe"] = "instructions"
     load_config(write_config(tmp_path, cfg))
+
+
+def test_a_run_started_before_the_recipe_settings_existed_still_resumes(tmp_path: Path) -> None:
+    cfg = load_config(write_config(tmp_path, _minimal(tmp_path)))
+    new_keys = ("data.", "generator.solve_")
+    recipe_keys = {"data.recipe", "data.checker", "generator.solve_params.temperature"}
+    before = {
+        k: v
+        for k, v in cfg.result_settings().items()
+        if not (k.startswith(new_keys) and k.split(".")[1] in _ADDED)
+    }
+    assert recipe_keys - before.keys() == recipe_keys  # as an older version stored them
+    assert cfg.changed_settings(before) == []
+    # ... but a recipe chosen now is a change that asks for --fresh
+    verifiable = load_config(write_config(tmp_path, _with(tmp_path, recipe="verifiable")))
+    assert verifiable.changed_settings(before) == ["data.recipe"]
+    hotter = _minimal(tmp_path)
+    hotter["generator"]["solve_params"] = {"temperature": 1.0, "top_p": 0.95}
+    changed = load_config(write_config(tmp_path, hotter)).changed_settings(before)
+    assert changed == ["generator.solve_params.temperature"]
+
+
+_ADDED = {
+    "recipe",
+    "answer_field",
+    "checker",
+    "samples_per_problem",
+    "verifiable_ratio",
+    "problems",
+    "solve_template",
+    "solve_params",
+}
