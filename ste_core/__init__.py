@@ -45,6 +45,7 @@ from ste_core.errors import (
 )
 from ste_core.hookspecs import (
     IterationEvent,
+    RegisterAnswerCheckers,
     RegisterBackends,
     RegisterTemplates,
     RunEvent,
@@ -91,6 +92,7 @@ from ste_core.records import (
 )
 
 if TYPE_CHECKING:
+    from ste_core.answers import AnswerCheck
     from ste_core.config import Config, load_config
     from ste_core.pipeline import Pipeline, RunResult, run
     from ste_core.stages import STAGES, Counts, Stage, Step
@@ -100,6 +102,7 @@ __version__ = "0.1.0"
 # The loop's modules import the config schema, the engine and every stage: loaded on first use
 # so that `import ste_core` (a plugin, `ste --help`) stays cheap.
 _LAZY = {
+    "AnswerCheck": "ste_core.answers",
     "Config": "ste_core.config",
     "load_config": "ste_core.config",
     "Pipeline": "ste_core.pipeline",
@@ -125,6 +128,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "STAGES",
+    "AnswerCheck",
     "AuthenticationError",
     "BackendOptions",
     "Baseline",
@@ -166,6 +170,7 @@ __all__ = [
     "Pipeline",
     "ProviderError",
     "RateLimitError",
+    "RegisterAnswerCheckers",
     "RegisterBackends",
     "RegisterTemplates",
     "Resource",

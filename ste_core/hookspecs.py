@@ -11,11 +11,11 @@ decorated by `ste_core.hookimpl`:
 
 Registration hooks take a `register` callback (the shape simonw/llm uses) so a plugin can register
 any number of things and the host can attach the plugin's distribution to each; its signature is
-the `RegisterBackends` / `RegisterTemplates` protocol, for editors and mypy. `register_commands`
-takes the `ste` command-line app itself (a `typer.Typer`; llm passes its click group the same
-way) and adds commands to it, e.g. `cli.command("demo")(demo)`; it runs whenever the CLI starts,
-so it must stay cheap: import what the command needs inside the command. Event hooks are
-called after the fact, with plain records, one implementation at a time
+the `RegisterBackends` / `RegisterTemplates` / `RegisterAnswerCheckers` protocol, for editors and
+mypy. `register_commands` takes the `ste` command-line app itself (a `typer.Typer`; llm passes
+its click group the same way) and adds commands to it, e.g. `cli.command("demo")(demo)`; it runs
+whenever the CLI starts, so it must stay cheap: import what the command needs inside the
+command. Event hooks are called after the fact, with plain records, one implementation at a time
 (`ste_core.plugins.fire_event`); their return values are ignored and an exception in one is
 reported as a warning naming the plugin, never allowed to stop a run or the other plugins.
 """
@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 if TYPE_CHECKING:
     import typer
 
+    from ste_core.answers import AnswerChecker
     from ste_core.backends import FineTuneBackend, InferenceBackend
     from ste_prompts import Template
 
@@ -55,6 +56,14 @@ class RegisterTemplates(Protocol):
 
     def __call__(self, template: Template | str | Path) -> None:
         """Register a prompt template object, or the path of a template file."""
+
+
+class RegisterAnswerCheckers(Protocol):
+    """The `register` callback of `register_answer_checkers`."""
+
+    def __call__(self, name: str, checker: AnswerChecker) -> None:
+        """Register `checker`, a function (solution, reference) -> `ste_core.AnswerCheck`,
+        as `name` (the value of `data.checker`)."""
 
 
 class StageEvent(BaseModel):
@@ -95,6 +104,12 @@ class Hookspecs:
     def register_templates(self, register: RegisterTemplates) -> None:
         """Register prompt templates: `register(template)` with an `ste_prompts.Template`,
         or `register(path)` with the path of a template file."""
+
+    @hookspec
+    def register_answer_checkers(self, register: RegisterAnswerCheckers) -> None:
+        """Register answer checkers for the verifiable-answer recipe: `register(name, checker)`
+        with a function (solution, reference) -> `AnswerCheck` (`ste_core.answers`). A name
+        that is taken (a built-in, or an earlier plugin's) is refused with a warning."""
 
     @hookspec
     def register_commands(self, cli: typer.Typer) -> None:

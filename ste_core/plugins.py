@@ -30,11 +30,18 @@ from pydantic import BaseModel
 
 from ste_core.backends import BackendOptions, FineTuneBackend, InferenceBackend
 from ste_core.errors import ConfigurationError, MissingDependencyError, UnknownBackendError
-from ste_core.hookspecs import Hookspecs, RegisterBackends, RegisterTemplates
+from ste_core.hookspecs import (
+    Hookspecs,
+    RegisterAnswerCheckers,
+    RegisterBackends,
+    RegisterTemplates,
+)
 from ste_core.validation import did_you_mean
 
 if TYPE_CHECKING:
     import typer
+
+    from ste_core.answers import AnswerChecker
 
 ENTRY_POINT_GROUP = "ste"
 OWN_DISTRIBUTION = "self-taught-evaluators"
@@ -114,6 +121,9 @@ class PluginHost:
     backends: dict[str, BackendInfo] = field(default_factory=dict)
     templates: dict[str, Any] = field(default_factory=dict)
     template_owner: dict[str, str] = field(default_factory=dict)
+    #: answer checkers by name (`data.checker`), and who registered each
+    checkers: dict[str, AnswerChecker] = field(default_factory=dict)
+    checker_owner: dict[str, str] = field(default_factory=dict)
     load_errors: list[str] = field(default_factory=list)
     _order: list[str] = field(default_factory=list)
     #: plugin name -> (distribution, version), for entry-point plugins
@@ -167,6 +177,7 @@ class PluginHost:
         makers: dict[str, Callable[[str, str | None, str | None], Any]] = {
             "register_backends": self._backend_registrar,
             "register_templates": self._template_registrar,
+            "register_answer_checkers": self._checker_registrar,
         }
         for hookname, make in makers.items():
             for impl in self._impls(hookname):
@@ -282,6 +293,24 @@ class PluginHost:
 
         return register
 
+    def _checker_registrar(
+        self, pname: str, dist: str | None, version: str | None
+    ) -> RegisterAnswerCheckers:
+        def register(name: str, checker: AnswerChecker) -> None:
+            if not callable(checker):
+                raise TypeError(f"answer checker {name!r} must be a function (solution, reference)")
+            if name in self.checkers:
+                self._warn(
+                    f"plugin '{pname}' ({dist or 'no distribution'}) registers answer checker "
+                    f"'{name}', which {self.checker_owner[name]} already registered; keeping "
+                    "the first."
+                )
+                return
+            self.checkers[name] = checker
+            self.checker_owner[name] = dist or pname
+
+        return register
+
     def _warn(self, message: str) -> None:
         self.load_errors.append(message)
         warnings.warn(message, PluginWarning, stacklevel=3)
@@ -314,6 +343,18 @@ class PluginHost:
         backend = self.backend(name).build("finetune", options, values)
         assert isinstance(backend, FineTuneBackend)
         return backend
+
+    def answer_checker(self, name: str) -> AnswerChecker:
+        """The answer checker registered as `name`; a ConfigurationError naming the others."""
+        try:
+            return self.checkers[name]
+        except KeyError:
+            known = ", ".join(sorted(self.checkers)) or "none"
+            raise ConfigurationError(
+                f"data.checker: no answer checker named {name!r}"
+                f"{did_you_mean(name, self.checkers)}. Registered checkers: {known}. Install the "
+                "plugin that provides it, or pick one of those."
+            ) from None
 
     def template(self, name_or_path: str) -> Any:
         import ste_prompts
@@ -369,6 +410,11 @@ def get_host() -> PluginHost:
             for template in ste_prompts.builtin_templates().values():
                 host.templates[template.name] = template
                 host.template_owner[template.name] = OWN_DISTRIBUTION
+            from ste_core.answers import BUILTIN_CHECKERS
+
+            for name, checker in BUILTIN_CHECKERS.items():
+                host.checkers[name] = checker
+                host.checker_owner[name] = OWN_DISTRIBUTION
             host.load_entry_points(_allowed_plugins())
             host._collect()
             _host = host
@@ -389,6 +435,12 @@ def get_template(name_or_path: str) -> Any:
         return get_host().template(name_or_path)
     except Exception as exc:  # TemplateError names the file / the known names
         raise ConfigurationError(f"template {name_or_path!r}: {exc}") from exc
+
+
+def get_answer_checker(name: str) -> AnswerChecker:
+    """The answer checker `name` (built-in or a plugin's); an unknown name is a
+    ConfigurationError listing the registered ones."""
+    return get_host().answer_checker(name)
 
 
 def get_inference_backend(

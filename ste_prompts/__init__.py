@@ -4,6 +4,7 @@ Standard library only. See README.md beside this file for the template format an
 rules.
 """
 
+from ste_prompts.answers import FinalAnswer, format_solution, parse_final_answer
 from ste_prompts.categories import DEFAULT_CATEGORIES, DIFFICULTIES, format_categories
 from ste_prompts.parsers import (
     PARSERS,
@@ -21,6 +22,7 @@ from ste_prompts.parsers import (
     parse_worse_response,
     register_parser,
 )
+from ste_prompts.plan_execute import PlanExecuteResult, format_plan_execute, parse_plan_execute
 from ste_prompts.template import (
     BUILTIN_SOURCE,
     KNOWN_PURPOSES,
@@ -43,7 +45,9 @@ __all__ = [
     "PARSERS",
     "VERDICT_RULES",
     "CategoryResult",
+    "FinalAnswer",
     "ParseFailure",
+    "PlanExecuteResult",
     "Template",
     "TemplateError",
     "UnknownParserError",
@@ -54,12 +58,16 @@ __all__ = [
     "builtin_templates",
     "format_categories",
     "format_category",
+    "format_plan_execute",
+    "format_solution",
     "format_worse_response",
     "get_parser",
     "get_template",
     "load_template",
     "loads_template",
     "parse_category",
+    "parse_final_answer",
+    "parse_plan_execute",
     "parse_verdict",
     "parse_worse_response",
     "placeholders",

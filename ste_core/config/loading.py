@@ -70,7 +70,7 @@ def config_from_dict(
     base = base_dir or Path.cwd()
     cfg = _resolve_paths(cfg, base)
     cfg, lines = _checked_options(cfg, base)
-    lines += _template_problems(cfg)
+    lines += _template_problems(cfg) + _checker_problems(cfg)
     if lines:
         raise ConfigurationError(f"invalid configuration in {source}:\n" + "\n".join(lines))
     return cfg
@@ -200,6 +200,7 @@ _TEMPLATES = (
     ("judge.template", "judge"),
     ("evaluation.template", "judge"),
     ("filter.template", "classifier"),
+    ("generator.solve_template", "solve"),
 )
 
 
@@ -216,6 +217,8 @@ def _template_problems(cfg: Config) -> list[str]:
         name = getattr(getattr(cfg, section), field)
         if name is None or (key == "filter.template" and not cfg.filter.enabled):
             continue
+        if key == "generator.solve_template" and not cfg.data.uses_problems:
+            continue
         try:
             template = host.template(name)
             get_parser(template.parser)
@@ -228,6 +231,20 @@ def _template_problems(cfg: Config) -> list[str]:
                 "template is needed here (`ste templates` lists them with their purpose)"
             )
     return lines
+
+
+def _checker_problems(cfg: Config) -> list[str]:
+    """A line when the verifiable recipe names an answer checker nobody registered."""
+    from ste_core.plugins import get_host
+
+    checkers = get_host().checkers
+    if not cfg.data.uses_problems or cfg.data.checker in checkers:
+        return []
+    return [
+        f"  data.checker: got {cfg.data.checker!r}; registered answer checkers: "
+        f"{', '.join(sorted(checkers))} (a plugin adds more with the register_answer_checkers "
+        "hook)"
+    ]
 
 
 # --------------------------------------------------------------------------------------------
@@ -253,8 +270,14 @@ def _is_template_path(name: str) -> bool:
 
 
 def _resolve_paths(cfg: Config, base: Path) -> Config:
+    problems = cfg.data.problems
+    if problems is not None and problems.path:
+        problems = problems.model_copy(update={"path": _resolve(base, problems.path)})
     data = cfg.data.model_copy(
-        update={"path": _resolve(base, cfg.data.path) if cfg.data.path else None}
+        update={
+            "path": _resolve(base, cfg.data.path) if cfg.data.path else None,
+            "problems": problems,
+        }
     )
     ev = cfg.evaluation
     ev = ev.model_copy(
@@ -283,7 +306,10 @@ def _resolve_paths(cfg: Config, base: Path) -> Config:
             "evaluation": ev,
             "judge": cfg.judge.model_copy(update={"template": tmpl(cfg.judge.template)}),
             "generator": cfg.generator.model_copy(
-                update={"worse_template": tmpl(cfg.generator.worse_template)}
+                update={
+                    "worse_template": tmpl(cfg.generator.worse_template),
+                    "solve_template": tmpl(cfg.generator.solve_template),
+                }
             ),
             "filter": cfg.filter.model_copy(update={"template": tmpl(cfg.filter.template)}),
         }

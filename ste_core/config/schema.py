@@ -23,6 +23,7 @@ from ste_core.records import FineTuneMethod, FineTuneSpec, LoRAConfig, SamplingP
 
 __all__ = [
     "OPTION_TABLES",
+    "RECIPES",
     "SECRET_MARK",
     "BenchmarkFile",
     "BudgetConfig",
@@ -33,6 +34,7 @@ __all__ = [
     "FineTuneConfig",
     "GeneratorConfig",
     "JudgeConfig",
+    "ProblemsSource",
     "RunConfig",
     "SamplingConfig",
     "SelectionConfig",
@@ -67,8 +69,35 @@ class RunConfig(_Section):
     seed: int = 0
 
 
+#: How training pairs are made: `instructions` (the paper's: a baseline and a worse response to
+#: a modified instruction), `verifiable` (solutions to problems with a reference answer, one right
+#: and one wrong), or `mixed` (both, from two sources, mixed by `data.verifiable_ratio`).
+RECIPES = ("instructions", "verifiable", "mixed")
+
+
+class ProblemsSource(_Section):
+    """`[data.problems]`: the problems file of the `mixed` recipe (instructions come from
+    data.path / data.dataset). Reference answers are read from `data.answer_field`."""
+
+    path: str | None = Field(None, description="JSONL / CSV / Parquet file or load_from_disk dir")
+    dataset: str | None = Field(None, description="Hugging Face hub dataset name")
+    format: Literal["auto", "jsonl", "csv", "parquet", "disk", "hub"] = "auto"
+    split: str = "train"
+    text_field: str | None = Field(
+        None, description="problem text column; default: first of instruction, prompt, text"
+    )
+    limit: int | None = Field(None, ge=1, description="read at most this many rows")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ProblemsSource:
+        if (self.path is None) == (self.dataset is None):
+            raise ValueError("give exactly one of data.problems.path or data.problems.dataset")
+        return self
+
+
 class DataConfig(_Section):
-    """`[data]`: where the unlabelled instructions come from and how many to use."""
+    """`[data]`: where the unlabelled instructions (or problems) come from, how many to use, and
+    the recipe that makes training pairs of them."""
 
     path: str | None = Field(None, description="JSONL / CSV / Parquet file or load_from_disk dir")
     dataset: str | None = Field(None, description="Hugging Face hub dataset name")
@@ -87,6 +116,53 @@ class DataConfig(_Section):
         ge=1,
         description="training instructions (the same set every iteration; None: all but eval)",
     )
+    recipe: Literal["instructions", "verifiable", "mixed"] = Field(
+        "instructions", description="how pairs are made: " + ", ".join(RECIPES)
+    )
+    answer_field: str = Field("answer", description="reference-answer column of the problems")
+    checker: str = Field("numeric", description="answer checker: numeric, string or a plugin's")
+    samples_per_problem: int = Field(
+        4, ge=2, le=64, description="solutions sampled per problem (one request with n)"
+    )
+    verifiable_ratio: float | None = Field(
+        None, gt=0.0, lt=1.0, description="mixed: the share of training pairs from problems"
+    )
+    problems: ProblemsSource | None = Field(None, description="mixed: the problems source")
+
+    @property
+    def uses_instructions(self) -> bool:
+        """Whether some pairs come from instructions (baseline vs. worse response)."""
+        return self.recipe != "verifiable"
+
+    @property
+    def uses_problems(self) -> bool:
+        """Whether some pairs come from problems with reference answers."""
+        return self.recipe != "instructions"
+
+    def problems_source(self) -> DataConfig:
+        """The source the problems are read from, as a [data] table: data itself for the
+        verifiable recipe, [data.problems] (with data's other settings) for the mixed one."""
+        if self.problems is None:
+            return self
+        return self.model_copy(
+            update={**self.problems.model_dump(), "conversation_field": None, "problems": None}
+        )
+
+    @model_validator(mode="after")
+    def _recipe_settings(self) -> DataConfig:
+        mixed = self.recipe == "mixed"
+        if mixed and (self.problems is None or self.verifiable_ratio is None):
+            raise ValueError(
+                'data.recipe = "mixed" needs a [data.problems] table (path of the problems '
+                "file) and data.verifiable_ratio (the share of training pairs from problems, "
+                "between 0 and 1)"
+            )
+        if not mixed and (self.problems is not None or self.verifiable_ratio is not None):
+            raise ValueError(
+                '[data.problems] and data.verifiable_ratio belong to data.recipe = "mixed"; '
+                f'with recipe {self.recipe!r} remove them (or set recipe = "mixed")'
+            )
+        return self
 
     @model_validator(mode="after")
     def _one_source(self) -> DataConfig:
@@ -160,11 +236,21 @@ class _ModelRole(_Section):
         return value
 
 
+def _solve_params() -> SamplingConfig:
+    # k solutions of one problem must differ to disagree: sampled, not greedy.
+    return SamplingConfig(temperature=0.8, top_p=0.95, max_tokens=2048)
+
+
 class GeneratorConfig(_ModelRole):
     """`[generator]`: the model that writes baseline and worse responses."""
 
     params: SamplingConfig = Field(default_factory=SamplingConfig)
     worse_template: str = "worse_response"
+    solve_template: str = Field("solve", description="template of the verifiable recipe")
+    solve_params: SamplingConfig = Field(
+        default_factory=_solve_params,
+        description="sampling of the k solutions per problem (temperature > 0)",
+    )
 
 
 def _judge_params() -> SamplingConfig:
@@ -340,6 +426,16 @@ class Config(_Section):
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     budget: BudgetConfig = Field(default_factory=BudgetConfig)
 
+    @model_validator(mode="after")
+    def _solutions_are_sampled(self) -> Config:
+        if self.data.uses_problems and self.generator.solve_params.temperature == 0.0:
+            raise ValueError(
+                f"data.recipe = {self.data.recipe!r} samples data.samples_per_problem solutions "
+                "per problem: generator.solve_params.temperature must be > 0 (greedy samples "
+                "are all the same, so no problem would get both a right and a wrong one)"
+            )
+        return self
+
     # -- derived values ------------------------------------------------------------------
 
     @property
@@ -412,7 +508,45 @@ class Config(_Section):
         the backends declared which options do pinned them all."""
         now = self.result_settings(pinned)
         before = {k: v for k, v in previous.items() if _changes_results(k, pinned)}
-        return sorted(k for k in set(now) | set(before) if now.get(k) != before.get(k))
+        # A setting added after the run started keeps what the run did at the value that
+        # reproduces the old behaviour: its default, unless the default changed it.
+        added = {
+            k for k in set(now) - set(before) if now[k] == _BEFORE_THE_KEY.get(k, _default_at(k))
+        }
+        return sorted(
+            k for k in set(now) | set(before) if k not in added and now.get(k) != before.get(k)
+        )
+
+
+_NO_DEFAULT = object()
+
+#: Settings added with a default that changes what runs did before the key existed: the value
+#: that reproduces those runs (a run started before it resumes only at this value).
+_BEFORE_THE_KEY: dict[str, Any] = {"selection.threshold_unit": "pair"}
+
+
+def _default_at(key: str) -> Any:
+    """The schema's default for the flattened key `key` (e.g. `data.recipe`), as
+    `result_settings` writes values; `_NO_DEFAULT` where the schema gives none."""
+    node: Any = Config
+    for part in key.split("."):
+        if isinstance(node, type) and issubclass(node, BaseModel):
+            info = node.model_fields.get(part)
+            if info is None:
+                return _NO_DEFAULT
+            # a required section (run, data, ...) has no default of its own: walk its class
+            node = (
+                info.annotation
+                if info.is_required()
+                else info.get_default(call_default_factory=True)
+            )
+        elif isinstance(node, BaseModel):
+            node = getattr(node, part, _NO_DEFAULT)
+        else:
+            return _NO_DEFAULT
+    if isinstance(node, type | BaseModel):
+        return _NO_DEFAULT
+    return node
 
 
 def _changes_results(key: str, pinned: Mapping[str, Collection[str]] | None) -> bool:

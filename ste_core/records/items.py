@@ -25,6 +25,7 @@ __all__ = [
     "Judgement",
     "Kept",
     "Order",
+    "PairRecipe",
     "ResponsePair",
     "SFTExample",
     "TrainingExample",
@@ -34,13 +35,23 @@ __all__ = [
 
 
 class Instruction(Record):
-    """One unlabelled user instruction. `id` is a content hash: same text, same id."""
+    """One unlabelled user instruction, or a problem with its reference `answer` (the verifiable
+    recipe). `id` is a content hash of the text: same text, same id."""
 
     id: str
     text: str
     source: str | None = None
     category: str | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
+    answer: str | None = None
+
+    @model_serializer(mode="wrap")
+    def _no_answer_key_for_instructions(self, handler: SerializerFunctionWrapHandler) -> Any:
+        # An instruction without a reference answer is written as it always was.
+        data = handler(self)
+        if data.get("answer") is None:
+            data.pop("answer", None)
+        return data
 
     @classmethod
     def from_text(cls, text: str, **kwargs: Any) -> Instruction:
@@ -70,12 +81,19 @@ class Order(StrEnum):
 
 Verdict = Literal["A", "B", "tie"]
 
+#: The recipe that made a synthetic pair: "instructions" (baseline vs. an answer to a modified
+#: instruction) or "verifiable" (a right vs. a wrong solution of a problem).
+PairRecipe = Literal["instructions", "verifiable"]
+
 
 class ResponsePair(Record):
     """An instruction with a known-better (`chosen`) and known-worse (`rejected`) response.
 
-    For synthetic pairs, `rejected` answers `modified_instruction`; for labelled benchmarks
-    (RewardBench, user files) `modified_instruction` is None and `subset` names the source.
+    For synthetic pairs `recipe` says how they were made: with "instructions", `rejected`
+    answers `modified_instruction`; with "verifiable", `chosen` is a solution whose final answer
+    is the reference and `rejected` one whose final answer is not. For labelled benchmarks
+    (RewardBench, user files) `recipe` and `modified_instruction` are None and `subset` names
+    the source.
     """
 
     id: str
@@ -86,6 +104,7 @@ class ResponsePair(Record):
     subset: str | None = None
     instruction_id: str | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
+    recipe: PairRecipe | None = None
 
     @model_validator(mode="after")
     def _responses_differ(self) -> ResponsePair:
@@ -135,6 +154,9 @@ DropReason = Literal[
     "empty_baseline",  # the generator answered with nothing
     "identical",  # the worse response equals the baseline: no signal in such a pair
     "same_instruction",  # the "modified" instruction is the original one
+    "no_correct_solution",  # none of a problem's sampled solutions has the reference answer
+    "no_incorrect_solution",  # every readable solution of a problem has the reference answer
+    "bad_reference",  # the checker cannot read the problem's reference answer
 ]
 
 

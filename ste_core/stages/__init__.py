@@ -7,7 +7,8 @@ and one line below.
 
     iteration 0:  load -> classify ([filter]) -> split -> eval_pairs -> evaluate (M_0)
                   -> benchmark (M_0, [[evaluation.benchmarks]])
-    iteration i:  baseline -> worse -> judge (by M_{i-1}) -> select -> training_data
+    iteration i:  baseline -> worse ([data.recipe] instructions, mixed) -> solve (verifiable,
+                  mixed) -> mix (mixed) -> judge (by M_{i-1}) -> select -> training_data
                   -> finetune (M_i) -> evaluate (M_i) -> benchmark (M_i)
 """
 
@@ -22,7 +23,9 @@ from ste_core.stages import (
     finetune,
     judge,
     load,
+    mix,
     select,
+    solve,
     split,
     training_data,
     worse,
@@ -38,6 +41,8 @@ STAGES: tuple[Stage[Any], ...] = (
     eval_pairs.STAGE,
     baseline.STAGE,
     worse.STAGE,
+    solve.STAGE,
+    mix.STAGE,
     judge.STAGE,
     select.STAGE,
     training_data.STAGE,

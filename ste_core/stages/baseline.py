@@ -6,7 +6,9 @@ instruction that gets no baseline is a `Drop`: `api_error` (the request failed a
 scheduler's retries: transport, never a parse issue) or `empty_baseline`.
 
 Files: data/train.jsonl -> iter_i/baselines.jsonl + iter_i/baseline_drops.jsonl. The same pass
-makes the eval pairs' baselines (stage `eval_pairs`).
+makes the eval pairs' baselines (stage `eval_pairs`). Problems (items with a reference answer,
+the mixed recipe) are skipped: stage `solve` makes their pairs. With the verifiable recipe the
+stage is off.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from ste_core.stages._streams import as_async, in_input_order, write_items_and_d
 from ste_core.stages.base import Counts, Stage, Step, flat_counts
 
 if TYPE_CHECKING:
+    from ste_core.config import Config
     from ste_core.engine.scheduler import Scheduler
     from ste_core.run.preflight import Planner, Source, Work
 
@@ -132,7 +135,7 @@ async def write_baselines(
     params = cfg.params.to_params()
 
     def instructions() -> Iterator[Instruction]:
-        return read_rows(source, Instruction)
+        return (i for i in read_rows(source, Instruction) if i.answer is None)
 
     ctx.check_budget(
         scheduler,
@@ -160,7 +163,11 @@ def baselines_work(plan: Planner, key: str, instructions: Source[Instruction] | 
     return plan.requests(
         key,
         "generator",
-        lambda: (baseline_request(i, model=cfg.model, params=params) for i in instructions.read()),
+        lambda: (
+            baseline_request(i, model=cfg.model, params=params)
+            for i in instructions.read()
+            if i.answer is None
+        ),
         upper_bound=not instructions.exact,
     )
 
@@ -181,12 +188,18 @@ async def baseline(step: Step) -> BaselineCounts:
     )
 
 
+def _uses_instructions(config: Config) -> bool:
+    return config.data.uses_instructions
+
+
 STAGE = Stage(
     name="baseline",
     scope="iteration",
     run=baseline,
     counts=BaselineCounts,
     needs=("split",),
+    enabled=_uses_instructions,
+    enabled_when='data.recipe is "instructions" or "mixed"',
     summary="the generator's answer to every training instruction",
     estimate=estimate,
 )

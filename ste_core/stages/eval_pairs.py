@@ -5,20 +5,29 @@ worse response); or copied from a user's file (`evaluation.pairs_path`, e.g. ano
 eval_pairs.jsonl). Every judge of the run is then scored on exactly these pairs, so scores of
 different iterations are comparable (the seed implementation regenerated them per model).
 
+The eval pairs follow `data.recipe`: held-out instructions get a baseline and a worse response,
+held-out problems (verifiable, mixed) a right and a wrong solution (stage `solve`'s pass). With the
+mixed recipe both kinds are kept, all of them: `data.verifiable_ratio` shapes the training pairs,
+while the eval set holds the held-out items as the split drew them from the pool.
+
 Files: data/eval.jsonl -> data/eval_baselines.jsonl (+ eval_drops.jsonl) -> eval_pairs.jsonl
-(+ data/eval_worse_drops.jsonl).
+(+ data/eval_worse_drops.jsonl); problems -> eval_pairs.jsonl (+ data/eval_solve_drops.jsonl).
+Mixed: data/eval_instruction_pairs.jsonl + data/eval_verifiable_pairs.jsonl -> eval_pairs.jsonl.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from itertools import chain
+from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from ste_core.errors import SteError
-from ste_core.records import Baseline, Funnel
-from ste_core.run.io import write_jsonl
+from ste_core.records import Baseline, Funnel, ResponsePair
+from ste_core.run.io import read_rows, write_jsonl
 from ste_core.stages.base import Counts, Stage, Step
 from ste_core.stages.baseline import BaselineCounts, baselines_work, write_baselines
+from ste_core.stages.solve import SolveCounts, solutions_work, write_solution_pairs
 from ste_core.stages.worse import WorseCounts, pairs_work, write_pairs
 
 if TYPE_CHECKING:
@@ -31,19 +40,23 @@ class EvalPairsCounts(Counts):
     labels: ClassVar[Mapping[str, str]] = {
         "baseline": "baselines",
         "worse": "worse responses",
+        "solve": "solutions",
         "pairs": "eval pairs",
         "reused": "file reused (evaluation.pairs_path)",
     }
 
-    #: the two generation passes (absent when the pairs were reused from a file)
+    #: the generation passes (absent when the pairs were reused from a file, or when the recipe
+    #: makes no such pairs)
     baseline: BaselineCounts | None = None
     worse: WorseCounts | None = None
+    solve: SolveCounts | None = None
     pairs: int = 0
     reused: int = 0
 
     def funnel(self) -> Funnel:
         drops = {}
-        for name, part in (("baseline", self.baseline), ("worse", self.worse)):
+        parts = (("baseline", self.baseline), ("worse", self.worse), ("solve", self.solve))
+        for name, part in parts:
             if part is not None:
                 drops.update({f"eval_{name}_{r}": n for r, n in part.dropped.items() if n})
         return Funnel(pairs=self.pairs, drops=drops)
@@ -58,25 +71,49 @@ async def eval_pairs(step: Step) -> EvalPairsCounts:
         write_jsonl(rundir.eval_pairs_path, pairs)
         return EvalPairsCounts(pairs=len(pairs), reused=1)
     data = rundir.data_dir
-    baselines = await write_baselines(
-        ctx,
-        rundir.data("eval"),
-        data / "eval_baselines.jsonl",
-        data / "eval_drops.jsonl",
-        what="eval baselines",
-        phase="baselines",
-    )
-    worse = await write_pairs(
-        ctx,
-        data / "eval_baselines.jsonl",
-        rundir.eval_pairs_path,
-        data / "eval_worse_drops.jsonl",
-        what="eval worse",
-        phase="worse responses",
-    )
-    if worse.pairs == 0:
+    mixed = cfg.data.recipe == "mixed"
+    outs = {
+        "instructions": data / "eval_instruction_pairs.jsonl" if mixed else rundir.eval_pairs_path,
+        "verifiable": data / "eval_verifiable_pairs.jsonl" if mixed else rundir.eval_pairs_path,
+    }
+    counts = EvalPairsCounts()
+    if cfg.data.uses_instructions:
+        counts.baseline = await write_baselines(
+            ctx,
+            rundir.data("eval"),
+            data / "eval_baselines.jsonl",
+            data / "eval_drops.jsonl",
+            what="eval baselines",
+            phase="baselines",
+        )
+        counts.worse = await write_pairs(
+            ctx,
+            data / "eval_baselines.jsonl",
+            outs["instructions"],
+            data / "eval_worse_drops.jsonl",
+            what="eval worse",
+            phase="worse responses",
+        )
+        counts.pairs += counts.worse.pairs
+    if cfg.data.uses_problems:
+        counts.solve = await write_solution_pairs(
+            ctx,
+            rundir.data("eval"),
+            outs["verifiable"],
+            data / "eval_solve_drops.jsonl",
+            what="eval solutions",
+            phase="solutions",
+        )
+        counts.pairs += counts.solve.pairs
+    if mixed:
+        write_jsonl(rundir.eval_pairs_path, _both(outs["instructions"], outs["verifiable"]))
+    if counts.pairs == 0:
         raise SteError("eval_pairs: no eval pair survived generation; see data/eval_*drops.jsonl")
-    return EvalPairsCounts(baseline=baselines, worse=worse, pairs=worse.pairs)
+    return counts
+
+
+def _both(first: Path, second: Path) -> chain[ResponsePair]:
+    return chain(read_rows(first, ResponsePair), read_rows(second, ResponsePair))
 
 
 def estimate(plan: Planner, iteration: int) -> Work:
@@ -85,7 +122,12 @@ def estimate(plan: Planner, iteration: int) -> Work:
     if plan.config.evaluation.pairs_path:
         return Work()
     instructions = plan.instructions("eval")
-    work = baselines_work(plan, "baseline:eval", instructions)
+    work = Work()
+    if plan.config.data.uses_problems:
+        work = solutions_work(plan, "solve:eval", instructions)
+    if not plan.config.data.uses_instructions:
+        return work
+    work += baselines_work(plan, "baseline:eval", instructions)
     baselines = plan.rows(plan.rundir.data_dir / "eval_baselines.jsonl", Baseline)
     if baselines is None and instructions is not None:
         baselines = plan.projected_baselines(instructions)

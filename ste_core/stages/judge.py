@@ -366,7 +366,8 @@ STAGE = Stage(
     scope="iteration",
     run=judge,
     counts=JudgeCounts,
-    needs=("worse",),
+    # the pairs come from worse, solve or mix, by data.recipe
+    needs=("worse", "solve", "mix"),
     judge="previous",
     summary="the previous judge judges the pairs in both orders, N samples per order",
     estimate=estimate,

@@ -1,6 +1,11 @@
 """Stage `load`: read, normalise and de-duplicate the instructions of [data] into
 data/instructions.jsonl.
 
+With the verifiable recipe the rows are problems and each must have a reference answer (column
+`data.answer_field`; a row without one is dropped as `missing_answer`); with the mixed recipe the
+instructions of data.path are followed by the problems of [data.problems], in one pool (an
+instruction carries `answer = None`, a problem its answer), de-duplicated across both.
+
 Loading streams rows from JSONL, CSV, Parquet, a `datasets.save_to_disk` directory or a Hugging
 Face hub dataset (the last three import pyarrow / datasets lazily and name the extra to install),
 takes the instruction text from a plain column or from the first user turn of a chat column
@@ -34,6 +39,7 @@ __all__ = [
     "LoadCounts",
     "LoadReport",
     "detect_format",
+    "extract_answer",
     "extract_text",
     "iter_rows",
     "load_instructions",
@@ -45,16 +51,22 @@ DEFAULT_TEXT_FIELDS = ("instruction", "prompt", "text", "question")
 #: Chat columns tried when no text column exists.
 DEFAULT_CHAT_FIELDS = ("conversation", "messages")
 
-DROP_REASONS = ("bad_row", "missing_field", "empty", "too_long", "duplicate")
+DROP_REASONS = ("bad_row", "missing_field", "empty", "too_long", "duplicate", "missing_answer")
 
 
 class LoadCounts(Counts):
-    """Rows read, instructions kept, rows dropped by reason (`DROP_REASONS`)."""
+    """Rows read, instructions kept (of which `problems` have a reference answer), rows dropped
+    by reason (`DROP_REASONS`)."""
 
-    labels: ClassVar[Mapping[str, str]] = {"read": "rows read", "kept": "instructions kept"}
+    labels: ClassVar[Mapping[str, str]] = {
+        "read": "rows read",
+        "kept": "instructions kept",
+        "problems": "of them problems with an answer",
+    }
 
     read: int = 0
     kept: int = 0
+    problems: int = 0
     dropped: dict[str, int] = flat_counts("dropped_")
 
     def funnel(self) -> Funnel:
@@ -68,6 +80,7 @@ class LoadReport:
 
     read: int = 0
     kept: int = 0
+    problems: int = 0
     dropped: Counter[str] = field(default_factory=Counter)
     examples: dict[str, str] = field(default_factory=dict)
 
@@ -79,6 +92,7 @@ class LoadReport:
         return LoadCounts(
             read=self.read,
             kept=self.kept,
+            problems=self.problems,
             dropped={r: self.dropped.get(r, 0) for r in DROP_REASONS},
         )
 
@@ -289,15 +303,50 @@ def extract_text(row: Any, cfg: DataConfig) -> str | None:
     return None
 
 
-def load_instructions(cfg: DataConfig, report: LoadReport | None = None) -> Iterator[Instruction]:
-    """Stream normalised, de-duplicated instructions; drops are counted in `report`.
+def extract_answer(row: Any, answer_field: str) -> str | None:
+    """The reference answer of a problem row (a number column is read as its text), or None
+    when the row has none."""
+    value = row.get(answer_field) if isinstance(row, dict) else None
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int | float):
+        return str(value)
+    return value.strip() or None if isinstance(value, str) else None
 
-    Raises ConfigurationError when nothing could be read because the field is wrong (naming the
-    columns the first row has), rather than silently producing an empty run.
+
+def load_instructions(cfg: DataConfig, report: LoadReport | None = None) -> Iterator[Instruction]:
+    """Stream normalised, de-duplicated instructions (and problems, by `data.recipe`: see the
+    module docstring); drops are counted in `report`.
+
+    Raises ConfigurationError when nothing could be read from a source because the field is
+    wrong (naming the columns the first row has), rather than silently producing an empty run.
     """
     report = report if report is not None else LoadReport()
     seen: set[int] = set()  # 8-byte prefixes of content hashes: small per item
+    if cfg.recipe == "verifiable":
+        yield from _load_source(cfg, report, seen, answer_field=cfg.answer_field)
+        return
+    yield from _load_source(cfg, report, seen, answer_field=None)
+    if cfg.recipe == "mixed":
+        problems = cfg.problems_source()
+        yield from _load_source(
+            problems, report, seen, answer_field=cfg.answer_field, table="data.problems"
+        )
+
+
+def _load_source(
+    cfg: DataConfig,
+    report: LoadReport,
+    seen: set[int],
+    *,
+    answer_field: str | None,
+    table: str = "data",
+) -> Iterator[Instruction]:
+    """The rows of one source (the [data]-shaped `table`), each with its reference answer when
+    `answer_field` is given."""
     first_keys: list[str] | None = None
+    kept_before = report.kept
+    missing_before = {r: report.dropped.get(r, 0) for r in ("missing_field", "missing_answer")}
     source = cfg.dataset or (Path(cfg.path).name if cfg.path else None)
     for where, row in iter_rows(cfg):
         report.read += 1
@@ -317,26 +366,42 @@ def load_instructions(cfg: DataConfig, report: LoadReport | None = None) -> Iter
         if len(text) > cfg.max_chars:
             report.drop("too_long", where)
             continue
-        inst = Instruction.from_text(text, source=source)
+        answer = None
+        if answer_field is not None:
+            answer = extract_answer(row, answer_field)
+            if answer is None:
+                report.drop("missing_answer", where)
+                continue
+        inst = Instruction.from_text(text, source=source, answer=answer)
         digest = int(inst.id[:16], 16)
         if digest in seen:
             report.drop("duplicate", where)
             continue
         seen.add(digest)
         report.kept += 1
+        report.problems += answer is not None
         yield inst
-    if report.kept == 0 and report.dropped.get("missing_field"):
+    if report.kept > kept_before:
+        return
+    columns = ", ".join(first_keys or []) or "(none)"
+    if report.dropped.get("missing_field", 0) > missing_before["missing_field"]:
         wanted = (
-            f"data.conversation_field = {cfg.conversation_field!r}"
+            f"{table}.conversation_field = {cfg.conversation_field!r}"
             if cfg.conversation_field
-            else f"data.text_field = {cfg.text_field!r}"
+            else f"{table}.text_field = {cfg.text_field!r}"
             if cfg.text_field
             else f"one of the columns {', '.join(DEFAULT_TEXT_FIELDS + DEFAULT_CHAT_FIELDS)}"
         )
         raise ConfigurationError(
-            f"data: no instruction found in {report.read} rows: every row lacks {wanted}. "
-            f"The first row has columns: {', '.join(first_keys or []) or '(none)'}. Set "
-            "data.text_field (a text column) or data.conversation_field (a chat column)."
+            f"{table}: no instruction found in {source}: every row lacks {wanted}. The first "
+            f"row has columns: {columns}. Set {table}.text_field (a text column)"
+            + (" or data.conversation_field (a chat column)." if table == "data" else ".")
+        )
+    if report.dropped.get("missing_answer", 0) > missing_before["missing_answer"]:
+        raise ConfigurationError(
+            f"{table}: no problem in {source} has a reference answer in the column "
+            f"data.answer_field = {answer_field!r}. The first row has columns: {columns}. Set "
+            "data.answer_field to the column that holds the answers."
         )
 
 

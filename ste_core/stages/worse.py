@@ -8,8 +8,9 @@ baseline, which the seed implementation did, making identical pairs labelled as 
 `truncated` (cut off at max_tokens), `identical` (no signal) or `same_instruction` (not worse
 by construction).
 
-Files: iter_i/baselines.jsonl -> iter_i/pairs.jsonl + iter_i/worse_drops.jsonl. The same pass
-makes the eval pairs (stage `eval_pairs`).
+Files: iter_i/baselines.jsonl -> iter_i/pairs.jsonl + iter_i/worse_drops.jsonl (with the mixed
+recipe, iter_i/instruction_pairs.jsonl: stage `mix` writes pairs.jsonl). The same pass makes the
+eval pairs (stage `eval_pairs`).
 """
 
 from __future__ import annotations
@@ -34,8 +35,10 @@ from ste_core.run.io import count_lines, read_rows
 from ste_core.stages._streams import as_async, in_input_order, write_items_and_drops
 from ste_core.stages.base import Counts, Stage, Step, flat_counts
 from ste_core.stages.baseline import api_drop, first_choice
+from ste_core.stages.mix import recipe_pairs_name
 
 if TYPE_CHECKING:
+    from ste_core.config import Config
     from ste_core.engine.scheduler import Scheduler
     from ste_core.run.preflight import Planner, Source, Work
     from ste_prompts import Template
@@ -106,6 +109,7 @@ def make_pair(
         modified_instruction=modified_instruction,
         instruction_id=baseline.instruction_id,
         metadata={"generator": generator} if generator else {},
+        recipe="instructions",
     )
 
 
@@ -233,7 +237,7 @@ async def worse(step: Step) -> WorseCounts:
     counts = await write_pairs(
         step.ctx,
         rundir.iter_file(i, "baselines.jsonl"),
-        rundir.iter_file(i, "pairs.jsonl"),
+        rundir.iter_file(i, recipe_pairs_name(step.ctx.config, "instructions")),
         drops,
         what=f"iteration {i} worse responses",
     )
@@ -242,12 +246,18 @@ async def worse(step: Step) -> WorseCounts:
     return counts
 
 
+def _uses_instructions(config: Config) -> bool:
+    return config.data.uses_instructions
+
+
 STAGE = Stage(
     name="worse",
     scope="iteration",
     run=worse,
     counts=WorseCounts,
     needs=("baseline",),
+    enabled=_uses_instructions,
+    enabled_when='data.recipe is "instructions" or "mixed"',
     summary="a good answer to a modified instruction: the known-worse response of each pair",
     estimate=estimate,
 )

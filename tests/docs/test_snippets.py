@@ -230,4 +230,5 @@ PRINTS = {
     "README.md": (r"\n\S+ (AB|BA) [AB]\n", r"% \[[\d.]+, [\d.]+\] \(n=\d+", r"(?m)^\('.*', .*\)$"),
     "docs/evaluation.md": (r"[+-]\d+\.\d pts \[",),
     "docs/plugins.md": ("A coin decides", "deleted endpoint ep-1"),
+    "docs/pipeline.md": (r"AnswerCheck\(status='correct', answer='B'\)",),
 }

@@ -43,6 +43,8 @@ EXPECTED = {
     "judge_short": ("judge", JUDGE_VARS, "verdict"),
     "judge_meta_rewardbench": ("judge", JUDGE_VARS, "verdict"),
     "classify_category": ("classifier", ("instruction",), "category"),
+    "judge_plan_execute": ("judge", JUDGE_VARS, "plan_execute"),
+    "solve": ("solve", ("problem",), "final_answer"),
 }
 
 VALID = """\
@@ -530,6 +532,8 @@ def test_parsers_of_templates_are_callable_on_text():
         "verdict": "[[B]]",
         "worse_response": format_worse_response("x", "y"),
         "category": "Category: math\nDifficulty: easy",
+        "plan_execute": ste_prompts.format_plan_execute("plan", "execution", "A"),
+        "final_answer": ste_prompts.format_solution("2 + 2 = 4", "4"),
     }
     for t in builtin_templates().values():
         result = get_parser(t.parser)(outputs[t.parser])

@@ -16,12 +16,19 @@ What it answers (purpose of the matched template):
   `parse_worse_response` fails and the pipeline must count a drop).
 - **judge** (any template whose variables include instruction, response_a, response_b): a few lines
   of reasoning, then `[[A]]` or `[[B]]` alone on the last line. It knows the better response when
-  exactly one of the two carries the signature of the judged instruction; otherwise it prefers the
+  exactly one of the two states the answer of a problem in `answers` (see **solve**), or carries
+  the signature of the judged instruction; otherwise it prefers the
   response sharing more key words with the instruction (ties: a seeded coin). It then picks the
   better one with probability = the model's accuracy. A fraction `no_verdict_rate` (default 0)
   of outputs carry no marker.
 - **classifier**: a sentence, then `Category: <name>` and `Difficulty: <level>` lines, with the
   category chosen by key words among the categories listed in the prompt.
+- **solve** (the verifiable recipe): a few steps, then `Answer: <x>` on the last line. The right
+  answer is looked up in `answers` (problem text -> reference answer, matched with whitespace
+  and case ignored), else computed when the problem holds a bare arithmetic expression
+  ("What is 12 + 7 * 3?"), else unknown (a made-up number). Each sample states the right answer
+  with probability = the model's accuracy (below), else a wrong one (a number off by a little);
+  a fraction `unparsable_rate` of solutions state no answer and hold no number at all.
 
 **Accuracy rule** (`model_accuracy`): the base accuracy is `accNN` in the model name (`acc70` ->
 0.70; case-insensitive), else `default_accuracy` (0.75). Each fine-tune level adds `ft_step` (0.1):
@@ -40,13 +47,14 @@ the first stop string. Token counts are ceil(chars / 4).
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import math
 import random
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 # -- signatures -----------------------------------------------------------------------------------
@@ -267,8 +275,11 @@ class ScriptedModel:
     ft_step: float = 0.1
     max_accuracy: float = 0.95
     matcher: TemplateMatcher | None = None
+    #: reference answers of the problems the fake can solve (problem text -> answer)
+    answers: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        self._answers = {_normalise(k): v for k, v in self.answers.items()}
         for name in ("unparsable_rate", "no_verdict_rate", "default_accuracy", "max_accuracy"):
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
@@ -324,6 +335,8 @@ class ScriptedModel:
                 return self._judge(model, values, rng)
             if purpose == "classifier" and "instruction" in values:
                 return self._classify(values["instruction"], values.get("categories", ""), rng)
+            if purpose == "solve" and "problem" in values:
+                return self._solve(model, values["problem"], rng)
         user = next(
             (m.get("content") or "" for m in reversed(messages) if m.get("role") == "user"), ""
         )
@@ -343,7 +356,11 @@ class ScriptedModel:
         instruction, a, b = values["instruction"], values["response_a"], values["response_b"]
         own = signature(instruction)
         a_signed, b_signed = own in signatures_in(a), own in signatures_in(b)
-        if a_signed != b_signed:
+        right = self._answers.get(_normalise(instruction))
+        a_right, b_right = _states(a, right), _states(b, right)
+        if a_right != b_right:
+            better, basis = ("A" if a_right else "B"), "reaches the right final answer"
+        elif a_signed != b_signed:
             better, basis = ("A" if a_signed else "B"), "answers the question that was asked"
         else:
             kws = set(keywords(instruction, limit=20))
@@ -369,6 +386,21 @@ class ScriptedModel:
             lines.append(f"[[{verdict}]]")
         return "\n".join(lines)
 
+    def _solve(self, model: str, problem: str, rng: random.Random) -> str:
+        from ste_prompts import format_solution
+
+        steps = (
+            # no digits here: a solution without an answer line must hold no number at all
+            f"Reading the problem: it is about {', '.join(_topic(problem)) or 'quantities'}."
+            "\nWorking through the quantities one step at a time and checking each step."
+        )
+        if rng.random() < self.unparsable_rate:
+            return steps + "\nI could not finish the calculation."
+        right = self._answers.get(_normalise(problem)) or _arithmetic(problem)
+        if right is not None and rng.random() < self.accuracy(model):
+            return format_solution(steps, right)
+        return format_solution(steps, _wrong(right, rng))
+
     def _classify(self, instruction: str, categories_text: str, rng: random.Random) -> str:
         from ste_prompts import DEFAULT_CATEGORIES, format_category
 
@@ -389,6 +421,55 @@ class ScriptedModel:
         return format_category(
             pick, difficulty, rationale=f"The instruction is mostly about {pick}."
         )
+
+
+_EXPRESSION = re.compile(r"\d+(?:\.\d+)?(?:\s*[-+*/]\s*\d+(?:\.\d+)?)+")
+_OPERATORS = {ast.Add: float.__add__, ast.Sub: float.__sub__, ast.Mult: float.__mul__}
+
+
+def _arithmetic(problem: str) -> str | None:
+    """The value of the longest bare arithmetic expression in `problem` (+, -, *, / over
+    numbers, no parentheses), or None when there is none (or it divides by zero)."""
+    found = sorted(_EXPRESSION.findall(problem), key=len)
+    if not found:
+        return None
+
+    def value(node: ast.AST) -> float:
+        if isinstance(node, ast.Constant) and isinstance(node.value, int | float):
+            return float(node.value)
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
+            return value(node.left) / value(node.right)
+        if isinstance(node, ast.BinOp) and type(node.op) in _OPERATORS:
+            return _OPERATORS[type(node.op)](value(node.left), value(node.right))
+        raise ValueError("not arithmetic")
+
+    try:
+        result = value(ast.parse(found[-1], mode="eval").body)
+    except (ValueError, SyntaxError, ZeroDivisionError):
+        return None
+    return str(int(result)) if result.is_integer() else f"{result:.6g}"
+
+
+def _states(solution: str, answer: str | None) -> bool:
+    """Whether `solution` states `answer` as its final answer (False for an unknown answer)."""
+    from ste_prompts import parse_final_answer
+
+    found = parse_final_answer(solution)
+    return answer is not None and getattr(found, "answer", None) == answer
+
+
+def _topic(problem: str) -> list[str]:
+    return [w for w in keywords(problem) if w.isalpha()][:3]
+
+
+def _wrong(right: str | None, rng: random.Random) -> str:
+    """An answer that is not `right`: a number off by a little, or a made-up one."""
+    try:
+        number = float((right or "").replace(",", ""))
+    except ValueError:
+        return f"not {right}" if right else str(rng.randrange(2, 1000))
+    off = number + rng.choice((-3, -2, -1, 1, 2, 5, 10))
+    return str(int(off)) if off.is_integer() else f"{off:.6g}"
 
 
 def _limit(text: str, max_tokens: int | None, stop: Sequence[str]) -> tuple[str, str]:

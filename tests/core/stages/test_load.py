@@ -63,11 +63,13 @@ def test_jsonl_drops_are_counted_by_reason(tmp_path: Path) -> None:
     assert report.counts().flat() == {
         "read": 9,
         "kept": 4,
+        "problems": 0,
         "dropped_bad_row": 1,
         "dropped_missing_field": 1,
         "dropped_empty": 1,
         "dropped_too_long": 1,
         "dropped_duplicate": 1,
+        "dropped_missing_answer": 0,
     }
     assert report.examples["bad_row"].endswith(":9")
     assert all(i.id == Instruction.from_text(i.text).id for i in insts)
@@ -197,3 +199,68 @@ def test_an_unreachable_hub_fails_before_datasets_retries(
         list(load_instructions(DataConfig(dataset="x/y", text_field="text")))
     assert f"{unreachable_hub} cannot be reached" in str(err.value)
     assert "hf download --repo-type dataset x/y" in str(err.value)
+
+
+# -- problems with reference answers (data.recipe verifiable / mixed) --------------------------
+
+
+def test_problems_keep_their_answer_and_a_row_without_one_is_a_counted_drop(
+    tmp_path: Path,
+) -> None:
+    path = _jsonl(
+        tmp_path / "p.jsonl",
+        [
+            {"question": "What is 2 + 2?", "answer": "4"},
+            {"question": "How many legs has a spider?", "answer": 8},  # a JSON number
+            {"question": "What is 1/2 of 9?", "answer": 4.5},
+            {"question": "No answer here?"},
+            {"question": "Blank answer?", "answer": "  "},
+            {"question": "A boolean is no answer?", "answer": True},
+        ],
+    )
+    items, report = _load(DataConfig(path=str(path), recipe="verifiable"))
+    assert [(i.text, i.answer) for i in items] == [
+        ("What is 2 + 2?", "4"),
+        ("How many legs has a spider?", "8"),
+        ("What is 1/2 of 9?", "4.5"),
+    ]
+    counts = report.counts()
+    assert (counts.kept, counts.problems, counts.dropped["missing_answer"]) == (3, 3, 3)
+    # An instruction is written as before: no answer key at all.
+    assert "answer" not in Instruction.from_text("x").model_dump()
+
+
+def test_a_wrong_answer_column_is_one_error_naming_the_columns(tmp_path: Path) -> None:
+    path = _jsonl(tmp_path / "p.jsonl", [{"question": "What is 2 + 2?", "solution": "4"}])
+    with pytest.raises(ConfigurationError) as err:
+        _load(DataConfig(path=str(path), recipe="verifiable"))
+    message = str(err.value)
+    assert "data.answer_field = 'answer'" in message and "question, solution" in message
+    items, _ = _load(DataConfig(path=str(path), recipe="verifiable", answer_field="solution"))
+    assert items[0].answer == "4"
+
+
+def test_the_mixed_pool_is_instructions_then_problems_deduplicated_across_both(
+    tmp_path: Path,
+) -> None:
+    instructions = _jsonl(
+        tmp_path / "i.jsonl",
+        [{"instruction": "Write a haiku.", "answer": "ignored"}, {"instruction": "What is 2+2?"}],
+    )
+    problems = _jsonl(
+        tmp_path / "p.csv.jsonl",
+        [{"problem": "What is 2+2?", "answer": "4"}, {"problem": "What is 3+3?", "answer": "6"}],
+    )
+    cfg = DataConfig(
+        path=str(instructions),
+        recipe="mixed",
+        verifiable_ratio=0.5,
+        problems={"path": str(problems), "text_field": "problem"},
+    )
+    items, report = _load(cfg)
+    assert [(i.text, i.answer) for i in items] == [
+        ("Write a haiku.", None),  # an instruction's answer column is not read
+        ("What is 2+2?", None),
+        ("What is 3+3?", "6"),
+    ]
+    assert report.counts().dropped["duplicate"] == 1 and report.problems == 1

@@ -172,5 +172,6 @@ def test_threshold_unit_is_a_result_setting_and_defaults_to_order(tmp_path: Path
     assert cfg.changed_settings(before) == ["selection.threshold_unit"]
     pooled = config_with(tmp_path, **{"selection.threshold_unit": "pair"})
     assert pooled.changed_settings(settings) == ["selection.threshold_unit"]
+    assert pooled.changed_settings(before) == []  # the old rule, named: the old run resumes
     with pytest.raises(ConfigurationError, match="threshold_unit"):
         config_with(tmp_path, **{"selection.threshold_unit": "sample"})
