@@ -5,6 +5,11 @@ worse response); or copied from a user's file (`evaluation.pairs_path`, e.g. ano
 eval_pairs.jsonl). Every judge of the run is then scored on exactly these pairs, so scores of
 different iterations are comparable (the seed implementation regenerated them per model).
 
+An eval instruction whose generation failed (a request error, an unparsable worse response)
+has no pair: the eval set shrinks. That is counted (`failed`), warned about, and below
+`evaluation.min_eval_pairs` (default half of eval_size) the stage fails, since a judge's
+accuracy on a handful of pairs is noise.
+
 Files: data/eval.jsonl -> data/eval_baselines.jsonl (+ eval_drops.jsonl) -> eval_pairs.jsonl
 (+ data/eval_worse_drops.jsonl).
 """
@@ -22,6 +27,7 @@ from ste_core.stages.baseline import BaselineCounts, baselines_work, write_basel
 from ste_core.stages.worse import WorseCounts, pairs_work, write_pairs
 
 if TYPE_CHECKING:
+    from ste_core.run.context import RunContext
     from ste_core.run.preflight import Planner, Work
 
 __all__ = ["STAGE", "EvalPairsCounts"]
@@ -32,6 +38,7 @@ class EvalPairsCounts(Counts):
         "baseline": "baselines",
         "worse": "worse responses",
         "pairs": "eval pairs",
+        "failed": "eval instructions without a pair",
         "reused": "file reused (evaluation.pairs_path)",
     }
 
@@ -39,6 +46,8 @@ class EvalPairsCounts(Counts):
     baseline: BaselineCounts | None = None
     worse: WorseCounts | None = None
     pairs: int = 0
+    #: eval instructions whose generation failed (baseline or worse response): no pair
+    failed: int = 0
     reused: int = 0
 
     def funnel(self) -> Funnel:
@@ -74,9 +83,38 @@ async def eval_pairs(step: Step) -> EvalPairsCounts:
         what="eval worse",
         phase="worse responses",
     )
-    if worse.pairs == 0:
-        raise SteError("eval_pairs: no eval pair survived generation; see data/eval_*drops.jsonl")
-    return EvalPairsCounts(baseline=baselines, worse=worse, pairs=worse.pairs)
+    failed = baselines.instructions - worse.pairs
+    if failed:
+        check_eval_set(ctx, baselines, worse)
+    return EvalPairsCounts(baseline=baselines, worse=worse, pairs=worse.pairs, failed=failed)
+
+
+def check_eval_set(ctx: RunContext, baselines: BaselineCounts, worse: WorseCounts) -> None:
+    """Warn that generation failures shrank the eval set; fail below evaluation.min_eval_pairs."""
+    ev = ctx.config.evaluation
+    data = ctx.rundir.data_dir.resolve()
+    reasons = {**_prefixed("baseline", baselines), **_prefixed("worse", worse)}
+    why = ", ".join(f"{n} {r}" for r, n in reasons.items() if n) or "unknown"
+    n, asked = worse.pairs, baselines.instructions
+    what = (
+        f"eval_pairs: {asked - n} of {asked} eval instructions produced no pair ({why}); the "
+        f"frozen eval set has {n} pairs. The failures are in {data / 'eval_drops.jsonl'} and "
+        f"{data / 'eval_worse_drops.jsonl'}"
+    )
+    if n < ev.min_pairs:
+        raise SteError(
+            f"{what}, fewer than evaluation.min_eval_pairs = {ev.min_pairs}: every judge would "
+            "be scored on too few pairs to tell judges apart. Fix the cause of the failures "
+            "(a request error, or a generator whose worse responses do not parse: try a "
+            "stronger generator) and run the same command again (this stage was not marked "
+            "done; answers already received come from the cache), or lower "
+            "evaluation.min_eval_pairs."
+        )
+    ctx.reporter.warning(what)
+
+
+def _prefixed(step: str, counts: BaselineCounts | WorseCounts) -> dict[str, int]:
+    return {f"{step} {reason.replace('_', ' ')}": n for reason, n in counts.dropped.items()}
 
 
 def estimate(plan: Planner, iteration: int) -> Work:
