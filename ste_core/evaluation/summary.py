@@ -13,6 +13,10 @@ def _ci(ci: tuple[float | None, float | None] | None) -> str:
     return "" if ci is None else f"[{_p(ci[0])}, {_p(ci[1])}]"
 
 
+def _n(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
 def format_score(score: EvalScore) -> str:
     """A few aligned lines: overall, diagnostics, per subset, RewardBench sections."""
     s = score
@@ -39,8 +43,8 @@ def format_score(score: EvalScore) -> str:
     diag.append(f"no verdict {_p(s.no_verdict_rate)}% ({s.no_verdict_count}, scored 0.5)")
     diag.append(f"ties {_p(s.tie_rate)}%")
     diag.append(
-        f"errors {s.error_count} items ({s.request_errors} failed requests, "
-        f"{s.missing_count} missing)"
+        f"errors: {_n(s.error_count, 'item')} not scored ({_n(s.request_errors, 'failed request')}"
+        f", {s.missing_count} missing)"
     )
     lines.append("judge      " + ", ".join(diag))
     if s.first_error:

@@ -226,7 +226,7 @@ def test_score_human_output_names_the_weights(tmp_path: Path) -> None:
     assert "weights 'pre-0.1.3'" in res.stdout
     assert "missing sections (not scored as 0): Chat Hard, Reasoning" in res.stdout
     # pairs 2, 4, 5 were never judged
-    assert "errors 3 items (0 failed requests, 3 missing)" in res.stdout
+    assert "errors: 3 items not scored (0 failed requests, 3 missing)" in res.stdout
 
 
 def test_evaluate_human_output_and_run_directory_input(tmp_path: Path, rule_judge) -> None:
