@@ -37,8 +37,8 @@ def require_headline(score: EvalScore, *, what: str, judgements: Path) -> str | 
         if not score.error_count:
             return None
         return (
-            f"{what}: {score.errors_note()} could not be scored and are left out of its "
-            f"accuracy (over {score.scored} items).{first} The failed requests are in "
+            f"{what}: {score.errors_note()}, not scored and left out of its accuracy (over "
+            f"the {score.scored} scored items).{first} The failed requests are in "
             f"{judgements.absolute()}"
         )
     rate = score.max_error_rate if score.max_error_rate is not None else DEFAULT_MAX_ERROR_RATE

@@ -22,7 +22,9 @@ def format_score(score: EvalScore) -> str:
     s = score
     vote = f", majority of {s.samples_per_order}" if s.majority else ""
     samples = f", {s.samples_per_order} samples/order" if s.samples_per_order > 1 else ""
-    if s.accuracy is None or s.ci_low is None or s.ci_high is None:
+    if s.n_items == 0:
+        headline = "accuracy   none: no items"
+    elif s.accuracy is None or s.ci_low is None or s.ci_high is None:
         headline = f"accuracy   none: {s.errors_note()}, too many to report an accuracy"
     else:
         headline = (

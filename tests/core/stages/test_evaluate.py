@@ -136,3 +136,29 @@ async def test_paired_tests_are_computed_once_and_read_by_every_export(
         report_row = next(line for line in md.splitlines() if f"| {j} vs {against} |" in line)
         assert f"| {stored.p_value:.3g} |" in report_row
         assert f"{100 * stored.difference:+.1f} [" in report_row
+
+
+async def test_a_benchmark_whose_requests_fail_fails_its_stage(
+    tmp_path: Path, scripted: type[ScriptedInference]
+) -> None:
+    rows = [
+        {"id": f"rb{i}", "prompt": f"q{i}", "chosen": "good", "rejected": "bad"} for i in range(4)
+    ]
+    bench = tmp_path / "bench.jsonl"
+    bench.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    config = config_with(
+        tmp_path,
+        **{"run.iterations": 1, "evaluation.benchmarks": [{"name": "rb", "path": str(bench)}]},
+    )
+
+    def refuse_the_benchmark(request: ChatRequest) -> BaseException | None:
+        if str(request.metadata.get("pair_id", "")).startswith("rb"):
+            return PermanentProviderError("bad request", provider="scripted", status=400)
+        return None
+
+    scripted.refuse = refuse_the_benchmark
+    with pytest.raises(EvaluationFailed, match=r"benchmark rb of judge 0 \(judge-acc70\): 4 of 4"):
+        await Pipeline(config).run()
+    with RunStore.open_read_only(config.run_dir / "store.sqlite") as store:
+        assert store.stage_done(0, "evaluate") and not store.stage_done(0, "benchmark")
+        assert store.metrics()[0].benchmarks == {}  # no score made of failures
