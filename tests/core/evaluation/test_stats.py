@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 import random
+from fractions import Fraction
 
 import pytest
 
@@ -137,6 +138,20 @@ def test_sign_flip_on_fractional_differences_matches_enumeration() -> None:
         for signs in itertools.product((1, -1), repeat=len(nonzero))
     )
     assert sign_flip_test(diffs).p_value == pytest.approx(extreme / 2 ** len(nonzero))
+
+
+def test_sign_flip_counts_sums_equal_up_to_rounding_as_ties() -> None:
+    # Observed sum 1/2. In exact arithmetic 5 of the 16 sign patterns reach |sum| >= 1/2 (by
+    # Fractions below); after rounding 1/6 + 1/6 differs from 1/3 in the last digit, which
+    # without a tolerance drops one of them (p = 0.5).
+    diffs = [Fraction(1, 6), Fraction(-1, 3), Fraction(1, 2), Fraction(1, 6)]
+    observed = abs(sum(diffs))
+    extreme = sum(
+        abs(sum(s * d for s, d in zip(signs, diffs, strict=True))) >= observed
+        for signs in itertools.product((1, -1), repeat=4)
+    )
+    assert extreme / 16 == 0.625
+    assert sign_flip_test([float(d) for d in diffs]).p_value == pytest.approx(0.625)
 
 
 def test_sign_flip_monte_carlo_when_the_distribution_is_too_large() -> None:
