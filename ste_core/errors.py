@@ -111,5 +111,11 @@ class TooManyFailures(SteError):
     them): the stage stops with the first error instead of writing a result made of failures."""
 
 
+class EvaluationFailed(SteError):
+    """Too many items of a judge's evaluation could not be scored (failed requests, missing
+    judgements): no accuracy or paired test is computed, and the stage fails so that a re-run
+    retries it. Raised by `ste_core.evaluation.headline.require_headline`."""
+
+
 class BudgetExceeded(SteError):
     """The next stage would go over `budget.max_cost_usd` or `budget.max_requests`."""

@@ -70,10 +70,18 @@ def _emit(payload: dict[str, Any], score: Any, as_json: bool, extra_lines: list[
 
     if as_json:
         typer.echo(json.dumps(payload, indent=2, ensure_ascii=False))
-        return
-    for line in extra_lines:
-        typer.echo(line, err=True)
-    typer.echo(format_score(score))
+    else:
+        for line in extra_lines:
+            typer.echo(line, err=True)
+        typer.echo(format_score(score))
+    if score.accuracy is None:  # errors are never an accuracy: say so, and fail
+        first = f" The first error: {score.first_error}." if score.first_error else ""
+        typer.echo(
+            f"error: no accuracy: {score.errors_note()} could not be scored, more than "
+            f"{score.max_error_rate:.0%} of the items.{first} Fix the cause and run again.",
+            err=True,
+        )
+        raise typer.Exit(1)
 
 
 def _payload(pf: Any, score: Any, **extra: Any) -> dict[str, Any]:
@@ -99,8 +107,10 @@ def _score_only(
     on_bad_row: str,
     as_json: bool,
     bootstrap: int,
+    max_error_rate: float | None,
 ) -> None:
     from ste_core.errors import DataFileError
+    from ste_core.evaluation.headline import DEFAULT_MAX_ERROR_RATE
     from ste_core.evaluation.pairs_io import read_judgements
     from ste_core.evaluation.scoring import score_pairs
 
@@ -135,6 +145,7 @@ def _score_only(
             weights=weights,  # type: ignore[arg-type]
             seed=seed,
             n_resamples=bootstrap,
+            max_error_rate=DEFAULT_MAX_ERROR_RATE if max_error_rate is None else max_error_rate,
         )
     except ValueError as exc:
         raise _fail(str(exc)) from None
@@ -185,6 +196,14 @@ def score(
     judge_model: str = typer.Option("unknown", "--judge-model", help="Label rows without one."),
     on_bad_row: str = typer.Option("error", "--on-bad-row", help="error | skip (counted)."),
     bootstrap: int = typer.Option(1000, "--bootstrap", min=100, help="Bootstrap resamples."),
+    max_error_rate: float | None = typer.Option(
+        None,
+        "--max-error-rate",
+        min=0.0,
+        max=1.0,
+        help="Share of items that may fail (requests, not verdicts) before there is no accuracy "
+        r"\[default: 0.1].",
+    ),
     limit: int | None = typer.Option(None, "--limit", min=1, help="Use the first N pairs."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
@@ -203,6 +222,7 @@ def score(
         on_bad_row=on_bad_row,
         as_json=as_json,
         bootstrap=bootstrap,
+        max_error_rate=max_error_rate,
     )
 
 
@@ -259,6 +279,14 @@ def evaluate(
     ] = None,
     on_bad_row: str = typer.Option("error", "--on-bad-row", help="error | skip (counted)."),
     bootstrap: int = typer.Option(1000, "--bootstrap", min=100, help="Bootstrap resamples."),
+    max_error_rate: float | None = typer.Option(
+        None,
+        "--max-error-rate",
+        min=0.0,
+        max=1.0,
+        help="Share of items that may fail (requests, not verdicts) before there is no accuracy "
+        r"\[default: 0.1].",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Judge a model on labelled pairs (greedy by default) and score it with 95% intervals."""
@@ -279,6 +307,7 @@ def evaluate(
             on_bad_row=on_bad_row,
             as_json=as_json,
             bootstrap=bootstrap,
+            max_error_rate=max_error_rate,
         )
         return
 
@@ -303,6 +332,8 @@ def evaluate(
         eval_tbl["samples_per_order"] = samples
     if majority is not None:
         eval_tbl["majority_vote"] = majority
+    if max_error_rate is not None:
+        eval_tbl["max_error_rate"] = max_error_rate
     # Evaluation defaults (greedy, 4096 tokens) under the config's params, under the flags.
     params = {**EvaluationConfig().params.model_dump(), **eval_tbl.get("params", {})}
     for key, value in (("temperature", temperature), ("top_p", top_p), ("max_tokens", max_tokens)):
@@ -353,7 +384,8 @@ def _default_out(pairs: Path, judge: Any, evaluation: Any, seed: int, limit: int
         hashlib.sha256(pairs.read_bytes()).hexdigest(),
         judge.backend,
         judge.options,
-        evaluation.model_dump(mode="json"),
+        # thresholds on accepting a score change no judgement: same folder, same cache
+        evaluation.model_dump(mode="json", exclude={"max_error_rate", "min_eval_pairs"}),
         seed,
         limit,
     )[:8]
@@ -405,6 +437,7 @@ def _run_evaluation(
                 majority=eval_cfg.majority_vote,
                 weights=weights,  # type: ignore[arg-type]
                 seed=seed,
+                max_error_rate=eval_cfg.max_error_rate,
                 judgements_path=out_dir / "judgements.jsonl",
                 on_progress=progress,
             )

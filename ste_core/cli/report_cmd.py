@@ -25,10 +25,14 @@ def report(
 
     How the numbers are computed: eval accuracy is the share of eval pairs judged correctly,
     with a 95% Wilson interval over items (with both orders, an item scores the mean of its
-    orders). Position consistency is the share of items whose verdicts picked the same response
+    orders). Items whose requests failed are errors, left out of the accuracy and counted
+    beside it; above evaluation.max_error_rate (10%) of the items there is no accuracy.
+    Position consistency is the share of items whose verdicts picked the same response
     in both orders; A share is the percentage of A among A/B verdicts (50 = no position bias).
-    Paired tests compare two judges on the same items: exact McNemar when every item score is
-    0/1, else a paired bootstrap; the interval of the difference is a paired bootstrap.
+    Paired tests compare two judges on the same items, two-sided: exact McNemar when every item
+    score is 0/1, else a sign-flip permutation test (exact, or Monte Carlo with the draws
+    named); the interval of the difference is a paired bootstrap. Each was computed once, with
+    the run's seed, when the judge was evaluated.
     RewardBench's final score is the mean of its sections with their 95% bootstrap intervals.
     Costs: inference per stage, fine-tune jobs, and dedicated endpoints by uptime; they add up
     to the manifest's total. Runs whose eval pairs differ get a warning: their accuracies are

@@ -34,11 +34,7 @@ def status(
         money = f", about ${cost:.2f} so far" if cost is not None else ""
         typer.echo(f"  open at {r.backend}: {r.label()} ({r.state}{money})")
     for it, metrics in sorted(st.metrics.items()):
-        e = metrics.eval
-        typer.echo(
-            f"  M{it} {metrics.judge_model}: accuracy {e.accuracy:.3f} "
-            f"[{e.ci_low:.3f}, {e.ci_high:.3f}] on {e.n_items} pairs"
-        )
+        typer.echo(f"  M{it} {metrics.judge_model}: {metrics.eval.summary()}")
 
 
 def _of_plan(root: Path) -> str:
@@ -120,7 +116,7 @@ def runs(
             st.state.split(" (")[0],
             str(len(st.metrics)),
             f"M{best.iteration} {best.judge_model}" if best else "–",
-            f"{best.eval.accuracy:.3f}" if best else "–",
+            f"{best.eval.accuracy or 0.0:.3f} ({best.eval.errors_note()})" if best else "–",
             str(st.requests),
             f"${st.spent_usd:.2f}",
         )

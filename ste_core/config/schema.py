@@ -236,6 +236,11 @@ class _ModelRole(_Section):
         return value
 
 
+def _generator_params() -> SamplingConfig:
+    # Meta's release generates responses at temperature 0.7, top_p 0.9.
+    return SamplingConfig(temperature=0.7, top_p=0.9, max_tokens=2048)
+
+
 def _solve_params() -> SamplingConfig:
     # k solutions of one problem must differ to disagree: sampled, not greedy.
     return SamplingConfig(temperature=0.8, top_p=0.95, max_tokens=2048)
@@ -244,7 +249,7 @@ def _solve_params() -> SamplingConfig:
 class GeneratorConfig(_ModelRole):
     """`[generator]`: the model that writes baseline and worse responses."""
 
-    params: SamplingConfig = Field(default_factory=SamplingConfig)
+    params: SamplingConfig = Field(default_factory=_generator_params)
     worse_template: str = "worse_response"
     solve_template: str = Field("solve", description="template of the verifiable recipe")
     solve_params: SamplingConfig = Field(
@@ -364,6 +369,24 @@ class EvaluationConfig(_Section):
     template: str | None = Field(None, description="judge template (default: judge.template)")
     params: SamplingConfig = Field(default_factory=_eval_params)
     benchmarks: list[BenchmarkFile] = Field(default_factory=list)
+    max_error_rate: float = Field(
+        0.10,
+        ge=0.0,
+        le=1.0,
+        description="share of a judge's items that may fail (request errors, not parse "
+        "failures) before it gets no accuracy and its evaluation fails",
+    )
+    min_eval_pairs: int | None = Field(
+        None,
+        ge=1,
+        description="fail when fewer eval pairs survive generation (default: half of eval_size, "
+        "rounded up)",
+    )
+
+    @property
+    def min_pairs(self) -> int:
+        """The smallest frozen eval set a run accepts from generation."""
+        return self.min_eval_pairs or -(-self.eval_size // 2)
 
     @model_validator(mode="after")
     def _majority_needs_samples(self) -> EvaluationConfig:
@@ -373,6 +396,11 @@ class EvaluationConfig(_Section):
             raise ValueError(
                 "evaluation.samples_per_order > 1 needs evaluation.params.temperature > 0 "
                 "(greedy samples are all the same)"
+            )
+        if self.min_eval_pairs is not None and self.min_eval_pairs > self.eval_size:
+            raise ValueError(
+                f"evaluation.min_eval_pairs ({self.min_eval_pairs}) is above "
+                f"evaluation.eval_size ({self.eval_size}): lower it or raise eval_size"
             )
         names = [b.name for b in self.benchmarks]
         if len(set(names)) != len(names):
@@ -410,6 +438,9 @@ _RESUMABLE_KEYS = (
     "finetune.poll_interval_s",
     "finetune.max_wait_s",
     "finetune.cancel_on_interrupt",
+    # thresholds on what a run accepts, not inputs: raised or lowered to resume a failed stage
+    "evaluation.max_error_rate",
+    "evaluation.min_eval_pairs",
 )
 
 

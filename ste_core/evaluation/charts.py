@@ -158,6 +158,8 @@ def _series(
                 xs.append(it.index)
                 ys.append(100 * s.a_verdict_share)
                 continue
+            if s.accuracy is None or s.ci_low is None or s.ci_high is None:
+                continue  # too many errors: no accuracy to draw
             xs.append(it.index)
             ys.append(100 * s.accuracy)
             lo.append(100 * s.ci_low)
@@ -167,12 +169,13 @@ def _series(
             if s is None:
                 continue
             r = s.rewardbench
-            xs.append(it.index)
             if r is not None and r.final is not None and r.final_ci is not None:
+                xs.append(it.index)
                 ys.append(100 * r.final)
                 lo.append(100 * r.final_ci[0])
                 hi.append(100 * r.final_ci[1])
-            else:
+            elif s.accuracy is not None and s.ci_low is not None and s.ci_high is not None:
+                xs.append(it.index)
                 ys.append(100 * s.accuracy)
                 lo.append(100 * s.ci_low)
                 hi.append(100 * s.ci_high)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from ste_core.evaluation.headline import DEFAULT_MAX_ERROR_RATE
 from ste_core.evaluation.pairs_io import judgement_row
 from ste_core.evaluation.rewardbench import WeightsVariant
 from ste_core.evaluation.scoring import score_pairs
@@ -39,6 +40,7 @@ async def evaluate_judge(
     majority: bool = False,
     weights: WeightsVariant = "current",
     seed: int = 0,
+    max_error_rate: float = DEFAULT_MAX_ERROR_RATE,
     judgements_path: Path | None = None,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> EvaluationResult:
@@ -46,7 +48,8 @@ async def evaluate_judge(
 
     `params` defaults to greedy decoding (temperature 0). Judgements are appended to
     `judgements_path` (overwritten first) as they arrive. `on_progress(done, total)` is called
-    after every judgement.
+    after every judgement. Failed requests are errors, not scores: above `max_error_rate` of
+    the items the score has no accuracy (`ste_core.evaluation.headline`).
     """
     from ste_core.stages.judge import judge_pairs
 
@@ -86,5 +89,13 @@ async def evaluate_judge(
     finally:
         if fh is not None:
             fh.close()
-    score = score_pairs(pairs, records, mode=orders, majority=majority, weights=weights, seed=seed)
+    score = score_pairs(
+        pairs,
+        records,
+        mode=orders,
+        majority=majority,
+        weights=weights,
+        seed=seed,
+        max_error_rate=max_error_rate,
+    )
     return EvaluationResult(score=score, records=records, judgements_path=judgements_path)

@@ -11,8 +11,10 @@ to a run, which may be live): the manifest, every judge's `IterationMetrics` (sc
 paired tests, funnel, per-stage usage, fine-tune job) and the counts of finished stages. What is
 missing is named in the report, so a crashed run still gets one:
 
-- an iteration with `iter_N/eval.jsonl` but no metrics (it crashed while evaluating) is scored
-  here from eval.jsonl against eval_pairs.jsonl, and its funnel falls back to the store's stage
+- an iteration with `iter_N/eval.jsonl` but no metrics (it crashed while evaluating, or had too
+  many errors) is scored here from eval.jsonl against eval_pairs.jsonl, with the same rule on
+  errors (no accuracy above 10% of the items) and no paired test (those are computed once, when
+  a judge's evaluation finishes, and stored), and its funnel falls back to the store's stage
   counts;
 - a run directory of ste 0.1, whose state was its manifest.json and metrics.json, is read from
   those files (`ste_core.run.exports.read_version_1_exports`).
@@ -24,7 +26,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
-import itertools
 import os
 import re
 from dataclasses import dataclass, field
@@ -47,7 +48,6 @@ from ste_core.evaluation.document import (
     to_html,
     to_markdown,
 )
-from ste_core.evaluation.paired import paired_comparison
 from ste_core.evaluation.scoring import score_pairs
 from ste_core.records import (
     EvalScore,
@@ -158,6 +158,12 @@ def _score_eval_jsonl(it: IterationData, pairs_path: Path, notes: list[str]) -> 
     try:
         it.eval = score_pairs(pairs.pairs, judged.records, mode=mode)  # type: ignore[arg-type]
         it.eval_source = f"eval.jsonl (scored here, mode={mode})"
+        if it.eval.accuracy is None:
+            first = f"; the first: {it.eval.first_error}" if it.eval.first_error else ""
+            it.notes.append(
+                f"eval.jsonl: {it.eval.error_count} of {it.eval.n_items} items could not be "
+                f"scored (failed requests or missing judgements{first}): no accuracy"
+            )
     except ValueError as exc:
         it.notes.append(f"eval.jsonl could not be scored: {exc}")
 
@@ -234,7 +240,10 @@ def load_run(run_dir: str | Path) -> RunData:
             it.eval, it.eval_source = stored.eval, "run store"
             it.benchmarks = dict(stored.benchmarks)
         else:
-            it.notes.append("no metrics recorded (iteration unfinished or crashed?)")
+            it.notes.append(
+                "no metrics recorded (iteration unfinished or crashed?); no paired test (one is "
+                "computed when a judge's evaluation finishes)"
+            )
             _score_eval_jsonl(it, path / "eval_pairs.jsonl", it.notes)
             if it.eval is not None:
                 it.notes.append(f"eval accuracy computed from {it.eval_source}")
@@ -259,7 +268,16 @@ def _pct(x: float | None, digits: int = 1) -> str:
 def _acc_ci(score: EvalScore | None) -> str:
     if score is None:
         return "–"
+    if score.accuracy is None:
+        return "none (too many errors)"
     return f"{_pct(score.accuracy)} [{_pct(score.ci_low)}, {_pct(score.ci_high)}]"
+
+
+def _errors(score: EvalScore | None) -> str:
+    """The error count shown beside an accuracy: items not scored, of all items."""
+    if score is None:
+        return "–"
+    return f"{score.error_count} of {score.n_items}"
 
 
 def _final_ci(score: EvalScore) -> str:
@@ -289,32 +307,19 @@ def _iter_label(i: int) -> str:
 
 
 def _paired_rows(run: RunData) -> list[list[str]]:
-    """Consecutive judges, and each with the seed: the tests the run stored when it evaluated
-    them; computed here (with the run's seed) only for a judge that has no stored metrics."""
-    scored = [it for it in run.iterations if it.eval is not None]
-    seed = run.manifest.seed if run.manifest and run.manifest.seed is not None else 0
-    comparisons: list[tuple[str, IterationData, IterationData]] = []
-    for prev, cur in itertools.pairwise(scored):
-        comparisons.append(("previous", prev, cur))
-    first = next((it for it in scored if it.index == 0), None)
-    if first is not None:
-        for cur in scored:
-            if cur.index >= 2:
-                comparisons.append(("seed", first, cur))
+    """The paired tests each judge's evaluation stored (vs the previous judge, vs the seed).
+
+    Never computed here: a test is computed once, when the judge's metrics are (with the run's
+    seed), and metrics.json, summary.md, this report and `ste view` all read that one."""
     rows: list[list[str]] = []
-    for kind, a, b in comparisons:
-        label = f"{b.index} vs {_iter_label(a.index)}"
-        stored = b.metrics.paired.get(f"vs_{kind}") if b.metrics else None
-        if stored is not None and stored.against_iteration == a.index:
-            rows.append(_paired_row(label, kind, stored))
+    for it in run.iterations:
+        if it.metrics is None:
             continue
-        assert a.eval is not None and b.eval is not None
-        try:
-            t = paired_comparison(a.eval, b.eval, method="auto", seed=seed)
-        except ValueError as exc:
-            rows.append([label, kind, "–", "–", str(exc)])
-            continue
-        rows.append(_paired_row(label, kind, t))
+        for key, kind in (("vs_previous", "previous"), ("vs_seed", "seed")):
+            t = it.metrics.paired.get(key)
+            if t is not None:
+                label = f"{it.index} vs {_iter_label(t.against_iteration)}"
+                rows.append(_paired_row(label, kind, t))
     return rows
 
 
@@ -325,7 +330,7 @@ def _paired_row(label: str, kind: str, t: PairedTest) -> list[str]:
         f"{_pct(t.accuracy_a)} → {_pct(t.accuracy_b)}",
         f"{100 * t.difference:+.1f} [{100 * t.ci_low:+.1f}, {100 * t.ci_high:+.1f}]",
         f"{t.p_value:.3g}",
-        t.method,
+        t.test_name(),
         f"{t.n_common} ({t.b_better} better, {t.a_better} worse)",
     ]
 
@@ -347,11 +352,11 @@ def _overview_rows(runs: list[RunData]) -> list[list[str]]:
                     _iter_label(it.index),
                     it.judge_model or "–",
                     _acc_ci(s),
-                    str(s.n_items) if s else "–",
+                    str(s.scored) if s else "–",
+                    _errors(s),
                     _pct(s.position_consistency) if s else "–",
                     _pct(s.a_verdict_share) if s else "–",
                     _pct(s.no_verdict_rate) if s else "–",
-                    str(s.error_count) if s else "–",
                     bench,
                 ]
             )
@@ -402,19 +407,23 @@ def build_document(
                 "iteration",
                 "judge",
                 "eval accuracy [95% CI]",
-                "n",
+                "n scored",
+                "errors",
                 "position consistency %",
                 "A share %",
                 "no verdict %",
-                "errors",
                 "benchmarks (final [CI])",
             ],
             _overview_rows(runs),
         ),
         Para(
-            "Position consistency: share of items whose verdicts picked the same response in "
-            "both orders. A share: share of A among A/B verdicts, in percent (50 = no position "
-            "bias when the better response is shown first and second equally often).",
+            "Errors: items that could not be scored (a request failed or a judgement is "
+            "missing), left out of the accuracy; with more than evaluation.max_error_rate of the "
+            "items (default 10%) there is no accuracy. A missing verdict is the judge's answer "
+            "and scores half a point (no verdict %). Position consistency: share of items whose "
+            "verdicts picked the same response in both orders. A share: share of A among A/B "
+            "verdicts, in percent (50 = no position bias when the better response is shown "
+            "first and second equally often).",
             kind="note",
         ),
     )
@@ -470,15 +479,17 @@ def _run_section(doc: Document, run: RunData) -> None:
                 rows,
             ),
             Para(
-                "Same eval items, paired: exact McNemar on discordant items when all item "
-                "scores are 0/1, else a paired bootstrap of the mean difference. The interval "
-                "is a paired bootstrap in both cases. 'previous' compares with the iteration "
+                "Same eval items, paired, two-sided: exact McNemar on discordant items when "
+                "all item scores are 0/1, else a sign-flip permutation test of the per-item "
+                "differences (exact, or Monte Carlo with the number of draws named). The "
+                "interval is a paired bootstrap. Each test was computed once, with the run's "
+                "seed, when the judge was evaluated. 'previous' compares with the iteration "
                 "before, 'seed' with iteration 0.",
                 kind="note",
             ),
         )
     else:
-        doc.add(Para("Fewer than two scored iterations: nothing to compare yet."))
+        doc.add(Para("No paired test stored yet (they are made when a second judge is evaluated)."))
 
     _benchmarks(doc, run)
     _funnel(doc, run)
@@ -542,7 +553,7 @@ def _benchmarks(doc: Document, run: RunData) -> None:
         for it in its:
             s = it.benchmarks[name]
             r = s.rewardbench
-            row = [_iter_label(it.index), _acc_ci(s), str(s.n_items)]
+            row = [_iter_label(it.index), _acc_ci(s), str(s.scored), _errors(s)]
             for sec in section_names:
                 if r and sec in r.sections:
                     sc = r.sections[sec]
@@ -561,7 +572,15 @@ def _benchmarks(doc: Document, run: RunData) -> None:
             rows.append(row)
         doc.add(
             Table(
-                ["iteration", "accuracy (unweighted)", "n", *section_names, "final", "weights"],
+                [
+                    "iteration",
+                    "accuracy (unweighted)",
+                    "n scored",
+                    "errors",
+                    *section_names,
+                    "final",
+                    "weights",
+                ],
                 rows,
                 caption=name,
             )

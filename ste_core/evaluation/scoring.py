@@ -2,16 +2,20 @@
 RewardBench sections, position consistency and bias, and per-item scores for paired tests.
 
 Conventions (RewardBench's): a judgement that picks `chosen` scores 1, one that picks
-`rejected` scores 0; a tie, a missing verdict, an API failure (a `Drop`) or a judgement that
-was never made scores 0.5. Failures and missing judgements are counted (`error_count`,
-`missing_count`), never dropped.
+`rejected` scores 0; a tie or an answer without a usable verdict (a parse failure: the model
+answered) scores 0.5. A failed request (a `Drop`) is not an answer and never a score: its
+sample abstains, and an order left with no answered sample, or never judged, makes its item an
+error. Errors are left out of the accuracy and counted beside it (`error_count`,
+`request_errors`, `missing_count`); above `max_error_rate` of the items there is no accuracy at
+all (`ste_core.evaluation.headline`).
 
 Order modes:
 
 * ``single``: each item was shown in one order (a seeded random swap, see `single_order`). An
   item with judgements in both orders is an error in this mode (use ``both``).
 * ``both``: each item was shown in both orders; its score is the mean of the two orders, so a
-  position-inconsistent item (right in one order, wrong in the other) scores 0.5.
+  position-inconsistent item (right in one order, wrong in the other) scores 0.5. Both orders
+  must be answered: one order alone would carry the judge's position bias.
 
 With k samples per order, an order's score is the mean of its samples' scores, or with
 ``majority=True`` the score of the majority verdict (votes among A / B / tie; a shared top count
@@ -24,6 +28,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 
 from ste_core.evaluation import rewardbench as rb
+from ste_core.evaluation.headline import DEFAULT_MAX_ERROR_RATE, headline_allowed
 from ste_core.evaluation.stats import (
     DEFAULT_RESAMPLES,
     stratified_bootstrap,
@@ -89,12 +94,13 @@ def score_pairs(
     seed: int = 0,
     n_resamples: int = DEFAULT_RESAMPLES,
     confidence: float = 0.95,
+    max_error_rate: float = DEFAULT_MAX_ERROR_RATE,
 ) -> EvalScore:
     """Score `judgements` of labelled `pairs` (Judgements, and Drops for samples that failed).
 
     Raises ValueError for duplicate pair ids, duplicate (pair, order, sample) judgements, or (in
     single mode) a pair judged in both orders. Judgements of unknown pairs are counted in
-    `warnings`, pairs without judgements score 0.5 and are counted in `missing_count`.
+    `warnings`; pairs without judgements are errors, counted in `missing_count`.
     """
     if mode not in ("single", "both"):
         raise ValueError(f"mode must be 'single' or 'both', got {mode!r}")
@@ -110,6 +116,7 @@ def score_pairs(
     outcomes: dict[tuple[str, Order], dict[int, str | None]] = {}
     unknown: Counter[str] = Counter()
     n_judgements = n_failures = n_none = n_tie = n_a = n_b = 0
+    first_error: str | None = None
     models: list[str] = []
     templates: list[str] = []
     for rec in judgements:
@@ -122,11 +129,12 @@ def score_pairs(
             raise ValueError(
                 f"duplicate judgement for pair {pair_id!r}, order {order.value}, sample {k}"
             )
-        n_judgements += 1
-        if not isinstance(rec, Judgement):  # a Drop: no judgement was made, scores 0.5
+        if not isinstance(rec, Judgement):  # a Drop: no judgement was made, it abstains
             n_failures += 1
+            first_error = first_error or f"{rec.error_type or 'Error'}: {rec.message}"
             slot[k] = "error"
             continue
+        n_judgements += 1
         v = rec.verdict
         slot[k] = v
         if v is None:
@@ -150,6 +158,7 @@ def score_pairs(
         )
 
     item_scores: dict[str, float] = {}
+    errored: set[str] = set()
     missing = 0
     comparable = consistent = 0
     samples_per_order = 1
@@ -160,7 +169,7 @@ def score_pairs(
                 raise ValueError(
                     f"pair {p.id!r} has judgements in both orders; score it with mode='both'"
                 )
-            orders = present or [None]  # None: never judged, scores 0.5 as a missing order
+            orders = present or [None]  # None: never judged, a missing order
         else:
             orders = [Order.AB, Order.BA]
         order_scores: list[float] = []
@@ -169,10 +178,14 @@ def score_pairs(
             got = outcomes.get((p.id, o)) if o is not None else None
             if not got or o is None:
                 missing += 1
-                order_scores.append(0.5)
+                errored.add(p.id)
                 continue
             samples_per_order = max(samples_per_order, len(got))
-            verdicts = {i: (None if v == "error" else v) for i, v in got.items()}
+            # Failed samples abstain; an order with none answered cannot be scored.
+            verdicts = {i: v for i, v in got.items() if v != "error"}
+            if not verdicts:
+                errored.add(p.id)
+                continue
             if majority:
                 mv = _majority(list(verdicts.values()))
                 order_scores.append(_pick_score(mv, o))
@@ -182,7 +195,8 @@ def score_pairs(
                     sum(_pick_score(v, o) for v in verdicts.values()) / len(verdicts)
                 )
                 decisions[o] = {i: _decision(v, o) for i, v in verdicts.items()}
-        item_scores[p.id] = sum(order_scores) / len(order_scores)
+        if p.id not in errored:
+            item_scores[p.id] = sum(order_scores) / len(order_scores)
         if mode == "both" and len(decisions) == 2:
             for i, d_ab in decisions[Order.AB].items():
                 d_ba = decisions[Order.BA].get(i)
@@ -191,21 +205,39 @@ def score_pairs(
                     consistent += d_ab == d_ba
 
     n_items = len(pair_list)
+    n_scored = len(item_scores)
+    headline = headline_allowed(len(errored), n_items, max_error_rate)
     total = sum(item_scores.values())
-    accuracy = total / n_items if n_items else 0.0
-    lo, hi = wilson_interval(total, n_items, confidence)
+    accuracy = total / n_scored if headline else None
+    lo, hi = wilson_interval(total, n_scored, confidence) if headline else (None, None)
 
-    # Per subset (pairs without a subset only count in the overall accuracy).
+    # Per subset, over its scored items (pairs without a subset only count overall).
     by_subset: dict[str, list[float]] = {}
+    subset_errors: Counter[str] = Counter()
     for p in pair_list:
-        if p.subset is not None:
+        if p.subset is None:
+            continue
+        if p.id in item_scores:
             by_subset.setdefault(p.subset, []).append(item_scores[p.id])
+        else:
+            subset_errors[p.subset] += 1
+    if not headline:
+        by_subset = {}
     per_subset = {
         s: SubsetScore(
-            accuracy=sum(xs) / len(xs), n=len(xs), ci=wilson_interval(sum(xs), len(xs), confidence)
+            accuracy=sum(xs) / len(xs),
+            n=len(xs),
+            ci=wilson_interval(sum(xs), len(xs), confidence),
+            errors=subset_errors[s],
         )
         for s, xs in by_subset.items()
     }
+    lost = sorted(s for s in subset_errors if s not in by_subset)
+    if headline and lost:
+        warnings.append(
+            f"subsets with no item scored (every request failed): {', '.join(lost)}; they "
+            "count as missing, not as 0"
+        )
 
     rewardbench = _rewardbench(
         by_subset, weight_table, weights, seed=seed, n_resamples=n_resamples, confidence=confidence
@@ -222,6 +254,7 @@ def score_pairs(
         ci_low=lo,
         ci_high=hi,
         n_items=n_items,
+        n_scored=n_scored,
         n_judgements=n_judgements,
         mode=mode,
         majority=majority,
@@ -230,9 +263,13 @@ def score_pairs(
         position_consistency=(consistent / comparable) if comparable else None,
         n_position_comparable=comparable,
         no_verdict_rate=n_none / n_judgements if n_judgements else 0.0,
+        no_verdict_count=n_none,
         tie_rate=n_tie / n_judgements if n_judgements else 0.0,
-        error_count=n_failures + missing,
+        error_count=len(errored),
+        request_errors=n_failures,
         missing_count=missing,
+        first_error=first_error,
+        max_error_rate=max_error_rate,
         a_verdict_share=n_a / (n_a + n_b) if (n_a + n_b) else None,
         per_subset=per_subset,
         rewardbench=rewardbench,

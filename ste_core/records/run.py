@@ -263,6 +263,7 @@ class IterationMetrics(_Part):
             "ci_low": e.ci_low,
             "ci_high": e.ci_high,
             "n_items": e.n_items,
+            "error_count": e.error_count,
             "position_consistency": e.position_consistency,
             "no_verdict_rate": e.no_verdict_rate,
         }

@@ -47,25 +47,29 @@ def write_summary(config: Config, rundir: RunDir, metrics: Mapping[int, Iteratio
         f"Frozen eval pairs: `eval_pairs.jsonl`; orders: {ev.orders}; "
         f"samples per order: {ev.samples_per_order}"
         + ("; majority vote" if ev.majority_vote else "")
-        + ". A missing verdict counts 0.5. Intervals: 95% Wilson.",
+        + ". A missing verdict counts 0.5. Errors (items whose request failed) are not scored: "
+        "accuracy is over the n scored items. Intervals: 95% Wilson. Paired tests: exact "
+        "McNemar or sign-flip permutation, two-sided.",
         "",
-        "| iteration | judge | accuracy | 95% CI | n | position consistency | no verdict "
-        "| vs previous |",
-        "|---|---|---|---|---|---|---|---|",
+        "| iteration | judge | accuracy | 95% CI | n | errors | position consistency "
+        "| no verdict | vs previous | vs seed |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for j, m in sorted(metrics.items()):
         e = m.eval
         pc = e.position_consistency
-        prev = m.paired.get("vs_previous")
-        delta = f"{100 * prev.difference:+.1f} pts (p={prev.p_value:.3g})" if prev else "–"
+        acc, ci = "–", "–"
+        if e.accuracy is not None and e.ci_low is not None and e.ci_high is not None:
+            acc, ci = f"{100 * e.accuracy:.1f}%", f"[{100 * e.ci_low:.1f}, {100 * e.ci_high:.1f}]"
+        tests = [m.paired.get(k) for k in ("vs_previous", "vs_seed")]
+        delta = [f"{100 * t.difference:+.1f} pts (p={t.p_value:.3g})" if t else "–" for t in tests]
         lines.append(
-            f"| {j} | `{m.judge_model}` | {100 * e.accuracy:.1f}% | "
-            f"[{100 * e.ci_low:.1f}, {100 * e.ci_high:.1f}] | "
-            f"{e.n_items} | {'–' if pc is None else f'{100 * pc:.1f}%'} | "
-            f"{100 * e.no_verdict_rate:.1f}% | {delta} |"
+            f"| {j} | `{m.judge_model}` | {acc} | {ci} | {e.scored} | "
+            f"{e.error_count} of {e.n_items} | {'–' if pc is None else f'{100 * pc:.1f}%'} | "
+            f"{100 * e.no_verdict_rate:.1f}% | {delta[0]} | {delta[1]} |"
         )
     if not metrics:
-        lines.append("| – | – | – | – | – | – | – | – |")
+        lines.append("| – | – | – | – | – | – | – | – | – | – |")
     rundir.create()
     rundir.summary_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 

@@ -149,8 +149,9 @@ class RunStatus:
         return status
 
     def best(self) -> IterationMetrics | None:
-        """The judge with the highest eval accuracy."""
-        return max(self.metrics.values(), key=lambda m: m.eval.accuracy, default=None)
+        """The judge with the highest eval accuracy (among those that have one)."""
+        scored = [m for m in self.metrics.values() if m.eval.accuracy is not None]
+        return max(scored, key=lambda m: m.eval.accuracy or 0.0, default=None)
 
 
 def read_status(run_dir: Path) -> RunStatus:

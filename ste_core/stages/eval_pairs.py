@@ -10,6 +10,11 @@ held-out problems (verifiable, mixed) a right and a wrong solution (stage `solve
 mixed recipe both kinds are kept, all of them: `data.verifiable_ratio` shapes the training pairs,
 while the eval set holds the held-out items as the split drew them from the pool.
 
+An eval instruction whose generation failed (a request error, an unparsable worse response)
+has no pair: the eval set shrinks. That is counted (`failed`), warned about, and below
+`evaluation.min_eval_pairs` (default half of eval_size) the stage fails, since a judge's
+accuracy on a handful of pairs is noise.
+
 Files: data/eval.jsonl -> data/eval_baselines.jsonl (+ eval_drops.jsonl) -> eval_pairs.jsonl
 (+ data/eval_worse_drops.jsonl); problems -> eval_pairs.jsonl (+ data/eval_solve_drops.jsonl).
 Mixed: data/eval_instruction_pairs.jsonl + data/eval_verifiable_pairs.jsonl -> eval_pairs.jsonl.
@@ -31,6 +36,7 @@ from ste_core.stages.solve import SolveCounts, solutions_work, write_solution_pa
 from ste_core.stages.worse import WorseCounts, pairs_work, write_pairs
 
 if TYPE_CHECKING:
+    from ste_core.run.context import RunContext
     from ste_core.run.preflight import Planner, Work
 
 __all__ = ["STAGE", "EvalPairsCounts"]
@@ -42,6 +48,7 @@ class EvalPairsCounts(Counts):
         "worse": "worse responses",
         "solve": "solutions",
         "pairs": "eval pairs",
+        "failed": "held-out items without a pair",
         "reused": "file reused (evaluation.pairs_path)",
     }
 
@@ -51,6 +58,8 @@ class EvalPairsCounts(Counts):
     worse: WorseCounts | None = None
     solve: SolveCounts | None = None
     pairs: int = 0
+    #: eval instructions whose generation failed (baseline or worse response): no pair
+    failed: int = 0
     reused: int = 0
 
     def funnel(self) -> Funnel:
@@ -95,6 +104,7 @@ async def eval_pairs(step: Step) -> EvalPairsCounts:
             phase="worse responses",
         )
         counts.pairs += counts.worse.pairs
+        counts.failed += counts.baseline.instructions - counts.worse.pairs
     if cfg.data.uses_problems:
         counts.solve = await write_solution_pairs(
             ctx,
@@ -105,15 +115,52 @@ async def eval_pairs(step: Step) -> EvalPairsCounts:
             phase="solutions",
         )
         counts.pairs += counts.solve.pairs
+        counts.failed += counts.solve.problems - counts.solve.pairs
     if mixed:
         write_jsonl(rundir.eval_pairs_path, _both(outs["instructions"], outs["verifiable"]))
-    if counts.pairs == 0:
-        raise SteError("eval_pairs: no eval pair survived generation; see data/eval_*drops.jsonl")
+    if counts.failed or counts.pairs == 0:
+        check_eval_set(ctx, counts)
     return counts
 
 
 def _both(first: Path, second: Path) -> chain[ResponsePair]:
     return chain(read_rows(first, ResponsePair), read_rows(second, ResponsePair))
+
+
+def check_eval_set(ctx: RunContext, counts: EvalPairsCounts) -> None:
+    """Warn that generation failures (or problems without a right and a wrong solution) shrank
+    the eval set; fail below evaluation.min_eval_pairs."""
+    ev = ctx.config.evaluation
+    data = ctx.rundir.data_dir.resolve()
+    steps: list[tuple[str, BaselineCounts | WorseCounts | SolveCounts | None, str]] = [
+        ("baseline", counts.baseline, "eval_drops.jsonl"),
+        ("worse", counts.worse, "eval_worse_drops.jsonl"),
+        ("solve", counts.solve, "eval_solve_drops.jsonl"),
+    ]
+    reasons = {
+        f"{step} {reason.replace('_', ' ')}": n
+        for step, c, _ in steps
+        if c is not None
+        for reason, n in c.dropped.items()
+    }
+    why = ", ".join(f"{n} {r}" for r, n in reasons.items() if n) or "unknown"
+    files = " and ".join(str(data / name) for _, c, name in steps if c is not None)
+    n = counts.pairs
+    asked = n + counts.failed
+    what = (
+        f"eval_pairs: {counts.failed} of {asked} held-out items produced no pair ({why}); the "
+        f"frozen eval set has {n} pairs. The failures are in {files}"
+    )
+    if n < ev.min_pairs:
+        raise SteError(
+            f"{what}, fewer than evaluation.min_eval_pairs = {ev.min_pairs}: every judge would "
+            "be scored on too few pairs to tell judges apart. Fix the cause of the failures "
+            "(a request error, or a generator whose worse responses do not parse: try a "
+            "stronger generator) and run the same command again (this stage was not marked "
+            "done; answers already received come from the cache), or lower "
+            "evaluation.min_eval_pairs."
+        )
+    ctx.reporter.warning(what)
 
 
 def estimate(plan: Planner, iteration: int) -> Work:

@@ -2,9 +2,16 @@
 
 Runs once per judge: M_0 (the seed judge, at iteration 0) and each fine-tuned M_j (at iteration
 j). Every judge sees the same pairs, so the scores are comparable; consecutive judges (and each
-with the seed) are compared with a paired test on the same items. The judge's `IterationMetrics`
-(score, paired tests, the iteration's funnel, per-stage usage, fine-tune job) go to the run store
-and are exported to iter_j/metrics.json; the `benchmark` stage adds its benchmark scores.
+with the seed) are compared with a paired test on the same items, computed here once (with
+run.seed) and stored: metrics.json, summary.md, the report and `ste view` all read that one. The
+judge's `IterationMetrics` (score, paired tests, the iteration's funnel, per-stage usage,
+fine-tune job) go to the run store and are exported to iter_j/metrics.json; the `benchmark`
+stage adds its benchmark scores.
+
+Items whose requests failed are errors, never scores (`ste_core.evaluation.headline`): a few
+are left out of the accuracy with a warning; more than `evaluation.max_error_rate` of the items
+fail the stage (EvaluationFailed) before any metrics are saved, so the step is not marked done
+and the next run retries it.
 
 Files: eval_pairs.jsonl -> iter_j/eval.jsonl, iter_j/metrics.json.
 """
@@ -19,7 +26,6 @@ from ste_core.records import (
     FineTuneInfo,
     Funnel,
     IterationMetrics,
-    PairedResult,
     ResponsePair,
 )
 from ste_core.run.context import RunContext
@@ -63,7 +69,7 @@ def evaluation_setup(ctx: RunContext | Planner) -> JudgingSetup:
 
 
 async def evaluate(step: Step) -> EvaluateCounts:
-    from ste_core.evaluation import paired_comparison
+    from ste_core.evaluation.paired import paired_tests
 
     ctx, j, by = step.ctx, step.iteration, step.judge
     rundir = ctx.rundir
@@ -76,15 +82,8 @@ async def evaluate(step: Step) -> EvaluateCounts:
         rundir.iter_file(j, "eval.jsonl"),
         what=f"evaluation of judge {j}",
     )
-    paired: dict[str, PairedResult] = {}
-    earlier = ctx.store.metrics()
-    for label, other in (("vs_previous", j - 1), ("vs_seed", 0)):
-        # At j=1 the previous judge is the seed: one comparison, not the same one twice.
-        if other < 0 or other == j or (label == "vs_seed" and other == j - 1):
-            continue
-        if other in earlier:
-            test = paired_comparison(earlier[other].eval, score, seed=ctx.config.run.seed)
-            paired[label] = PairedResult(against_iteration=other, **test.model_dump())
+    earlier = {i: m.eval for i, m in ctx.store.metrics().items()}
+    paired = paired_tests(j, score, earlier, seed=ctx.config.run.seed)
     ctx.save_metrics(
         IterationMetrics(
             iteration=j,
@@ -111,8 +110,9 @@ async def judge_and_score(
 ) -> tuple[JudgeCounts, EvalScore]:
     """Judge the pairs of `pairs_path` into `out`, then score those judgements against `pairs`
     (the same pairs, already read: scoring needs them all at once); `phase` as in
-    `judge_file`."""
+    `judge_file`. Raises EvaluationFailed when too many items could not be scored."""
     from ste_core.evaluation import score_pairs
+    from ste_core.evaluation.headline import require_headline
 
     setup = evaluation_setup(ctx)
     tally = await judge_file(
@@ -125,7 +125,12 @@ async def judge_and_score(
         mode=ev.orders,
         majority=ev.majority_vote,
         seed=ctx.config.run.seed,
+        max_error_rate=ev.max_error_rate,
     )
+    what = f"{what} ({by.model})"
+    warning = require_headline(score, what=what, judgements=out)
+    if warning:
+        ctx.reporter.warning(warning)
     return tally, score
 
 

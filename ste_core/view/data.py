@@ -602,10 +602,15 @@ def compare_runs(views: list[RunView]) -> dict[str, Any]:
     loaded = [load_run(v.root) for v in views]
     rows = []
     for i, run in enumerate(loaded):
-        scored = [(it, it.eval) for it in run.iterations if it.eval is not None]
+        # A judge with too many failed requests has no accuracy: it is not compared.
+        scored = [
+            (it, it.eval)
+            for it in run.iterations
+            if it.eval is not None and it.eval.accuracy is not None
+        ]
         seed = next((it for it, _ in scored if it.index == 0), None)
         last = scored[-1][0] if scored else None
-        highest = max(scored, key=lambda pair: pair[1].accuracy, default=(None, None))[0]
+        highest = max(scored, key=lambda pair: pair[1].accuracy or 0.0, default=(None, None))[0]
         rows.append(
             {
                 "id": i,

@@ -20,6 +20,7 @@ def scripted(monkeypatch: pytest.MonkeyPatch) -> Iterator[type[ScriptedInference
     ScriptedInference.calls = []
     ScriptedInference.fail_every = None
     ScriptedInference.delay_s = 0.0
+    ScriptedInference.refuse = None
     ScriptedFineTune.jobs = {}
     ScriptedFineTune.submits = 0
     ScriptedFineTune.served = []

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
@@ -58,6 +58,8 @@ class ScriptedInference(InferenceBackend):
     calls: ClassVar[list[str]] = []
     fail_every: ClassVar[int | None] = None  # every k-th call raises a transient error
     delay_s: ClassVar[float] = 0.0  # how long each call takes
+    #: refuse(request) -> the error a request fails with, or None to answer it
+    refuse: ClassVar[Callable[[ChatRequest], BaseException | None] | None] = None
 
     def __init__(self, options: ScriptedInferenceOptions | None = None, /, **values: Any) -> None:
         super().__init__(options, **values)
@@ -72,6 +74,10 @@ class ScriptedInference(InferenceBackend):
         k = type(self).fail_every
         if k and len(type(self).calls) % k == 0:
             raise TransientProviderError("injected", provider="scripted")
+        refuse = type(self).refuse
+        error = refuse(request) if refuse is not None else None
+        if error is not None:
+            raise error
         p = request.params
         out = self.model.generate(
             model_name,

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ste_core.engine.store import RunStore
 from ste_core.evaluation import score_pairs
+from ste_core.evaluation.paired import paired_tests
 from ste_core.evaluation.pairs_io import write_judgements
 from ste_core.evaluation.rewardbench import EXAMPLE_COUNTS
 from ste_core.records import (
@@ -153,10 +154,13 @@ def make_run(
             )
             manifest.add_usage("judge", STAGE_USAGE["judge"])
             continue  # no metrics: the iteration crashed while evaluating
+        score = score_pairs(pairs, judged, mode="both")
+        earlier = {i: m.eval for i, m in store.metrics().items()}
         metrics = IterationMetrics(
             iteration=it,
             judge_model=model,
-            eval=score_pairs(pairs, judged, mode="both"),
+            eval=score,
+            paired=paired_tests(it, score, earlier, seed=manifest.seed or 0),  # as the stage
             benchmarks={
                 "rewardbench": EvalScore.model_validate(
                     rewardbench_score(6, 0.6 + 0.05 * it, seed=it)

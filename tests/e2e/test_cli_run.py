@@ -726,3 +726,40 @@ def test_killed_around_a_dedicated_endpoint_reuses_it_and_leaves_none(
     _assert_same_outputs(tmp_path / "ref" / "runs" / "e2e", run)
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["status"] == "succeeded" and manifest["cost_usd"]["endpoints"] > 0
+
+
+def test_a_judge_whose_every_evaluation_request_fails_fails_the_run(
+    tmp_path: Path, fakes: tuple[FakeProvider, FakeProvider]
+) -> None:
+    """Issue 14: the fine-tuned judge needs a dedicated endpoint that nobody deployed, so
+    Together answers 400 to every evaluation request. The run fails with the judge, the count
+    and the provider's words; no accuracy and no paired test are written for that judge."""
+    import tomllib
+
+    oa, tg = fakes
+    tg.together.serverless_lora = False  # while the config asks for serverless serving
+    config = _write_run(tmp_path, oa, tg, {"serving": "serverless"})
+    data = tomllib.loads(config.read_text(encoding="utf-8"))
+    data["run"]["iterations"] = 1
+    data["evaluation"]["eval_size"] = 8  # 16 requests: under the scheduler's own stop (20)
+    config.write_text(dumps_toml(data), encoding="utf-8")
+    proc = subprocess.run(
+        [*STE, "run", str(config), "--quiet"],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=100,
+        cwd=config.parent,
+    )
+    assert proc.returncode == 1, proc.stderr
+    err = " ".join(proc.stderr.split())
+    assert "EvaluationFailed: evaluation of judge 1" in err and "Traceback" not in err
+    assert "items could not be scored" in err and "non-serverless model" in err
+    run = tmp_path / "runs" / "e2e"
+    assert str(run.resolve() / "iter_1" / "eval.jsonl") in err
+    assert json.loads((run / "iter_0" / "metrics.json").read_text())["eval"]["accuracy"] > 0
+    assert not (run / "iter_1" / "metrics.json").exists()
+    summary = (run / "summary.md").read_text()
+    assert "| 0 |" in summary and "| 1 |" not in summary
+    report = (run / "report.md").read_text()
+    assert "| 1 vs 0 (seed) |" not in report and "none (too many errors)" in report

@@ -184,7 +184,12 @@ def test_ste_run_entirely_on_the_local_backend(tmp_path: Path, taught: Path) -> 
             "learning_rate": 1e-4,
             "options": {"max_steps": 1, "device": "cpu"},
         },
-        "evaluation": {"eval_size": 3, "params": {"temperature": 0.0, "max_tokens": 16}},
+        # three eval pairs: one is enough here (the loop on `local` is what is tested)
+        "evaluation": {
+            "eval_size": 3,
+            "min_eval_pairs": 1,
+            "params": {"temperature": 0.0, "max_tokens": 16},
+        },
     }
     proc = _ste(_write(tmp_path / "local.toml", cfg))
     assert proc.returncode == 0, proc.stderr[-3000:]

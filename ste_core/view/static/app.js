@@ -46,6 +46,9 @@ function el(tag, attrs = {}, ...children) {
 const pct = (x, d = 1) => (x == null ? "–" : (100 * x).toFixed(d));
 const money = (x) => (x == null ? "–" : "$" + Number(x).toFixed(x >= 100 ? 0 : 4));
 const num = (x) => (x == null ? "–" : Number(x).toLocaleString("en-US"));
+// A score's accuracy, or why it has none; and its error count, shown beside every accuracy.
+const acc = (e) => (!e ? "–" : e.accuracy == null ? "none (too many errors)" : `${pct(e.accuracy)}%`);
+const errors = (e) => (e ? `${num(e.error_count)} of ${num(e.n_items)}` : "–");
 
 async function summary(run) {
   const hit = summaries.get(run);
@@ -73,7 +76,7 @@ function table(head, rows, attrs = {}) {
 
 function ciChart(iters) {
   // Accuracy with its 95% interval per judge, on a 0-100 axis.
-  const scored = iters.filter((it) => it.eval);
+  const scored = iters.filter((it) => it.eval && it.eval.accuracy != null);
   if (!scored.length) return el("p", { class: "muted" }, "No judge evaluated yet.");
   const w = 460, rowH = 26, left = 70, right = 20, h = scored.length * rowH + 30;
   const x = (v) => left + (w - left - right) * v;
@@ -109,9 +112,10 @@ function accuracyCard(s) {
     return [
       it.index === 0 ? "M0 (seed)" : `M${it.index}`,
       it.judge_model || "–",
-      e ? `${pct(e.accuracy)}%` : "–",
-      e ? `[${pct(e.ci_low)}, ${pct(e.ci_high)}]` : "–",
-      e ? num(e.n_items) : "–",
+      acc(e),
+      e && e.accuracy != null ? `[${pct(e.ci_low)}, ${pct(e.ci_high)}]` : "–",
+      e ? num(e.n_scored ?? e.n_items) : "–",
+      errors(e),
       e && e.position_consistency != null ? `${pct(e.position_consistency)}%` : "–",
       e ? `${pct(e.no_verdict_rate)}%` : "–",
       prev ? `${(100 * prev.difference).toFixed(1)} pts (p=${prev.p_value.toPrecision(3)})` : "–",
@@ -120,9 +124,9 @@ function accuracyCard(s) {
   return el("div", { class: "card wide", id: "accuracy" },
     el("h2", {}, "Judge accuracy on the frozen eval pairs"),
     el("div", { class: "side" },
-      table(["judge", "model", "accuracy", "95% CI", "n", "position consistency", "no verdict", "vs previous"], rows),
+      table(["judge", "model", "accuracy", "95% CI", "n", "errors", "position consistency", "no verdict", "vs previous"], rows),
       el("div", { class: "chart" }, ciChart(s.iterations))),
-    el("p", { class: "muted" }, "A missing verdict counts 0.5. Intervals: 95% Wilson."));
+    el("p", { class: "muted" }, "A missing verdict counts 0.5. Errors (failed requests) are left out of the accuracy; above evaluation.max_error_rate of the items there is none. Intervals: 95% Wilson."));
 }
 
 function pairedCard(s) {
@@ -131,7 +135,7 @@ function pairedCard(s) {
     for (const [name, t] of Object.entries(it.paired))
       rows.push([`M${it.index} vs M${t.against_iteration}`, name.replace(/_/g, " "),
         `${(100 * t.difference).toFixed(1)} pts`, `[${(100 * t.ci_low).toFixed(1)}, ${(100 * t.ci_high).toFixed(1)}]`,
-        t.p_value.toPrecision(3), t.method, num(t.n_common)]);
+        t.p_value.toPrecision(3), t.method + (t.exact === false ? ` (${t.n_draws} draws)` : ""), num(t.n_common)]);
   return el("div", { class: "card", id: "paired" }, el("h2", {}, "Paired tests"),
     rows.length ? table(["judges", "test", "difference", "95% CI", "p", "method", "n"], rows)
       : el("p", { class: "muted" }, "No paired test yet (it needs two judges)."));
@@ -144,10 +148,10 @@ function benchCard(s) {
   for (const it of s.iterations)
     for (const n of names) {
       const b = it.benchmarks[n];
-      if (b) rows.push([`M${it.index}`, n, `${pct(b.accuracy)}%`, `[${pct(b.ci_low)}, ${pct(b.ci_high)}]`, num(b.n_items)]);
+      if (b) rows.push([`M${it.index}`, n, acc(b), b.accuracy != null ? `[${pct(b.ci_low)}, ${pct(b.ci_high)}]` : "–", num(b.n_scored ?? b.n_items), errors(b)]);
     }
   return el("div", { class: "card", id: "benchmarks" }, el("h2", {}, "Benchmarks"),
-    table(["judge", "benchmark", "accuracy", "95% CI", "n"], rows));
+    table(["judge", "benchmark", "accuracy", "95% CI", "n", "errors"], rows));
 }
 
 function funnelCard(s) {

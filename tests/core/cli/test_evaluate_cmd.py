@@ -45,7 +45,7 @@ def write_pairs_file(path: Path) -> Path:
             "subset": "xstest-should-refuse",
             "id": 4,
         },
-        # API failure: 0.5, counted as errors
+        # API failure: an error, not a score (1 of 5 items: allowed by --max-error-rate 0.2)
         {
             "prompt": "q5 FAILME",
             "chosen": "GOOD five",
@@ -75,6 +75,8 @@ def evaluate(tmp_path: Path, *extra: str) -> tuple[dict, Path]:
             "--out",
             str(out),
             "--json",
+            "--max-error-rate",
+            "0.2",
             *extra,
         ],
     )
@@ -86,15 +88,17 @@ def test_evaluate_both_orders_then_rescore_is_identical(tmp_path: Path, rule_jud
     payload, out = evaluate(tmp_path)
     s = payload["score"]
     assert s["mode"] == "both" and s["n_items"] == 5
-    assert s["item_scores"] == {"1": 1.0, "2": 1.0, "3": 0.5, "4": 0.5, "5": 0.5}
-    assert s["accuracy"] == 3.5 / 5
-    assert s["error_count"] == 2  # two failed requests (both orders of pair 5)
+    assert s["item_scores"] == {"1": 1.0, "2": 1.0, "3": 0.5, "4": 0.5}
+    assert s["accuracy"] == 3 / 4 and s["n_scored"] == 4
+    assert s["error_count"] == 1 and s["request_errors"] == 2  # both orders of pair 5 failed
+    assert s["no_verdict_count"] == 2  # pair 4: the judge answered, without a verdict
     assert s["position_consistency"] == 2 / 3  # pairs 1, 2 consistent; 3 not; 4, 5 no verdicts
     assert s["judge_models"] == ["rule-1"] and s["templates"] == ["judge_meta_rewardbench"]
     rb = s["rewardbench"]
     assert rb["weights"] == "current"
     assert rb["missing_sections"] == ["Chat Hard", "Reasoning"]
-    assert rb["other_subsets"] == ["mine"]
+    assert rb["other_subsets"] == []  # "mine" had its only item fail: missing, not 0
+    assert any("no item scored" in w and "mine" in w for w in s["warnings"])
     # greedy by default: every request had temperature 0
     assert {r.params.temperature for r in rule_judge.calls} == {0.0}
     assert {r.params.max_tokens for r in rule_judge.calls} == {4096}
@@ -103,21 +107,27 @@ def test_evaluate_both_orders_then_rescore_is_identical(tmp_path: Path, rule_jud
     # the written judgements re-score to exactly the same numbers, with both entry points
     judgements = out / "judgements.jsonl"
     assert len(judgements.read_text().splitlines()) == 10
-    res = runner.invoke(app, ["score", str(tmp_path / "rb.jsonl"), str(judgements), "--json"])
+    limit = ["--json", "--max-error-rate", "0.2"]
+    res = runner.invoke(app, ["score", str(tmp_path / "rb.jsonl"), str(judgements), *limit])
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["score"] == s
     res = runner.invoke(
         app,
-        ["evaluate", str(tmp_path / "rb.jsonl"), "--judgements", str(judgements), "--json"],
+        ["evaluate", str(tmp_path / "rb.jsonl"), "--judgements", str(judgements), *limit],
     )
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["score"] == s
+    # at the default limit (10%) the failed item withholds the accuracy, and the command fails
+    res = runner.invoke(app, ["score", str(tmp_path / "rb.jsonl"), str(judgements)])
+    assert res.exit_code == 1
+    assert "accuracy   none: 1 error of 5 items (2 failed requests)" in res.stdout
+    assert "error: no accuracy" in res.stderr and "more than 10% of the items" in res.stderr
 
 
 def test_evaluate_single_order_is_seeded(tmp_path: Path, rule_judge) -> None:
     payload, _ = evaluate(tmp_path, "--orders", "single", "--seed", "7")
     s = payload["score"]
-    assert s["mode"] == "single" and s["n_judgements"] == 5
+    assert s["mode"] == "single" and s["n_judgements"] == 4  # pair 5's request failed
     assert len(rule_judge.calls) == 5  # one order per pair; pair 5's permanent error: no retry
     first = [(r.metadata["pair_id"], r.metadata["order"]) for r in rule_judge.calls]
     from ste_core.evaluation import single_order
@@ -153,6 +163,8 @@ def test_majority_vote_and_option_and_config(tmp_path: Path, rule_judge) -> None
             "--out",
             str(tmp_path / "o"),
             "--json",
+            "--max-error-rate",
+            "0.2",
             "-o",
             "always_a=true",
         ],
@@ -208,11 +220,13 @@ def test_score_human_output_names_the_weights(tmp_path: Path) -> None:
         '{"pair_id": "1", "order": "AB", "text": "[[A]]"}\n'
         '{"pair_id": "3", "swapped": true, "text": "[[A]]"}\n'
     )
-    res = runner.invoke(app, ["score", str(pairs), str(judged), "--weights", "pre-0.1.3"])
+    args = ["score", str(pairs), str(judged), "--weights", "pre-0.1.3", "--max-error-rate", "1"]
+    res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
     assert "weights 'pre-0.1.3'" in res.stdout
     assert "missing sections (not scored as 0): Chat Hard, Reasoning" in res.stdout
-    assert "errors 3 (missing 3)" in res.stdout  # pairs 2, 4, 5 were never judged
+    # pairs 2, 4, 5 were never judged
+    assert "errors: 3 items not scored (0 failed requests, 3 missing)" in res.stdout
 
 
 def test_evaluate_human_output_and_run_directory_input(tmp_path: Path, rule_judge) -> None:
@@ -234,10 +248,15 @@ def test_evaluate_human_output_and_run_directory_input(tmp_path: Path, rule_judg
             "judge_short",
             "--out",
             str(tmp_path / "o"),
+            "--max-error-rate",
+            "0.2",
         ],
     )
     assert res.exit_code == 0, res.output
-    assert "accuracy   70.0% [" in res.stdout
+    assert "accuracy   75.0% [" in res.stdout
+    assert "(95% Wilson over the 4 scored items; 1 error of 5 items (2 failed requests))" in (
+        res.stdout
+    )
     assert "model      rule-1  template judge_short" in res.stdout
     assert "weights 'current'" in res.stdout
 
@@ -254,6 +273,7 @@ def test_the_default_output_folder_is_one_per_evaluation(
 
     def folder(pairs: Path, *extra: str) -> Path:
         args = ["evaluate", str(pairs), "-b", "rulejudge", "-m", "rule-1", "--json", *extra]
+        args += ["--max-error-rate", "0.2"]
         res = runner.invoke(app, args)
         assert res.exit_code == 0, res.output
         return Path(json.loads(res.stdout)["judgements_file"]).parent

@@ -24,8 +24,22 @@ def test_minimal_config_gets_the_papers_defaults(tmp_path: Path) -> None:
     assert cfg.finetune.init_from == "seed"
     assert cfg.finetune.method.value == "sft"
     assert cfg.evaluation.eval_size == 50
+    # Meta's release samples responses at 0.7 / 0.9 (not greedy)
+    assert (cfg.generator.params.temperature, cfg.generator.params.top_p) == (0.7, 0.9)
+    assert cfg.evaluation.max_error_rate == 0.1
+    assert cfg.evaluation.min_pairs == 25  # half of eval_size
     assert cfg.run.iterations == 4
     assert cfg.filter.enabled is False
+
+
+def test_min_eval_pairs_is_at_most_eval_size(tmp_path: Path) -> None:
+    data = _minimal(tmp_path)
+    data["evaluation"] = {"eval_size": 10, "min_eval_pairs": 11}
+    assert "evaluation.min_eval_pairs (11) is above evaluation.eval_size (10)" in _error(
+        tmp_path, data
+    )
+    data["evaluation"] = {"eval_size": 10, "min_eval_pairs": 3}
+    assert load_config(write_config(tmp_path, data)).evaluation.min_pairs == 3
 
 
 def test_lora_false_means_full_finetuning(tmp_path: Path) -> None:

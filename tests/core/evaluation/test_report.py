@@ -55,10 +55,12 @@ def test_single_run_report(run_a: Path) -> None:
     assert "| runA | 3 | judge-it3 |" in md
     assert "iteration 3: no metrics recorded (iteration unfinished or crashed?)" in md
     assert "eval accuracy computed from eval.jsonl" in md
-    # paired tests: consecutive and against the seed
+    # paired tests, as stored with each judge's metrics: consecutive and against the seed; the
+    # crashed iteration 3 has none (a test is computed once, when a judge's evaluation ends)
     assert "| 1 vs 0 (seed) | previous |" in md
-    assert "| 3 vs 2 | previous |" in md
-    assert "| 3 vs 0 (seed) | seed |" in md
+    assert "| 2 vs 1 | previous |" in md and "| 2 vs 0 (seed) | seed |" in md
+    assert "| 3 vs" not in md
+    assert "iteration 3: no metrics recorded (iteration unfinished or crashed?); no paired" in md
     # funnel, usage, fine-tunes, RewardBench sections from the stored metrics; counts fallback
     assert "| 1 | 200 | 179 | 176 | 125 | 110 | parse_failure: 21, api_error: 1 |" in md
     assert "judge.correct: 70" in md

@@ -131,16 +131,42 @@ def test_both_orders_hand_computed() -> None:
         j("p4", BA, "B"),  # (0.5 + 1) / 2, one error
         # p5: never judged: both orders missing, 0.5
     ]
-    s = score_pairs(pairs, judged, mode="both")
-    assert s.item_scores == {"p1": 1.0, "p2": 0.5, "p3": 0.75, "p4": 0.75, "p5": 0.5}
-    assert s.accuracy == pytest.approx(3.5 / 5)
-    assert s.n_judgements == 8
-    assert s.error_count == 1 + 2 and s.missing_count == 2
+    # p4 (one order failed) and p5 (never judged) are errors, not 0.5: 2 of 5 items
+    s = score_pairs(pairs, judged, mode="both", max_error_rate=0.4)
+    assert s.item_scores == {"p1": 1.0, "p2": 0.5, "p3": 0.75}
+    assert s.accuracy == pytest.approx(2.25 / 3) and s.n_scored == 3
+    assert s.n_judgements == 7  # answered ones: the failed request is not a judgement
+    assert (s.error_count, s.request_errors, s.missing_count) == (2, 1, 2)
+    assert s.first_error == "X: boom"
     assert s.position_consistency == 0.5 and s.n_position_comparable == 2
     assert s.a_verdict_share == pytest.approx(3 / 6)  # A: p1 AB, p2 AB, p2 BA; B: 3
-    assert s.tie_rate == pytest.approx(1 / 8)
+    assert s.tie_rate == pytest.approx(1 / 7)
     lo, hi = s.ci_low, s.ci_high
-    assert lo < s.accuracy < hi
+    assert lo is not None and hi is not None and lo < s.accuracy < hi
+    assert "2 errors of 5 items (1 failed request, 2 missing)" in s.summary()
+
+
+def test_too_many_errors_withhold_the_headline() -> None:
+    pairs = [pair(f"p{i}", "alpacaeval-easy") for i in range(10)]
+    ok = [j(f"p{i}", o, "A" if o is AB else "B") for i in range(9) for o in (AB, BA)]
+    one_failed = score_pairs(pairs, [*ok, j("p9", AB, "A"), fail("p9", BA)], mode="both")
+    assert one_failed.accuracy == 1.0 and one_failed.error_count == 1  # 10%: allowed
+    assert one_failed.per_subset["alpacaeval-easy"].errors == 1
+    two = [*ok[:16], j("p8", AB, "A"), fail("p8", BA), fail("p9", AB), fail("p9", BA)]
+    s = score_pairs(pairs, two, mode="both")
+    assert s.error_count == 2 and s.request_errors == 3
+    assert s.accuracy is None and s.ci_low is None and s.ci_high is None
+    assert s.per_subset == {} and s.rewardbench is None
+    assert s.summary().startswith("no accuracy: 2 errors of 10 items")
+    every = score_pairs(pairs, [fail(p.id, o) for p in pairs for o in (AB, BA)], mode="both")
+    assert every.accuracy is None and every.item_scores == {} and every.n_scored == 0
+    # even a limit of 100% never makes an accuracy of nothing
+    assert score_pairs(pairs, [], mode="both", max_error_rate=1.0).accuracy is None
+
+
+def test_a_parse_failure_is_a_score_not_an_error() -> None:
+    s = score_pairs([pair("p")], [j("p", AB, None), j("p", BA, "B")], mode="both")
+    assert s.accuracy == 0.75 and s.error_count == 0 and s.no_verdict_count == 1
 
 
 def test_majority_vote_vs_mean_of_samples() -> None:
@@ -153,8 +179,8 @@ def test_majority_vote_vs_mean_of_samples() -> None:
         j("p2", AB, "B", 1),
         j("p2", AB, None, 2),  # 1-1 split: tie 0.5; mean 0.5
         j("p3", BA, "B", 0),
-        fail("p3", BA, 1),
-        j("p3", BA, None, 2),  # only one vote, B (correct): 1; mean (1 + .5 + .5) / 3
+        fail("p3", BA, 1),  # a failed sample abstains (it is no answer)
+        j("p3", BA, None, 2),  # only one vote, B (correct): 1; mean (1 + .5) / 2
     ]
     maj = score_pairs(pairs, judged, mode="single", majority=True)
     assert maj.item_scores == {"p1": 1.0, "p2": 0.5, "p3": 1.0}
@@ -162,8 +188,8 @@ def test_majority_vote_vs_mean_of_samples() -> None:
     mean = score_pairs(pairs, judged, mode="single")
     assert mean.item_scores["p1"] == pytest.approx(2 / 3)
     assert mean.item_scores["p2"] == pytest.approx(0.5)
-    assert mean.item_scores["p3"] == pytest.approx(2 / 3)
-    assert mean.error_count == 1
+    assert mean.item_scores["p3"] == pytest.approx(0.75)
+    assert mean.error_count == 0 and mean.request_errors == 1
 
 
 def test_majority_in_both_orders_uses_majority_for_consistency() -> None:
@@ -230,6 +256,7 @@ def test_worked_example_of_the_docs() -> None:
         ("s1", AB, "[[B]]"),
         ("s1", BA, "[[A]]"),
         ("u1", AB, "I cannot decide."),
+        ("u1", BA, "Hard to say."),
     ]
     judged: list = [
         Judgement(
@@ -243,7 +270,6 @@ def test_worked_example_of_the_docs() -> None:
         )
         for p, o, t in rows
     ]
-    judged.append(fail("u1", BA))
     s = score_pairs(pairs, judged, mode="both")
     assert s.item_scores == {"c1": 1.0, "c2": 0.5, "h1": 0.75, "s1": 0.0, "u1": 0.5}
     assert s.accuracy == pytest.approx(0.55)
@@ -252,3 +278,7 @@ def test_worked_example_of_the_docs() -> None:
     assert s.rewardbench is not None
     assert s.rewardbench.final == pytest.approx(0.5)
     assert s.rewardbench.missing_sections == ["Reasoning"]
+    assert s.error_count == 0 and s.no_verdict_count == 2
+    # The docs' variant: u1's BA request failed instead. 1 of 5 items is 20% > 10%.
+    failed = [*judged[:-1], fail("u1", BA)]
+    assert score_pairs(pairs, failed, mode="both").accuracy is None

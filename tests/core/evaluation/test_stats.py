@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import itertools
 import math
+import random
+from fractions import Fraction
 
 import pytest
 
 from ste_core.evaluation.stats import (
+    SignFlip,
     bootstrap_interval,
     mcnemar_exact,
     paired_bootstrap,
     percentile_interval,
+    sign_flip_test,
     stratified_bootstrap,
     wilson_interval,
     z_for,
@@ -94,16 +99,68 @@ def test_stratified_bootstrap_keeps_strata_apart() -> None:
 def test_paired_bootstrap_constructed_examples() -> None:
     a = [0.0] * 20
     b = [1.0] * 20
-    diff, (lo, hi), p = paired_bootstrap(a, b, n_resamples=500, seed=0)
+    diff, (lo, hi) = paired_bootstrap(a, b, n_resamples=500, seed=0)
     assert diff == 1.0 and (lo, hi) == (1.0, 1.0)
-    assert p == pytest.approx(1 / 501)  # no replicate as far from 1 as 0 is
-    diff, _, p = paired_bootstrap(a, a, n_resamples=200)
-    assert diff == 0.0 and p == 1.0
-    # a small, noisy improvement: p well above 0.05
+    diff, _ = paired_bootstrap(a, a, n_resamples=200)
+    assert diff == 0.0
     a2 = [1, 0, 1, 0, 1, 0, 1, 0, 1, 0]
     b2 = [1, 1, 1, 0, 1, 0, 1, 0, 1, 0]
-    diff, (lo, hi), p = paired_bootstrap(a2, b2, seed=3)
-    assert diff == pytest.approx(0.1)
-    assert lo <= 0 < hi and p > 0.2  # one discordant item is no evidence
-    d3, (lo3, _), p3 = paired_bootstrap(a2, [1] * 10, seed=3)
-    assert d3 == pytest.approx(0.5) and lo3 > 0 and p3 < 0.05
+    diff, (lo, hi) = paired_bootstrap(a2, b2, seed=3)
+    assert diff == pytest.approx(0.1) and lo <= 0 < hi
+    d3, (lo3, _) = paired_bootstrap(a2, [1] * 10, seed=3)
+    assert d3 == pytest.approx(0.5) and lo3 > 0
+
+
+def test_sign_flip_on_the_issues_examples() -> None:
+    # 3 items +0.5, 2 unchanged: |sum| >= 1.5 in 2 of the 2**3 sign patterns
+    assert sign_flip_test([0.5, 0.5, 0.5, 0.0, 0.0]) == SignFlip(0.25, True, 3)
+    assert sign_flip_test([0.5]).p_value == 1.0
+    assert sign_flip_test([0.0, 0.0]) == SignFlip(1.0, True, 0)
+
+
+@pytest.mark.parametrize(("b", "c"), [(4, 0), (2, 8), (8, 2), (5, 5), (0, 6), (13, 4), (30, 12)])
+def test_sign_flip_on_binary_differences_is_exact_mcnemar(b: int, c: int) -> None:
+    diffs = [1.0] * b + [-1.0] * c + [0.0] * 7
+    # the exact sign test: 2 P(X <= min(b, c)), X ~ Binomial(b + c, 1/2) (scipy is no dependency)
+    n = b + c
+    expected = min(1.0, 2 * sum(math.comb(n, i) for i in range(min(b, c) + 1)) / 2**n)
+    test = sign_flip_test(diffs)
+    assert test.exact and test.p_value == pytest.approx(expected, rel=1e-9)
+    assert mcnemar_exact(b, c) == pytest.approx(expected, rel=1e-9)
+
+
+def test_sign_flip_on_fractional_differences_matches_enumeration() -> None:
+    diffs = [0.5, -0.25, 1.0, 0.5, 0.75, -0.5, 0.25, 1.0, 0.0]
+    nonzero = [d for d in diffs if d]
+    observed = abs(sum(nonzero))
+    extreme = sum(
+        abs(sum(s * d for s, d in zip(signs, nonzero, strict=True))) >= observed - 1e-12
+        for signs in itertools.product((1, -1), repeat=len(nonzero))
+    )
+    assert sign_flip_test(diffs).p_value == pytest.approx(extreme / 2 ** len(nonzero))
+
+
+def test_sign_flip_counts_sums_equal_up_to_rounding_as_ties() -> None:
+    # Observed sum 1/2. In exact arithmetic 5 of the 16 sign patterns reach |sum| >= 1/2 (by
+    # Fractions below); after rounding 1/6 + 1/6 differs from 1/3 in the last digit, which
+    # without a tolerance drops one of them (p = 0.5).
+    diffs = [Fraction(1, 6), Fraction(-1, 3), Fraction(1, 2), Fraction(1, 6)]
+    observed = abs(sum(diffs))
+    extreme = sum(
+        abs(sum(s * d for s, d in zip(signs, diffs, strict=True))) >= observed
+        for signs in itertools.product((1, -1), repeat=4)
+    )
+    assert extreme / 16 == 0.625
+    assert sign_flip_test([float(d) for d in diffs]).p_value == pytest.approx(0.625)
+
+
+def test_sign_flip_monte_carlo_when_the_distribution_is_too_large() -> None:
+    rng = random.Random(5)
+    diffs = [rng.random() - 0.3 for _ in range(40)]  # 2**40 distinct sums: not enumerable
+    first = sign_flip_test(diffs, seed=1, n_draws=2000)
+    assert not first.exact and first.draws == 2000
+    assert first == sign_flip_test(diffs, seed=1, n_draws=2000)  # seeded
+    # a clear shift: few or no draws are as extreme, and the (k+1)/(n+1) rule keeps p > 0
+    assert first.p_value >= 1 / 2001 and first.p_value < 0.01
+    null = [d * (1 if i % 2 else -1) for i, d in enumerate([0.3] * 40)]
+    assert sign_flip_test(null, n_draws=500).p_value == 1.0  # exact: one magnitude
