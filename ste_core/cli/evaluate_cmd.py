@@ -13,6 +13,13 @@ from typing import Annotated, Any
 import typer
 
 _ORDERS_HELP = "single: one seeded random order per item; both: both orders (0.5 if inconsistent)"
+_BENCHMARK_HELP = (
+    "The file's benchmark: rewardbench | pairs (labelled pairs, the default) | rewardbench2 | "
+    "judgebench | rmbench | ppe (official formats and scoring rules, docs/evaluation.md)."
+)
+_MODE_HELP = "RewardBench 2: ranking (4-way, default) | ratings (1-10 per completion)"
+_PAIR_RULE_HELP = "RM-Bench / PPE: consistent (default) | mean: how two orders make one decision."
+_MAX_ERROR_HELP = "No headline when more than this share of items could not be scored."
 
 
 def _fail(message: str) -> typer.Exit:
@@ -187,8 +194,30 @@ def score(
     bootstrap: int = typer.Option(1000, "--bootstrap", min=100, help="Bootstrap resamples."),
     limit: int | None = typer.Option(None, "--limit", min=1, help="Use the first N pairs."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    benchmark: str | None = typer.Option(None, "--benchmark", help=_BENCHMARK_HELP),
+    mode: str | None = typer.Option(None, "--mode", help=_MODE_HELP + " or auto (default)."),
+    pair_rule: str | None = typer.Option(None, "--pair-rule", help=_PAIR_RULE_HELP),
+    max_error_rate: float = typer.Option(0.10, "--max-error-rate", help=_MAX_ERROR_HELP),
 ) -> None:
     """Score existing judge outputs against a pairs file; no model is called."""
+    from ste_core.cli import benchmark_cmd
+
+    if benchmark_cmd.is_published(benchmark):
+        benchmark_cmd.score_command(
+            benchmark or "",
+            pairs,
+            judgements,
+            mode=mode,
+            pair_rule=pair_rule,
+            max_error_rate=max_error_rate,
+            seed=seed,
+            template=template,
+            judge_model=judge_model,
+            on_bad_row=on_bad_row,
+            limit=limit,
+            as_json=as_json,
+        )
+        return
     _check_choices(orders=orders, weights=weights, on_bad_row=on_bad_row, allow_auto=True)
     pf = _load_pairs(pairs, on_bad_row, limit)
     _score_only(
@@ -260,12 +289,43 @@ def evaluate(
     on_bad_row: str = typer.Option("error", "--on-bad-row", help="error | skip (counted)."),
     bootstrap: int = typer.Option(1000, "--bootstrap", min=100, help="Bootstrap resamples."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    benchmark: str | None = typer.Option(None, "--benchmark", help=_BENCHMARK_HELP),
+    mode: str | None = typer.Option(None, "--mode", help=_MODE_HELP + "."),
+    pair_rule: str | None = typer.Option(None, "--pair-rule", help=_PAIR_RULE_HELP),
+    max_error_rate: float = typer.Option(0.10, "--max-error-rate", help=_MAX_ERROR_HELP),
+    ranking_template: str = typer.Option(
+        "judge_rank_four", "--ranking-template", help="RewardBench 2 four-way judge template."
+    ),
+    rating_template: str = typer.Option(
+        "judge_rate", "--rating-template", help="RewardBench 2 rating judge template."
+    ),
 ) -> None:
     """Judge a model on labelled pairs (greedy by default) and score it with 95% intervals."""
+    from ste_core.cli import benchmark_cmd
+
+    published = benchmark_cmd.is_published(benchmark)
     _check_choices(
         orders=orders, weights=weights, on_bad_row=on_bad_row, allow_auto=judgements is not None
     )
-    pf = _load_pairs(pairs, on_bad_row, limit)
+    if published and judgements is not None:
+        benchmark_cmd.score_command(
+            benchmark or "",
+            pairs,
+            judgements,
+            mode=mode,
+            pair_rule=pair_rule,
+            max_error_rate=max_error_rate,
+            seed=seed,
+            template=template,
+            judge_model=model or "unknown",
+            on_bad_row=on_bad_row,
+            limit=limit,
+            as_json=as_json,
+        )
+        return
+    if published:
+        benchmark_cmd.check_options(benchmark or "", mode, pair_rule, max_error_rate)
+    pf: Any = None if published else _load_pairs(pairs, on_bad_row, limit)
     if judgements is not None:
         _score_only(
             pf,
@@ -320,6 +380,25 @@ def evaluate(
         )
         raise _fail(msgs) from None
 
+    if published:
+        benchmark_cmd.evaluate_command(
+            benchmark or "",
+            pairs,
+            judge_cfg,
+            eval_cfg,
+            out=out,
+            mode=mode,
+            pair_rule=pair_rule,
+            max_error_rate=max_error_rate,
+            seed=seed,
+            no_cache=no_cache,
+            on_bad_row=on_bad_row,
+            limit=limit,
+            ranking_template=ranking_template,
+            rating_template=rating_template,
+            as_json=as_json,
+        )
+        return
     out_dir = out or _default_out(pf.path, judge_cfg, eval_cfg, seed, limit)
     result = _run_evaluation(pf, judge_cfg, eval_cfg, out_dir, seed, weights, no_cache)
     score_path = out_dir / "score.json"

@@ -335,16 +335,29 @@ class FineTuneConfig(_Section):
 
 
 class BenchmarkFile(_Section):
-    """One labelled pairs file evaluated alongside the frozen eval pairs.
+    """One benchmark file every judge is scored on, alongside the frozen eval pairs.
 
-    Read with `ste_core.evaluation.pairs_io.read_pairs`: RewardBench rows (prompt, chosen,
-    rejected, subset), user rows (instruction, chosen, rejected) or ResponsePair JSON; JSONL,
-    JSON or Parquet.
+    `benchmark = "rewardbench"` or `"pairs"` (the default): labelled pairs read with
+    `ste_core.evaluation.pairs_io.read_pairs` (RewardBench rows, user rows or ResponsePair JSON)
+    and scored with RewardBench's sections when its subsets are present. The other names read
+    that benchmark's official file (JSONL, JSON, Parquet or a `datasets` directory) and score
+    it by its own rules (`ste_core.evaluation.benchmarks`).
     """
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
     path: str
     limit: int | None = Field(None, ge=1, description="use only the first N pairs")
+    benchmark: Literal["rewardbench", "pairs", "rewardbench2", "judgebench", "rmbench", "ppe"] = (
+        Field("rewardbench", description="the file's format and scoring rules")
+    )
+    mode: Literal["ranking", "ratings"] = Field(
+        "ranking", description="rewardbench2: four-way ranking, or 1-10 ratings per completion"
+    )
+    pair_rule: Literal["consistent", "mean"] = Field(
+        "consistent", description="rmbench / ppe: how the judge's two orders make one decision"
+    )
+    ranking_template: str = Field("judge_rank_four", description="rewardbench2 ranking template")
+    rating_template: str = Field("judge_rate", description="rewardbench2 rating template")
 
 
 def _eval_params() -> SamplingConfig:

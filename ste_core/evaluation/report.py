@@ -50,6 +50,7 @@ from ste_core.evaluation.document import (
 from ste_core.evaluation.paired import paired_comparison
 from ste_core.evaluation.scoring import score_pairs
 from ste_core.records import (
+    BenchmarkResult,
     EvalScore,
     FineTuneInfo,
     Funnel,
@@ -86,6 +87,7 @@ class IterationData:
     eval: EvalScore | None = None
     eval_source: str = ""
     benchmarks: dict[str, EvalScore] = field(default_factory=dict)
+    benchmark_results: dict[str, BenchmarkResult] = field(default_factory=dict)
     #: the iteration's stored metrics (None: it has none, e.g. it crashed while evaluating)
     metrics: IterationMetrics | None = None
     #: counts of its finished stages, shown when there is no funnel in the metrics
@@ -233,6 +235,7 @@ def load_run(run_dir: str | Path) -> RunData:
             it.metrics, it.judge_model = stored, stored.judge_model
             it.eval, it.eval_source = stored.eval, "run store"
             it.benchmarks = dict(stored.benchmarks)
+            it.benchmark_results = dict(stored.benchmark_results)
         else:
             it.notes.append("no metrics recorded (iteration unfinished or crashed?)")
             _score_eval_jsonl(it, path / "eval_pairs.jsonl", it.notes)
@@ -481,6 +484,7 @@ def _run_section(doc: Document, run: RunData) -> None:
         doc.add(Para("Fewer than two scored iterations: nothing to compare yet."))
 
     _benchmarks(doc, run)
+    _published_benchmarks(doc, run)
     _funnel(doc, run)
     _cost(doc, run)
     notes = [f"iteration {it.index}: {n}" for it in run.iterations for n in it.notes]
@@ -566,6 +570,17 @@ def _benchmarks(doc: Document, run: RunData) -> None:
                 caption=name,
             )
         )
+
+
+def _published_benchmarks(doc: Document, run: RunData) -> None:
+    from ste_core.evaluation.benchmarks.summary import published_tables
+
+    per_iteration = [(_iter_label(it.index), it.benchmark_results) for it in run.iterations]
+    blocks = published_tables(per_iteration)
+    if blocks:
+        doc.add(Heading(2, "Published benchmarks"))
+        for block in blocks:
+            doc.add(block)
 
 
 def _funnel(doc: Document, run: RunData) -> None:

@@ -62,6 +62,8 @@ from ste_core.records.run import (
     UsageTotals,
 )
 from ste_core.records.scores import (
+    BenchmarkFigure,
+    BenchmarkResult,
     EvalScore,
     PairedTest,
     RewardBenchScore,
@@ -72,6 +74,8 @@ from ste_core.records.scores import (
 __all__ = [
     "BackendOrigin",
     "Baseline",
+    "BenchmarkFigure",
+    "BenchmarkResult",
     "ChatRequest",
     "Completion",
     "CostTotals",

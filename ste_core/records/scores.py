@@ -13,6 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field
 __all__ = [
     "CI_METHOD_ITEMS",
     "CI_METHOD_WEIGHTED",
+    "BenchmarkFigure",
+    "BenchmarkResult",
     "EvalScore",
     "Mode",
     "PairedTest",
@@ -127,3 +129,42 @@ class PairedTest(_Score):
             f"[{100 * self.ci_low:+.1f}, {100 * self.ci_high:+.1f}], "
             f"p={self.p_value:.3g} ({self.method}, n={self.n_common})"
         )
+
+
+class BenchmarkFigure(_Score):
+    """One figure of a benchmark (a subset, source, domain or the headline): its value over the
+    items that were scored, a 95% interval, how many items it covers, and beside it the items
+    left out because a request failed (`errors`) or no output was given (`missing`)."""
+
+    value: float | None
+    ci: tuple[float, float] | None = None
+    n: int
+    errors: int = 0
+    missing: int = 0
+    parse_failures: int = 0
+
+
+class BenchmarkResult(_Score):
+    """A judge's result on one published benchmark, scored by that benchmark's own rules
+    (`ste_core.evaluation.benchmarks`). `headline` is None (and `refused` says why) when too many
+    items could not be scored; the per-subset figures are still given."""
+
+    benchmark: str
+    rule_version: str
+    comparability: str
+    headline_name: str
+    headline: float | None
+    headline_ci: tuple[float, float] | None = None
+    refused: str | None = None
+    figures: dict[str, BenchmarkFigure] = Field(default_factory=dict)
+    extra: dict[str, BenchmarkFigure] = Field(default_factory=dict)
+    n_items: int
+    error_count: int = 0
+    missing_count: int = 0
+    parse_failures: int = 0
+    error_rate: float = 0.0
+    max_error_rate: float = 0.10
+    seed: int = 0
+    judge_models: list[str] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
+    item_scores: dict[str, float] = Field(default_factory=dict)

@@ -1,28 +1,41 @@
-"""Stage `benchmark`: score judge M_j on every labelled benchmark of `[evaluation] benchmarks`.
+"""Stage `benchmark`: score judge M_j on every benchmark of `[evaluation] benchmarks`.
 
 Runs once per judge, right after its evaluation and in the same serving session. A benchmark's
-pairs are frozen at the first judge's run (copied into the run directory), so every judge of the
-run is scored on the same pairs even if the user's file changes between sessions. The scores join
-the judge's metrics (`IterationMetrics.benchmarks`).
+data is frozen at the first judge's run (copied into the run directory), so every judge of the
+run is scored on the same items even if the user's file changes between sessions.
 
-Files: the user's file -> bench_<name>.pairs.jsonl (once) -> iter_j/bench_<name>.jsonl.
+* labelled pairs (`benchmark = "rewardbench"` / `"pairs"`): judged as `[evaluation]` says and
+  scored with `score_pairs` into `IterationMetrics.benchmarks`;
+* published benchmarks (rewardbench2, judgebench, rmbench, ppe): judged once per order in both
+  orders (or RewardBench 2's rankings / ratings) and scored by the benchmark's own rules into
+  `IterationMetrics.benchmark_results`.
+
+Files: the user's file -> bench_<name>.pairs.jsonl (pairs) or bench_<name>.rows.jsonl (the
+official rows) once -> iter_j/bench_<name>.jsonl (the judge outputs `ste score` reads).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, ClassVar
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ste_core.config import Config
-from ste_core.errors import DataFileError
-from ste_core.records import EvalScore, ResponsePair
+from ste_core.errors import ConfigurationError, DataFileError
+from ste_core.evaluation.benchmarks.base import as_list
+from ste_core.records import BenchmarkResult, ChatRequest, EvalScore, ResponsePair
 from ste_core.run.io import read_rows, write_jsonl
 from ste_core.stages.base import Counts, Stage, Step, flat_counts
 from ste_core.stages.evaluate import evaluation_setup, judge_and_score
-from ste_core.stages.judge import judging_work
+from ste_core.stages.judge import JudgingSetup, judge_file, judging_work, read_judgements
 
 if TYPE_CHECKING:
+    from ste_core.config import BenchmarkFile
+    from ste_core.evaluation.benchmarks import Loaded
+    from ste_core.run.context import RunContext
     from ste_core.run.preflight import Planner, Work
+    from ste_core.run.serving import Judge
+
+PAIRS_BENCHMARKS = ("rewardbench", "pairs")
 
 __all__ = ["STAGE", "BenchmarkCounts"]
 
@@ -42,7 +55,17 @@ async def benchmark(step: Step) -> BenchmarkCounts:
     rundir = ctx.rundir
     counts = BenchmarkCounts()
     scores: dict[str, EvalScore] = {}
+    results: dict[str, BenchmarkResult] = {}
     for bench in ctx.config.evaluation.benchmarks:
+        if bench.benchmark not in PAIRS_BENCHMARKS:
+            loaded = _frozen_benchmark(ctx, bench)
+            judged, failed, results[bench.name] = await _published(
+                ctx, step.judge, j, bench, loaded
+            )
+            counts.pairs[bench.name] = loaded.n_items
+            counts.judgements[bench.name] = judged
+            counts.failures[bench.name] = failed
+            continue
         frozen = rundir.root / f"bench_{bench.name}.pairs.jsonl"
         if not frozen.exists():
             key = f"evaluation.benchmarks[{bench.name}].path"
@@ -61,8 +84,121 @@ async def benchmark(step: Step) -> BenchmarkCounts:
         counts.judgements[bench.name] = tally.judgements
         counts.failures[bench.name] = tally.failures
     metrics = ctx.store.metrics()[j]
-    ctx.save_metrics(metrics.model_copy(update={"benchmarks": scores}))
+    ctx.save_metrics(
+        metrics.model_copy(update={"benchmarks": scores, "benchmark_results": results})
+    )
     return counts
+
+
+def _jsonable(value: Any) -> Any:
+    """A row as JSON can hold it (Parquet list columns arrive as numpy arrays)."""
+    value = as_list(value)
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    item = getattr(value, "item", None)  # a numpy scalar
+    return item() if callable(item) else value
+
+
+def _frozen_benchmark(ctx: RunContext | Planner, bench: BenchmarkFile) -> Loaded:
+    """The benchmark's official rows, copied into the run directory on first use."""
+    from ste_core.evaluation.benchmarks import get_benchmark, read_official_rows
+
+    frozen = ctx.rundir.root / f"bench_{bench.name}.rows.jsonl"
+    key = f"evaluation.benchmarks[{bench.name}].path"
+    try:
+        if not frozen.exists():
+            src = read_official_rows(bench.path, on_error="skip")
+            write_jsonl(frozen, (_jsonable(row) for _, row in src.rows))
+        return get_benchmark(bench.benchmark).load(frozen, on_error="skip").limit(bench.limit)
+    except DataFileError as exc:
+        raise ConfigurationError(f"{key}: {exc}") from exc
+
+
+def _max_error_rate(config: Config) -> float:
+    from ste_core.evaluation.benchmarks import DEFAULT_MAX_ERROR_RATE
+
+    # `evaluation.max_error_rate` is added to the config by another branch; until then the
+    # benchmarks' own default applies.
+    return float(getattr(config.evaluation, "max_error_rate", DEFAULT_MAX_ERROR_RATE))
+
+
+def _pairwise_setup(ctx: RunContext | Planner) -> JudgingSetup:
+    """Published pairwise benchmarks: one greedy judgement per order, both orders."""
+    ev = ctx.config.evaluation
+    return JudgingSetup(
+        template=ctx.template(ctx.config.eval_template),
+        params=ev.params.to_params(),
+        samples=1,
+        orders="both",
+    )
+
+
+async def _published(
+    ctx: RunContext, by: Judge, j: int, bench: BenchmarkFile, loaded: Loaded
+) -> tuple[int, int, BenchmarkResult]:
+    """Judge a published benchmark with M_j and score it: (outputs, failed requests, result)."""
+    from ste_core.evaluation.benchmarks.judging import judge_benchmark, request_count
+
+    out = ctx.rundir.iter_file(j, f"bench_{bench.name}.jsonl")
+    what = f"benchmark {bench.name} of judge {j}"
+    seed = ctx.config.run.seed
+    outputs: list[Any]
+    if loaded.benchmark.to_pairs is not None:
+        pairs_path = ctx.rundir.root / f"bench_{bench.name}.pairs.jsonl"
+        if not pairs_path.exists():
+            write_jsonl(pairs_path, loaded.pairs)
+        tally = await judge_file(
+            ctx, by, pairs_path, out, _pairwise_setup(ctx), what=what, stage="evaluate",
+            phase=bench.name,
+        )  # fmt: skip
+        outputs = list(read_judgements(out))
+        failed = tally.failures
+    else:
+        ranking = ctx.template(bench.ranking_template)
+        rating = ctx.template(bench.rating_template)
+        params = ctx.config.evaluation.params.to_params()
+        ctx.check_budget(by.scheduler, _rb2_requests(loaded, by.model, bench, ctx), what)
+        ctx.reporter.phase(bench.name, request_count(loaded, bench.mode, seed))
+        outputs = await judge_benchmark(
+            loaded,
+            by.scheduler,
+            model=by.model,
+            template=ctx.template(ctx.config.eval_template),
+            ranking_template=ranking,
+            rating_template=rating,
+            params=params,
+            mode=bench.mode,
+            seed=seed,
+            outputs_path=out,
+        )
+        failed = sum(o.error is not None for o in outputs)
+    result = loaded.benchmark.score(
+        loaded,
+        outputs,
+        mode=bench.mode,
+        pair_rule=bench.pair_rule,
+        max_error_rate=_max_error_rate(ctx.config),
+        seed=seed,
+    )
+    if result.refused:
+        ctx.reporter.warning(f"{what}: {result.refused}")
+    return len(outputs) - failed, failed, result
+
+
+def _rb2_requests(
+    loaded: Loaded, model: str, bench: BenchmarkFile, ctx: RunContext | Planner
+) -> Iterator[ChatRequest]:
+    """Every request RewardBench 2 sends judge `model` (for the budget check and preflight)."""
+    from ste_core.evaluation.benchmarks import rewardbench2
+    from ste_core.evaluation.benchmarks.judging import rb2_request
+
+    ranking, rating = ctx.template(bench.ranking_template), ctx.template(bench.rating_template)
+    params, seed = ctx.config.evaluation.params.to_params(), ctx.config.run.seed
+    for item in loaded.data:
+        for req in rewardbench2.requests_for(item, bench.mode, seed):
+            yield rb2_request(item, req, model=model, ranking=ranking, rating=rating, params=params)
 
 
 def estimate(plan: Planner, j: int) -> Work:
@@ -72,6 +208,9 @@ def estimate(plan: Planner, j: int) -> Work:
     setup = evaluation_setup(plan)
     total = Work()
     for bench in plan.config.evaluation.benchmarks:
+        if bench.benchmark not in PAIRS_BENCHMARKS:
+            total = total + _estimate_published(plan, j, bench)
+            continue
         pairs = plan.rows(plan.rundir.root / f"bench_{bench.name}.pairs.jsonl", ResponsePair)
         if pairs is None:
             try:
@@ -82,6 +221,36 @@ def estimate(plan: Planner, j: int) -> Work:
             pairs = Source(lambda given=given: iter(given))  # type: ignore[misc]
         total = total + judging_work(plan, f"benchmark:{bench.name}:{j}", j, pairs, setup)
     return total
+
+
+def _estimate_published(plan: Planner, j: int, bench: BenchmarkFile) -> Work:
+    from ste_core.run.preflight import Source
+
+    try:
+        loaded = _frozen_benchmark(plan, bench) if _is_frozen(plan, bench) else _load_given(bench)
+    except (ConfigurationError, DataFileError) as exc:
+        plan.problems.append(str(exc))
+        return Work()
+    key = f"benchmark:{bench.name}:{j}"
+    if loaded.benchmark.to_pairs is not None:
+        given = loaded.pairs
+        source = Source(lambda: iter(given))
+        return judging_work(plan, key, j, source, _pairwise_setup(plan))
+    model = plan.judge_model(j)
+    return plan.requests(key, j, lambda: _rb2_requests(loaded, model, bench, plan))
+
+
+def _is_frozen(plan: Planner, bench: BenchmarkFile) -> bool:
+    return (plan.rundir.root / f"bench_{bench.name}.rows.jsonl").exists()
+
+
+def _load_given(bench: BenchmarkFile) -> Loaded:
+    from ste_core.evaluation.benchmarks import get_benchmark
+
+    try:
+        return get_benchmark(bench.benchmark).load(bench.path, on_error="skip").limit(bench.limit)
+    except DataFileError as exc:
+        raise ConfigurationError(f"evaluation.benchmarks[{bench.name}].path: {exc}") from exc
 
 
 def _has_benchmarks(config: Config) -> bool:
@@ -97,6 +266,7 @@ STAGE = Stage(
     judge="current",
     enabled=_has_benchmarks,
     enabled_when="[[evaluation.benchmarks]] lists a benchmark",
-    summary="score the judge on each labelled benchmark of [evaluation] (RewardBench, ...)",
+    summary="score the judge on each benchmark of [evaluation] (RewardBench 1/2, JudgeBench, "
+    "RM-Bench, PPE, labelled pairs)",
     estimate=estimate,
 )
