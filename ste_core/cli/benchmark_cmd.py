@@ -37,6 +37,11 @@ def check_options(
         raise _fail(f"--pair-rule must be one of {', '.join(PAIR_RULES)}, got {pair_rule!r}")
     if not 0.0 <= max_error_rate <= 1.0:
         raise _fail(f"--max-error-rate must be between 0 and 1, got {max_error_rate}")
+    takes = BENCHMARKS[name].options
+    for flag, value, option in (("--mode", mode, "mode"), ("--pair-rule", pair_rule, "pair_rule")):
+        if value is not None and option not in takes:
+            users = [b for b, spec in BENCHMARKS.items() if option in spec.options]
+            raise _fail(f"{flag} applies to {', '.join(users)}, not to {name}; leave it out")
 
 
 def load(name: str, path: Path, on_bad_row: str, limit: int | None) -> Any:

@@ -377,6 +377,11 @@ class EvaluationConfig(_Section):
     template: str | None = Field(None, description="judge template (default: judge.template)")
     params: SamplingConfig = Field(default_factory=_eval_params)
     benchmarks: list[BenchmarkFile] = Field(default_factory=list)
+    select_on: str | None = Field(
+        None,
+        description='pick the run\'s judge: "eval" (the frozen eval pairs) or a labelled pairs '
+        "file of validation pairs every judge is scored on",
+    )
 
     @model_validator(mode="after")
     def _majority_needs_samples(self) -> EvaluationConfig:
@@ -390,6 +395,8 @@ class EvaluationConfig(_Section):
         names = [b.name for b in self.benchmarks]
         if len(set(names)) != len(names):
             raise ValueError("evaluation.benchmarks: names must be unique")
+        if self.select_on is not None and not self.select_on.strip():
+            raise ValueError('evaluation.select_on: give "eval" or the path of a pairs file')
         return self
 
 

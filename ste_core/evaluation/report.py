@@ -483,6 +483,7 @@ def _run_section(doc: Document, run: RunData) -> None:
     else:
         doc.add(Para("Fewer than two scored iterations: nothing to compare yet."))
 
+    _selection(doc, run)
     _benchmarks(doc, run)
     _published_benchmarks(doc, run)
     _funnel(doc, run)
@@ -570,6 +571,42 @@ def _benchmarks(doc: Document, run: RunData) -> None:
                 caption=name,
             )
         )
+
+
+def _select_on(run_dir: Path) -> str | None:
+    """`evaluation.select_on` of the run's resolved config.toml (None if unreadable)."""
+    import tomllib
+
+    try:
+        data = tomllib.loads((run_dir / "config.toml").read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError):
+        return None
+    value = data.get("evaluation", {}).get("select_on")
+    return value if isinstance(value, str) else None
+
+
+def _selection(doc: Document, run: RunData) -> None:
+    from ste_core.evaluation.selection import select_judge
+
+    select_on = _select_on(run.path)
+    metrics = {it.index: it.metrics for it in run.iterations if it.metrics is not None}
+    sel = select_judge(metrics, select_on)
+    if sel is None:
+        return
+    held = (
+        f" Held-out eval accuracy: {_pct(sel.held_out_accuracy)} "
+        f"[{_pct(sel.held_out_ci[0])}, {_pct(sel.held_out_ci[1])}]."
+        if sel.held_out_accuracy is not None and sel.held_out_ci is not None
+        else ""
+    )
+    doc.add(
+        Para(
+            f"Selected judge (the run's result): {_iter_label(sel.iteration)}, "
+            f"{sel.judge_model}, best on {sel.source}: {_pct(sel.value)} "
+            f"[{_pct(sel.ci[0])}, {_pct(sel.ci[1])}].{held} ({sel.note}.)",
+            kind="note",
+        )
+    )
 
 
 def _published_benchmarks(doc: Document, run: RunData) -> None:

@@ -253,6 +253,8 @@ class IterationMetrics(_Part):
     #: results on published benchmarks scored by their own rules (`[[evaluation.benchmarks]]`
     #: with benchmark = "rewardbench2" / "judgebench" / "rmbench" / "ppe")
     benchmark_results: dict[str, BenchmarkResult] = Field(default_factory=dict)
+    #: score on the validation pairs of `evaluation.select_on` (when it names a file)
+    validation: EvalScore | None = None
     paired: dict[str, PairedResult] = Field(default_factory=dict)
     funnel: Funnel = Field(default_factory=Funnel)
     stages: dict[str, StageUsage] = Field(default_factory=dict)

@@ -16,6 +16,7 @@ __all__ = [
     "BenchmarkFigure",
     "BenchmarkResult",
     "EvalScore",
+    "JudgeSelection",
     "Mode",
     "PairedTest",
     "RewardBenchScore",
@@ -168,3 +169,21 @@ class BenchmarkResult(_Score):
     judge_models: list[str] = Field(default_factory=list)
     warnings: list[str] = Field(default_factory=list)
     item_scores: dict[str, float] = Field(default_factory=dict)
+
+
+class JudgeSelection(_Score):
+    """The judge picked as the run's result (`evaluation.select_on`): the iteration whose judge
+    scored best on the selection items, and its score on items it was *not* selected on."""
+
+    iteration: int
+    judge_model: str
+    criterion: str  # "eval" or "validation"
+    source: str  # what the selection items are
+    value: float
+    ci: tuple[float, float]
+    candidates: dict[int, float] = Field(default_factory=dict)
+    #: the selected judge's accuracy on the frozen eval pairs when it was selected on other
+    #: items; None when it was selected on them (that figure is then biased upwards)
+    held_out_accuracy: float | None = None
+    held_out_ci: tuple[float, float] | None = None
+    note: str = ""

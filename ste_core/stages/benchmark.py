@@ -17,6 +17,7 @@ official rows) once -> iter_j/bench_<name>.jsonl (the judge outputs `ste score` 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ste_core.config import Config
@@ -56,6 +57,21 @@ async def benchmark(step: Step) -> BenchmarkCounts:
     counts = BenchmarkCounts()
     scores: dict[str, EvalScore] = {}
     results: dict[str, BenchmarkResult] = {}
+    validation = None
+    if _validation_file(ctx.config) is not None:
+        pairs = _frozen_validation(ctx)
+        tally, validation = await judge_and_score(
+            ctx,
+            step.judge,
+            pairs,
+            _validation_path(ctx),
+            rundir.iter_file(j, "validation.jsonl"),
+            what=f"validation pairs (evaluation.select_on) of judge {j}",
+            phase="validation",
+        )
+        counts.pairs["validation"] = len(pairs)
+        counts.judgements["validation"] = tally.judgements
+        counts.failures["validation"] = tally.failures
     for bench in ctx.config.evaluation.benchmarks:
         if bench.benchmark not in PAIRS_BENCHMARKS:
             loaded = _frozen_benchmark(ctx, bench)
@@ -85,9 +101,43 @@ async def benchmark(step: Step) -> BenchmarkCounts:
         counts.failures[bench.name] = tally.failures
     metrics = ctx.store.metrics()[j]
     ctx.save_metrics(
-        metrics.model_copy(update={"benchmarks": scores, "benchmark_results": results})
+        metrics.model_copy(
+            update={"benchmarks": scores, "benchmark_results": results, "validation": validation}
+        )
     )
     return counts
+
+
+def _validation_file(config: Config) -> str | None:
+    select_on = config.evaluation.select_on
+    return None if select_on in (None, "eval") else select_on
+
+
+def _validation_path(ctx: RunContext | Planner) -> Path:
+    return ctx.rundir.root / "validation.pairs.jsonl"
+
+
+def _frozen_validation(ctx: RunContext) -> list[ResponsePair]:
+    """The validation pairs, frozen on first use without any pair whose instruction is also an
+    eval instruction: a judge is never selected on the items it is then scored on."""
+    frozen = _validation_path(ctx)
+    if not frozen.exists():
+        given = ctx.read_pairs_file(_validation_file(ctx.config) or "", "evaluation.select_on")
+        held_out = {p.instruction for p in read_rows(ctx.rundir.eval_pairs_path, ResponsePair)}
+        kept = [p for p in given if p.instruction not in held_out]
+        if len(kept) < len(given):
+            ctx.reporter.warning(
+                f"evaluation.select_on: {len(given) - len(kept)} validation pair(s) share an "
+                "instruction with the eval pairs and were left out (selection must not use the "
+                "items the selected judge is scored on)"
+            )
+        if not kept:
+            raise ConfigurationError(
+                "evaluation.select_on: every validation pair is also an eval instruction; give "
+                'validation pairs disjoint from the eval pairs, or select_on = "eval"'
+            )
+        write_jsonl(frozen, kept)
+    return list(read_rows(frozen, ResponsePair))
 
 
 def _jsonable(value: Any) -> Any:
@@ -207,6 +257,17 @@ def estimate(plan: Planner, j: int) -> Work:
 
     setup = evaluation_setup(plan)
     total = Work()
+    validation = _validation_file(plan.config)
+    if validation is not None:
+        frozen = plan.rows(_validation_path(plan), ResponsePair)
+        if frozen is None:
+            try:
+                given = read_pairs(validation, on_error="skip").pairs
+            except DataFileError as exc:
+                plan.problems.append(f"evaluation.select_on: {exc}")
+                given = []
+            frozen = Source(lambda given=given: iter(given))  # type: ignore[misc]
+        total = total + judging_work(plan, f"validation:{j}", j, frozen, setup)
     for bench in plan.config.evaluation.benchmarks:
         if bench.benchmark not in PAIRS_BENCHMARKS:
             total = total + _estimate_published(plan, j, bench)
@@ -254,7 +315,7 @@ def _load_given(bench: BenchmarkFile) -> Loaded:
 
 
 def _has_benchmarks(config: Config) -> bool:
-    return bool(config.evaluation.benchmarks)
+    return bool(config.evaluation.benchmarks) or _validation_file(config) is not None
 
 
 STAGE = Stage(
@@ -265,7 +326,7 @@ STAGE = Stage(
     needs=("evaluate",),
     judge="current",
     enabled=_has_benchmarks,
-    enabled_when="[[evaluation.benchmarks]] lists a benchmark",
+    enabled_when="[[evaluation.benchmarks]] lists a benchmark, or evaluation.select_on a file",
     summary="score the judge on each benchmark of [evaluation] (RewardBench 1/2, JudgeBench, "
     "RM-Bench, PPE, labelled pairs)",
     estimate=estimate,

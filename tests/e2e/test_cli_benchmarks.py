@@ -165,6 +165,12 @@ def test_score_text_output_and_bad_benchmark_name(tmp_path: Path) -> None:
     assert "comparable:" in res.stdout
     bad = CliRunner().invoke(app, ["score", str(data), str(outputs), "--benchmark", "nope"])
     assert bad.exit_code == 2 and "--benchmark must be one of" in bad.output
+    flag = CliRunner().invoke(
+        app, ["score", str(data), str(outputs), "--benchmark", "judgebench", "--mode", "ratings"]
+    )
+    assert (
+        flag.exit_code == 2 and "--mode applies to rewardbench2, not to judgebench" in flag.output
+    )
     wrong = CliRunner().invoke(app, ["score", str(data), str(outputs), "--benchmark", "rmbench"])
     assert wrong.exit_code == 2 and str(data.resolve()) in wrong.output
     assert "Traceback" not in wrong.output

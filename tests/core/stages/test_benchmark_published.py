@@ -22,7 +22,8 @@ async def test_published_benchmarks_are_scored_for_every_judge(tmp_path: Path, s
     benches = [
         {"name": "rb2", "benchmark": "rewardbench2", "limit": 12,
          "path": write(tmp_path / "rb2.jsonl", rewardbench2_rows()[-12:])},
-        {"name": "jb", "benchmark": "judgebench", "path": write(tmp_path / "jb.jsonl", judgebench_rows()[:6])},
+        {"name": "jb", "benchmark": "judgebench",
+         "path": write(tmp_path / "jb.jsonl", judgebench_rows()[:6])},
         {"name": "rm", "benchmark": "rmbench", "pair_rule": "mean",
          "path": write(tmp_path / "rm.jsonl", rmbench_rows()[:5])},
     ]  # fmt: skip
@@ -58,3 +59,36 @@ async def test_published_benchmarks_are_scored_for_every_judge(tmp_path: Path, s
     assert "rb2 (rewardbench2): score (mean of the six subsets)" in md
     assert "| 1 | " in md.split("rb2 (rewardbench2)")[1]
     assert "Comparable to RM-Bench" in md
+
+
+async def test_select_on_a_validation_file_never_uses_eval_items(tmp_path: Path, scripted) -> None:
+    val = str(tmp_path / "val.jsonl")
+    cfg = config_with(tmp_path, **{"evaluation.select_on": val})
+    # The eval pairs are frozen first; the validation file then repeats one of their
+    # instructions, which must be left out.
+    pipe = Pipeline(cfg)
+    for name in ("load", "split", "eval_pairs"):
+        await pipe.stage(name)
+    await pipe.aclose()
+    from ste_core.records import ResponsePair
+    from ste_core.run.io import read_rows
+
+    eval_pair = next(iter(read_rows(cfg.run_dir / "eval_pairs.jsonl", ResponsePair)))
+    rows = [{"id": f"v{i}", "instruction": f"Explain tides number {i} to a child",
+             "chosen": f"Here is how tides number {i} works, explained to a child.",
+             "rejected": "Some facts about jazz for adults."} for i in range(5)]  # fmt: skip
+    rows.append({"id": "dup", "instruction": eval_pair.instruction, "chosen": "x", "rejected": "y"})
+    write(tmp_path / "val.jsonl", rows)
+    result = await Pipeline(cfg).run(iterations=1)
+    frozen = [r["id"] for r in map(json.loads, (cfg.run_dir / "validation.pairs.jsonl").open())]
+    assert frozen == [f"v{i}" for i in range(5)]
+    for j in (0, 1):
+        assert result.metrics[j].validation is not None
+        assert result.metrics[j].validation.n_items == 5
+    summary = (cfg.run_dir / "summary.md").read_text(encoding="utf-8")
+    assert "Selected judge (the run's result): iteration" in summary
+    assert "Held-out eval accuracy" in summary
+    from ste_core.evaluation import write_report
+
+    md = write_report([cfg.run_dir]).markdown.read_text(encoding="utf-8")
+    assert "Selected judge (the run's result)" in md and val in md
