@@ -75,6 +75,12 @@ async def benchmark(step: Step) -> BenchmarkCounts:
     for bench in ctx.config.evaluation.benchmarks:
         if bench.benchmark not in PAIRS_BENCHMARKS:
             loaded = _frozen_benchmark(ctx, bench)
+            if loaded.skipped:
+                first = loaded.skipped[0]
+                ctx.reporter.warning(
+                    f"{bench.path}: {len(loaded.skipped)} bad row(s) of benchmark {bench.name} "
+                    f"skipped (first: row {first.line}: {first.reason})"
+                )
             judged, failed, results[bench.name] = await _published(
                 ctx, step.judge, j, bench, loaded
             )

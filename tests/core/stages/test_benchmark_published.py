@@ -92,3 +92,37 @@ async def test_select_on_a_validation_file_never_uses_eval_items(tmp_path: Path,
 
     md = write_report([cfg.run_dir]).markdown.read_text(encoding="utf-8")
     assert "Selected judge (the run's result)" in md and val in md
+
+
+async def test_the_preflight_counts_the_benchmark_requests(tmp_path: Path, scripted) -> None:
+    from ste_core.engine.store import RunStore
+    from ste_core.run.preflight import preflight
+
+    rows = [{"id": f"v{i}", "instruction": f"Explain bees number {i} to a child",
+             "chosen": f"Here is how bees number {i} works.", "rejected": "About jazz."}
+            for i in range(3)]  # fmt: skip
+    benches = [
+        {"name": "rb2", "benchmark": "rewardbench2", "mode": "ratings",
+         "path": write(tmp_path / "rb2.jsonl", rewardbench2_rows()[-6:])},
+        {"name": "rm", "benchmark": "rmbench",
+         "path": write(tmp_path / "rm.jsonl", rmbench_rows()[:2])},
+    ]  # fmt: skip
+    cfg = config_with(
+        tmp_path,
+        **{
+            "evaluation.benchmarks": benches,
+            "evaluation.select_on": write(tmp_path / "v.jsonl", rows),
+        },
+    )
+    checked = await preflight(cfg, store=None)
+    assert checked.problems == [] and checked.estimate is not None
+    estimated = {
+        s.iteration: s.work.requests for s in checked.estimate.steps if s.stage == "benchmark"
+    }
+    # 6 RB2 rows rated per completion + 2 RM-Bench rows x 9 pairs x 2 orders + 3 x 2 validation
+    completions = sum(len(r["chosen"]) + len(r["rejected"]) for r in rewardbench2_rows()[-6:])
+    assert estimated[0] == completions + 36 + 6
+    await Pipeline(cfg).run(iterations=1)
+    with RunStore.open_read_only(cfg.run_dir / "store.sqlite") as store:
+        made = {i: store.stage_usage(i)["benchmark"].requests for i in (0, 1)}
+    assert made == {0: estimated[0], 1: estimated[1]}
