@@ -130,8 +130,13 @@ def test_evaluate_then_score_a_published_benchmark(
                  "-o", f"base_url={fake.url}/v1", "--out", str(out), "--json", *flags],
             )  # fmt: skip
             assert fake.errors == []
+        rescored = CliRunner().invoke(
+            app,
+            ["score", str(data), str(out / "outputs.jsonl"), "--benchmark", name, "--json",
+             *flags],
+        )  # fmt: skip
     finally:
-        reset_host()
+        reset_host()  # last: the CLI builds the host, which must not outlive STE_PLUGINS
     assert res.exit_code == 0, res.output
     r = json.loads(res.stdout)["result"]
     assert r["benchmark"] == name and r["error_count"] == 0 and r["missing_count"] == 0
@@ -139,10 +144,6 @@ def test_evaluate_then_score_a_published_benchmark(
     lo, hi = r["headline_ci"]
     assert lo <= r["headline"] <= hi
     assert r["headline"] > 0.5, r  # a judge right 90% of the time
-    rescored = CliRunner().invoke(
-        app,
-        ["score", str(data), str(out / "outputs.jsonl"), "--benchmark", name, "--json", *flags],
-    )
     assert rescored.exit_code == 0, rescored.output
     assert json.loads(rescored.stdout)["result"] == r
 
