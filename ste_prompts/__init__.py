@@ -23,6 +23,7 @@ from ste_prompts.parsers import (
     register_parser,
 )
 from ste_prompts.plan_execute import PlanExecuteResult, format_plan_execute, parse_plan_execute
+from ste_prompts.rankings import RankingResult, RatingResult, parse_ranking, parse_rating
 from ste_prompts.template import (
     BUILTIN_SOURCE,
     KNOWN_PURPOSES,
@@ -48,6 +49,8 @@ __all__ = [
     "FinalAnswer",
     "ParseFailure",
     "PlanExecuteResult",
+    "RankingResult",
+    "RatingResult",
     "Template",
     "TemplateError",
     "UnknownParserError",
@@ -68,9 +71,14 @@ __all__ = [
     "parse_category",
     "parse_final_answer",
     "parse_plan_execute",
+    "parse_ranking",
+    "parse_rating",
     "parse_verdict",
     "parse_worse_response",
     "placeholders",
     "register_parser",
     "verdict_rule",
 ]
+
+register_parser("ranking", parse_ranking)
+register_parser("rating", parse_rating)

@@ -45,7 +45,7 @@ __all__ = [
 ]
 
 BUILTIN_SOURCE = "<builtin>"
-KNOWN_PURPOSES = ("worse_response", "judge", "classifier", "solve")
+KNOWN_PURPOSES = ("worse_response", "judge", "judge_ranking", "judge_rating", "classifier", "solve")
 
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
 # Alternation order matters: the escape `{{name}}` is tried before `{name}` at each position.

@@ -13,6 +13,12 @@ from typing import Annotated, Any
 import typer
 
 _ORDERS_HELP = "single: one seeded random order per item; both: both orders (0.5 if inconsistent)"
+_BENCHMARK_HELP = (
+    "The file's benchmark: rewardbench | pairs (labelled pairs, the default) | rewardbench2 | "
+    "judgebench | rmbench | ppe (official formats and scoring rules, docs/evaluation.md)."
+)
+_MODE_HELP = "RewardBench 2: ranking (4-way, default) | ratings (1-10 per completion)"
+_PAIR_RULE_HELP = "RM-Bench / PPE: consistent (default) | mean: how two orders make one decision."
 
 
 def _fail(message: str) -> typer.Exit:
@@ -110,7 +116,6 @@ def _score_only(
     max_error_rate: float | None,
 ) -> None:
     from ste_core.errors import DataFileError
-    from ste_core.evaluation.headline import DEFAULT_MAX_ERROR_RATE
     from ste_core.evaluation.pairs_io import read_judgements
     from ste_core.evaluation.scoring import score_pairs
 
@@ -145,7 +150,7 @@ def _score_only(
             weights=weights,  # type: ignore[arg-type]
             seed=seed,
             n_resamples=bootstrap,
-            max_error_rate=DEFAULT_MAX_ERROR_RATE if max_error_rate is None else max_error_rate,
+            max_error_rate=_rate(max_error_rate),
         )
     except ValueError as exc:
         raise _fail(str(exc)) from None
@@ -206,8 +211,29 @@ def score(
     ),
     limit: int | None = typer.Option(None, "--limit", min=1, help="Use the first N pairs."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    benchmark: str | None = typer.Option(None, "--benchmark", help=_BENCHMARK_HELP),
+    mode: str | None = typer.Option(None, "--mode", help=_MODE_HELP + " or auto (default)."),
+    pair_rule: str | None = typer.Option(None, "--pair-rule", help=_PAIR_RULE_HELP),
 ) -> None:
     """Score existing judge outputs against a pairs file; no model is called."""
+    from ste_core.cli import benchmark_cmd
+
+    if benchmark_cmd.is_published(benchmark):
+        benchmark_cmd.score_command(
+            benchmark or "",
+            pairs,
+            judgements,
+            mode=mode,
+            pair_rule=pair_rule,
+            max_error_rate=_rate(max_error_rate),
+            seed=seed,
+            template=template,
+            judge_model=judge_model,
+            on_bad_row=on_bad_row,
+            limit=limit,
+            as_json=as_json,
+        )
+        return
     _check_choices(orders=orders, weights=weights, on_bad_row=on_bad_row, allow_auto=True)
     pf = _load_pairs(pairs, on_bad_row, limit)
     _score_only(
@@ -224,6 +250,12 @@ def score(
         bootstrap=bootstrap,
         max_error_rate=max_error_rate,
     )
+
+
+def _rate(max_error_rate: float | None) -> float:
+    from ste_core.evaluation.headline import DEFAULT_MAX_ERROR_RATE
+
+    return DEFAULT_MAX_ERROR_RATE if max_error_rate is None else max_error_rate
 
 
 def _check_choices(*, orders: str | None, weights: str, on_bad_row: str, allow_auto: bool) -> None:
@@ -288,12 +320,42 @@ def evaluate(
         r"\[default: 0.1].",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    benchmark: str | None = typer.Option(None, "--benchmark", help=_BENCHMARK_HELP),
+    mode: str | None = typer.Option(None, "--mode", help=_MODE_HELP + "."),
+    pair_rule: str | None = typer.Option(None, "--pair-rule", help=_PAIR_RULE_HELP),
+    ranking_template: str = typer.Option(
+        "judge_rank_four", "--ranking-template", help="RewardBench 2 four-way judge template."
+    ),
+    rating_template: str = typer.Option(
+        "judge_rate", "--rating-template", help="RewardBench 2 rating judge template."
+    ),
 ) -> None:
     """Judge a model on labelled pairs (greedy by default) and score it with 95% intervals."""
+    from ste_core.cli import benchmark_cmd
+
+    published = benchmark_cmd.is_published(benchmark)
     _check_choices(
         orders=orders, weights=weights, on_bad_row=on_bad_row, allow_auto=judgements is not None
     )
-    pf = _load_pairs(pairs, on_bad_row, limit)
+    if published and judgements is not None:
+        benchmark_cmd.score_command(
+            benchmark or "",
+            pairs,
+            judgements,
+            mode=mode,
+            pair_rule=pair_rule,
+            max_error_rate=_rate(max_error_rate),
+            seed=seed,
+            template=template,
+            judge_model=model or "unknown",
+            on_bad_row=on_bad_row,
+            limit=limit,
+            as_json=as_json,
+        )
+        return
+    if published:
+        benchmark_cmd.check_options(benchmark or "", mode, pair_rule, _rate(max_error_rate))
+    pf: Any = None if published else _load_pairs(pairs, on_bad_row, limit)
     if judgements is not None:
         _score_only(
             pf,
@@ -351,6 +413,25 @@ def evaluate(
         )
         raise _fail(msgs) from None
 
+    if published:
+        benchmark_cmd.evaluate_command(
+            benchmark or "",
+            pairs,
+            judge_cfg,
+            eval_cfg,
+            out=out,
+            mode=mode,
+            pair_rule=pair_rule,
+            max_error_rate=_rate(max_error_rate),
+            seed=seed,
+            no_cache=no_cache,
+            on_bad_row=on_bad_row,
+            limit=limit,
+            ranking_template=ranking_template,
+            rating_template=rating_template,
+            as_json=as_json,
+        )
+        return
     out_dir = out or _default_out(pf.path, judge_cfg, eval_cfg, seed, limit)
     result = _run_evaluation(pf, judge_cfg, eval_cfg, out_dir, seed, weights, no_cache)
     score_path = out_dir / "score.json"

@@ -340,16 +340,29 @@ class FineTuneConfig(_Section):
 
 
 class BenchmarkFile(_Section):
-    """One labelled pairs file evaluated alongside the frozen eval pairs.
+    """One benchmark file every judge is scored on, alongside the frozen eval pairs.
 
-    Read with `ste_core.evaluation.pairs_io.read_pairs`: RewardBench rows (prompt, chosen,
-    rejected, subset), user rows (instruction, chosen, rejected) or ResponsePair JSON; JSONL,
-    JSON or Parquet.
+    `benchmark = "rewardbench"` or `"pairs"` (the default): labelled pairs read with
+    `ste_core.evaluation.pairs_io.read_pairs` (RewardBench rows, user rows or ResponsePair JSON)
+    and scored with RewardBench's sections when its subsets are present. The other names read
+    that benchmark's official file (JSONL, JSON, Parquet or a `datasets` directory) and score
+    it by its own rules (`ste_core.evaluation.benchmarks`).
     """
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
     path: str
     limit: int | None = Field(None, ge=1, description="use only the first N pairs")
+    benchmark: Literal["rewardbench", "pairs", "rewardbench2", "judgebench", "rmbench", "ppe"] = (
+        Field("rewardbench", description="the file's format and scoring rules")
+    )
+    mode: Literal["ranking", "ratings"] = Field(
+        "ranking", description="rewardbench2: four-way ranking, or 1-10 ratings per completion"
+    )
+    pair_rule: Literal["consistent", "mean"] = Field(
+        "consistent", description="rmbench / ppe: how the judge's two orders make one decision"
+    )
+    ranking_template: str = Field("judge_rank_four", description="rewardbench2 ranking template")
+    rating_template: str = Field("judge_rate", description="rewardbench2 rating template")
 
 
 def _eval_params() -> SamplingConfig:
@@ -388,6 +401,12 @@ class EvaluationConfig(_Section):
         """The smallest frozen eval set a run accepts from generation."""
         return self.min_eval_pairs or -(-self.eval_size // 2)
 
+    select_on: str | None = Field(
+        None,
+        description='pick the run\'s judge: "eval" (the frozen eval pairs) or a labelled pairs '
+        "file of validation pairs every judge is scored on",
+    )
+
     @model_validator(mode="after")
     def _majority_needs_samples(self) -> EvaluationConfig:
         if self.majority_vote and self.samples_per_order < 2:
@@ -405,6 +424,8 @@ class EvaluationConfig(_Section):
         names = [b.name for b in self.benchmarks]
         if len(set(names)) != len(names):
             raise ValueError("evaluation.benchmarks: names must be unique")
+        if self.select_on is not None and not self.select_on.strip():
+            raise ValueError('evaluation.select_on: give "eval" or the path of a pairs file')
         return self
 
 

@@ -50,6 +50,7 @@ from ste_core.evaluation.document import (
 )
 from ste_core.evaluation.scoring import score_pairs
 from ste_core.records import (
+    BenchmarkResult,
     EvalScore,
     FineTuneInfo,
     Funnel,
@@ -86,6 +87,7 @@ class IterationData:
     eval: EvalScore | None = None
     eval_source: str = ""
     benchmarks: dict[str, EvalScore] = field(default_factory=dict)
+    benchmark_results: dict[str, BenchmarkResult] = field(default_factory=dict)
     #: the iteration's stored metrics (None: it has none, e.g. it crashed while evaluating)
     metrics: IterationMetrics | None = None
     #: counts of its finished stages, shown when there is no funnel in the metrics
@@ -239,6 +241,7 @@ def load_run(run_dir: str | Path) -> RunData:
             it.metrics, it.judge_model = stored, stored.judge_model
             it.eval, it.eval_source = stored.eval, "run store"
             it.benchmarks = dict(stored.benchmarks)
+            it.benchmark_results = dict(stored.benchmark_results)
         else:
             it.notes.append(
                 "no metrics recorded (iteration unfinished or crashed?); no paired test (one is "
@@ -491,7 +494,9 @@ def _run_section(doc: Document, run: RunData) -> None:
     else:
         doc.add(Para("No paired test stored yet (they are made when a second judge is evaluated)."))
 
+    _selection(doc, run)
     _benchmarks(doc, run)
+    _published_benchmarks(doc, run)
     _funnel(doc, run)
     _cost(doc, run)
     notes = [f"iteration {it.index}: {n}" for it in run.iterations for n in it.notes]
@@ -585,6 +590,53 @@ def _benchmarks(doc: Document, run: RunData) -> None:
                 caption=name,
             )
         )
+
+
+def _select_on(run_dir: Path) -> str | None:
+    """`evaluation.select_on` of the run's resolved config.toml (None if unreadable)."""
+    import tomllib
+
+    try:
+        data = tomllib.loads((run_dir / "config.toml").read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError):
+        return None
+    value = data.get("evaluation", {}).get("select_on")
+    return value if isinstance(value, str) else None
+
+
+def _selection(doc: Document, run: RunData) -> None:
+    from ste_core.evaluation.selection import select_judge
+
+    select_on = _select_on(run.path)
+    metrics = {it.index: it.metrics for it in run.iterations if it.metrics is not None}
+    sel = select_judge(metrics, select_on)
+    if sel is None:
+        return
+    held = (
+        f" Held-out eval accuracy: {_pct(sel.held_out_accuracy)} "
+        f"[{_pct(sel.held_out_ci[0])}, {_pct(sel.held_out_ci[1])}]."
+        if sel.held_out_accuracy is not None and sel.held_out_ci is not None
+        else ""
+    )
+    doc.add(
+        Para(
+            f"Selected judge (the run's result): {_iter_label(sel.iteration)}, "
+            f"{sel.judge_model}, best on {sel.source}: {_pct(sel.value)} "
+            f"[{_pct(sel.ci[0])}, {_pct(sel.ci[1])}].{held} ({sel.note}.)",
+            kind="note",
+        )
+    )
+
+
+def _published_benchmarks(doc: Document, run: RunData) -> None:
+    from ste_core.evaluation.benchmarks.summary import published_tables
+
+    per_iteration = [(_iter_label(it.index), it.benchmark_results) for it in run.iterations]
+    blocks = published_tables(per_iteration)
+    if blocks:
+        doc.add(Heading(2, "Published benchmarks"))
+        for block in blocks:
+            doc.add(block)
 
 
 def _funnel(doc: Document, run: RunData) -> None:

@@ -62,7 +62,10 @@ from ste_core.records.run import (
     UsageTotals,
 )
 from ste_core.records.scores import (
+    BenchmarkFigure,
+    BenchmarkResult,
     EvalScore,
+    JudgeSelection,
     PairedTest,
     RewardBenchScore,
     SectionScore,
@@ -72,6 +75,8 @@ from ste_core.records.scores import (
 __all__ = [
     "BackendOrigin",
     "Baseline",
+    "BenchmarkFigure",
+    "BenchmarkResult",
     "ChatRequest",
     "Completion",
     "CostTotals",
@@ -89,6 +94,7 @@ __all__ = [
     "Instruction",
     "IterationMetrics",
     "JobStatus",
+    "JudgeSelection",
     "Judgement",
     "Kept",
     "LoRAConfig",

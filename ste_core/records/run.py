@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
-from ste_core.records.scores import EvalScore, PairedTest
+from ste_core.records.scores import BenchmarkResult, EvalScore, PairedTest
 
 __all__ = [
     "BackendOrigin",
@@ -250,6 +250,11 @@ class IterationMetrics(_Part):
     judge_model: str
     eval: EvalScore
     benchmarks: dict[str, EvalScore] = Field(default_factory=dict)
+    #: results on published benchmarks scored by their own rules (`[[evaluation.benchmarks]]`
+    #: with benchmark = "rewardbench2" / "judgebench" / "rmbench" / "ppe")
+    benchmark_results: dict[str, BenchmarkResult] = Field(default_factory=dict)
+    #: score on the validation pairs of `evaluation.select_on` (when it names a file)
+    validation: EvalScore | None = None
     paired: dict[str, PairedResult] = Field(default_factory=dict)
     funnel: Funnel = Field(default_factory=Funnel)
     stages: dict[str, StageUsage] = Field(default_factory=dict)

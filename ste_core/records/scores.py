@@ -13,7 +13,10 @@ from pydantic import BaseModel, ConfigDict, Field
 __all__ = [
     "CI_METHOD_ITEMS",
     "CI_METHOD_WEIGHTED",
+    "BenchmarkFigure",
+    "BenchmarkResult",
     "EvalScore",
+    "JudgeSelection",
     "Mode",
     "PairedTest",
     "RewardBenchScore",
@@ -180,3 +183,60 @@ class PairedTest(_Score):
         if self.method == "sign-flip":
             return "sign-flip, exact" if self.exact else f"sign-flip, {self.n_draws} draws"
         return "exact McNemar" if self.method == "mcnemar" else "bootstrap (old record)"
+
+
+class BenchmarkFigure(_Score):
+    """One figure of a benchmark (a subset, source, domain or the headline): its value over the
+    items that were scored, a 95% interval, how many items it covers, and beside it the items
+    left out because a request failed (`errors`) or no output was given (`missing`)."""
+
+    value: float | None
+    ci: tuple[float, float] | None = None
+    n: int
+    errors: int = 0
+    missing: int = 0
+    parse_failures: int = 0
+
+
+class BenchmarkResult(_Score):
+    """A judge's result on one published benchmark, scored by that benchmark's own rules
+    (`ste_core.evaluation.benchmarks`). `headline` is None (and `refused` says why) when too many
+    items could not be scored; the per-subset figures are still given."""
+
+    benchmark: str
+    rule_version: str
+    comparability: str
+    headline_name: str
+    headline: float | None
+    headline_ci: tuple[float, float] | None = None
+    refused: str | None = None
+    figures: dict[str, BenchmarkFigure] = Field(default_factory=dict)
+    extra: dict[str, BenchmarkFigure] = Field(default_factory=dict)
+    n_items: int
+    error_count: int = 0
+    missing_count: int = 0
+    parse_failures: int = 0
+    error_rate: float = 0.0
+    max_error_rate: float = 0.10
+    seed: int = 0
+    judge_models: list[str] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
+    item_scores: dict[str, float] = Field(default_factory=dict)
+
+
+class JudgeSelection(_Score):
+    """The judge picked as the run's result (`evaluation.select_on`): the iteration whose judge
+    scored best on the selection items, and its score on items it was *not* selected on."""
+
+    iteration: int
+    judge_model: str
+    criterion: str  # "eval" or "validation"
+    source: str  # what the selection items are
+    value: float
+    ci: tuple[float, float]
+    candidates: dict[int, float] = Field(default_factory=dict)
+    #: the selected judge's accuracy on the frozen eval pairs when it was selected on other
+    #: items; None when it was selected on them (that figure is then biased upwards)
+    held_out_accuracy: float | None = None
+    held_out_ci: tuple[float, float] | None = None
+    note: str = ""

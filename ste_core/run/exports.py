@@ -70,8 +70,30 @@ def write_summary(config: Config, rundir: RunDir, metrics: Mapping[int, Iteratio
         )
     if not metrics:
         lines.append("| – | – | – | – | – | – | – | – | – | – |")
+    lines += _selection_lines(config, metrics)
     rundir.create()
     rundir.summary_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _selection_lines(config: Config, metrics: Mapping[int, IterationMetrics]) -> list[str]:
+    from ste_core.evaluation.selection import select_judge
+
+    sel = select_judge(metrics, config.evaluation.select_on)
+    if sel is None:
+        return []
+    line = (
+        f"**Selected judge (the run's result): iteration {sel.iteration}** `{sel.judge_model}`, "
+        f"best on {sel.source} ({100 * sel.value:.1f}% [{100 * sel.ci[0]:.1f}, "
+        f"{100 * sel.ci[1]:.1f}]). "
+    )
+    if sel.held_out_accuracy is not None and sel.held_out_ci is not None:
+        line += (
+            f"Held-out eval accuracy: {100 * sel.held_out_accuracy:.1f}% "
+            f"[{100 * sel.held_out_ci[0]:.1f}, {100 * sel.held_out_ci[1]:.1f}]."
+        )
+    else:
+        line += "Its eval accuracy was the selection criterion (optimistic); see its benchmarks."
+    return ["", line]
 
 
 def read_version_1_exports(

@@ -73,5 +73,6 @@ def test_evaluate_with_openai_backend_on_fake_provider(
     res2 = CliRunner().invoke(
         app, ["score", str(pairs), str(tmp_path / "out" / "judgements.jsonl"), "--json"]
     )
+    reset_host()  # the CLI built a host under STE_PLUGINS=openai: later tests need their own
     assert res2.exit_code == 0, res2.output
     assert json.loads(res2.stdout)["score"] == s

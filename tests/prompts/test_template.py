@@ -45,6 +45,12 @@ EXPECTED = {
     "classify_category": ("classifier", ("instruction",), "category"),
     "judge_plan_execute": ("judge", JUDGE_VARS, "plan_execute"),
     "solve": ("solve", ("problem",), "final_answer"),
+    "judge_rank_four": (
+        "judge_ranking",
+        ("instruction", "response_a", "response_b", "response_c", "response_d"),
+        "ranking",
+    ),
+    "judge_rate": ("judge_rating", ("instruction", "response"), "rating"),
 }
 
 VALID = """\
@@ -534,6 +540,8 @@ def test_parsers_of_templates_are_callable_on_text():
         "category": "Category: math\nDifficulty: easy",
         "plan_execute": ste_prompts.format_plan_execute("plan", "execution", "A"),
         "final_answer": ste_prompts.format_solution("2 + 2 = 4", "4"),
+        "ranking": "C is best.\n[[C]]",
+        "rating": "Clear and correct.\n\n8",
     }
     for t in builtin_templates().values():
         result = get_parser(t.parser)(outputs[t.parser])

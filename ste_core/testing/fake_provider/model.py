@@ -21,6 +21,12 @@ What it answers (purpose of the matched template):
   response sharing more key words with the instruction (ties: a seeded coin). It then picks the
   better one with probability = the model's accuracy. A fraction `no_verdict_rate` (default 0)
   of outputs carry no marker.
+- **judge_ranking** (instruction, response_a..response_d): the same knowledge applied to four
+  responses (the signed one, else the one with the most key words); it names the best with
+  probability = the accuracy, else another, as `[[A]]`-`[[D]]` on the last line.
+- **judge_rating** (instruction, response): a sentence, then a rating alone on the last line:
+  8-10 for a response it judges good (signed, or sharing at least half the key words), 2-5
+  otherwise, the judgement inverted with probability 1 - accuracy.
 - **classifier**: a sentence, then `Category: <name>` and `Difficulty: <level>` lines, with the
   category chosen by key words among the categories listed in the prompt.
 - **solve** (the verifiable recipe): a few steps, then `Answer: <x>` on the last line. The right
@@ -331,6 +337,12 @@ class ScriptedModel:
             judge_vars = {"instruction", "response_a", "response_b"}
             if purpose == "worse_response" and "instruction" in values:
                 return self._worse(values["instruction"], rng)
+            if purpose == "judge_ranking" and {*judge_vars, "response_c", "response_d"} <= set(
+                values
+            ):
+                return self._rank(model, values, rng)
+            if purpose == "judge_rating" and {"instruction", "response"} <= values.keys():
+                return self._rate(model, values, rng)
             if judge_vars <= values.keys():  # any judge-shaped template, built-in or not
                 return self._judge(model, values, rng)
             if purpose == "classifier" and "instruction" in values:
@@ -400,6 +412,30 @@ class ScriptedModel:
         if right is not None and rng.random() < self.accuracy(model):
             return format_solution(steps, right)
         return format_solution(steps, _wrong(right, rng))
+
+    def _quality(self, instruction: str, response: str) -> tuple[bool, int]:
+        """(carries the instruction's signature, key words of the instruction it shares)."""
+        kws = set(keywords(instruction, limit=20))
+        return signature(instruction) in signatures_in(response), len(kws & _words(response))
+
+    def _rank(self, model: str, values: Mapping[str, str], rng: random.Random) -> str:
+        letters = "ABCD"
+        scores = [self._quality(values["instruction"], values[f"response_{x.lower()}"])
+                  for x in letters]  # fmt: skip
+        top = max(scores)
+        best = rng.choice([x for x, q in zip(letters, scores, strict=True) if q == top])
+        if rng.random() >= self.accuracy(model):
+            best = rng.choice([x for x in letters if x != best])
+        return f"Answer {best} addresses the question most directly of the four.\n[[{best}]]"
+
+    def _rate(self, model: str, values: Mapping[str, str], rng: random.Random) -> str:
+        signed, shared = self._quality(values["instruction"], values["response"])
+        wanted = len(set(keywords(values["instruction"], limit=20)))
+        good = signed or (not signatures_in(values["response"]) and 2 * shared >= max(1, wanted))
+        if rng.random() >= self.accuracy(model):
+            good = not good
+        rating = rng.choice([8, 9, 10]) if good else rng.choice([2, 3, 4, 5])
+        return f"The answer is {'on topic' if good else 'off topic'} for this question.\n\n{rating}"
 
     def _classify(self, instruction: str, categories_text: str, rng: random.Random) -> str:
         from ste_prompts import DEFAULT_CATEGORIES, format_category

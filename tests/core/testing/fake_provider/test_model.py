@@ -97,6 +97,33 @@ def test_judge_without_signatures_prefers_on_topic_words() -> None:
     assert parse_verdict(m.generate("judge", msgs)[0][0]).verdict == "B"
 
 
+def test_four_way_ranking_and_ratings_follow_the_model_accuracy() -> None:
+    from ste_prompts import parse_ranking, parse_rating
+
+    m = ScriptedModel()
+    right = rated_right = total = 0
+    for k in range(8):
+        instruction = f"Describe the water cycle for a class of {k + 5} year olds"
+        base, worse = _pair(instruction, k)
+        shown = [worse, worse, worse, worse]
+        shown[k % 4] = base
+        msgs = get_template("judge_rank_four").render(
+            instruction=instruction,
+            **{f"response_{x}": t for x, t in zip("abcd", shown, strict=True)},
+        )
+        for text, _ in m.generate("j-acc80", msgs, n=40, temperature=0.7, seed=k):
+            right += parse_ranking(text).choice == "ABCD"[k % 4]
+            total += 1
+        for response, good in ((base, True), (worse, False)):
+            msgs = get_template("judge_rate").render(instruction=instruction, response=response)
+            for text, _ in m.generate("j-acc80", msgs, n=20, temperature=0.7, seed=k):
+                rating = parse_rating(text).rating
+                assert rating is not None
+                rated_right += (rating >= 8) == good
+    assert abs(right / total - 0.8) < 0.06
+    assert abs(rated_right / total - 0.8) < 0.06
+
+
 def test_no_verdict_rate() -> None:
     m = ScriptedModel(no_verdict_rate=1.0)
     msgs = get_template("judge_short").render(instruction="x", response_a="a", response_b="b")
