@@ -4,8 +4,8 @@
 ste_backends.local.train_worker <job dir>`, or one worker per rank under `accelerate launch` when
 the options ask for several processes or give an accelerate config (see `launch.py`); the job id
 is the directory's absolute path, so `poll` works from any process, including a resumed run.
-`poll` reads the worker's status file and events; `cancel` sends SIGTERM (to the launcher's whole
-process group when launched; SIGKILL after a grace period). The result is a LoRA adapter
+`poll` reads the worker's status file and events; `cancel` sends SIGTERM (the launcher forwards it
+to every rank; SIGKILL to all of them after a grace period). The result is a LoRA adapter
 directory, which LocalInference loads on top of its base model: `serve` has nothing to deploy and
 only frees the in-process model cache afterwards.
 """
@@ -159,15 +159,15 @@ class LocalFineTune(FineTuneBackend):
         if JobStatus(status.get("status", "queued")).terminal:
             return self._state(job_id, files, status)
         pid = files.worker_pid(status)
-        group = bool(files.read_job().get("launcher"))
         if pid and self._alive(job_id, status):
-            launch.stop(pid, signal.SIGTERM, group=group)
+            # A launcher forwards SIGTERM to every rank.
+            launch.stop([pid], signal.SIGTERM)
             # Waiting on another process's exit: there is no event to await, so poll briefly.
             deadline = time.monotonic() + self.options.cancel_grace_seconds
             while self._alive(job_id, status) and time.monotonic() < deadline:  # noqa: ASYNC110
                 await asyncio.sleep(0.1)
             if self._alive(job_id, status):
-                launch.stop(pid, signal.SIGKILL, group=group)
+                launch.stop([pid, *launch.rank_pids(files.dir)], signal.SIGKILL)
                 while self._alive(job_id, status):  # noqa: ASYNC110
                     await asyncio.sleep(0.05)
         status = files.read_status()
@@ -274,10 +274,14 @@ class LocalFineTune(FineTuneBackend):
         return files
 
     def _alive(self, job_id: str, status: dict[str, Any]) -> bool:
+        """Whether the worker (or the launcher) runs, or any rank of a launched job does."""
         proc = self._procs.get(job_id)
+        files = JobFiles(job_id)
+        if any(pid_alive(pid) for pid in launch.rank_pids(files.dir)):
+            return True
         if proc is not None:
             return proc.poll() is None  # also reaps our own child
-        return pid_alive(JobFiles(job_id).worker_pid(status))
+        return pid_alive(files.worker_pid(status))
 
     def _exit_code(self, job_id: str) -> int | None:
         proc = self._procs.get(job_id)

@@ -11,6 +11,7 @@ poll it without any in-memory registry:
       events.jsonl    one line per progress event ("step 3/10 loss=1.2345 ...")
       worker.log      the worker's stdout and stderr (tracebacks land here)
       adapter/        the trained LoRA adapter + tokenizer (only once the job succeeded)
+      rank-N.pid      multi-process jobs: the pid of rank N (worker.pid is the launcher's)
       rank-N.error    multi-process jobs: the error of rank N, written before it exits
       rank-N.json     multi-process jobs, when asked for (launch.DIGEST_ENV): world size and a
                       digest of rank N's trained adapter weights

@@ -1,14 +1,15 @@
 """How the local backend starts, watches and stops its training worker: one process, or one
 process per rank under `accelerate launch` (data parallel; DeepSpeed or FSDP from a config file).
 
-One process (the default): `python -m ste_backends.local.train_worker <job dir>`, in ste's own
-process group, so Ctrl-C in the terminal reaches it too.
+One process (the default): `python -m ste_backends.local.train_worker <job dir>`.
 
 Several (`processes > 1` or an `accelerate_config`): `python -m accelerate.commands.launch ...
--m ste_backends.local.train_worker <job dir>`, in a process group of its own that holds the
-launcher and every rank: `stop` signals the whole group, so no rank is left behind. A rank's
-parent is the launcher, not ste, so every worker watches ste's pid from job.json (`owner_pid`)
-as well as its own parent, and stops when either goes.
+--module ste_backends.local.train_worker <job dir>`. Both run in ste's process group, so Ctrl-C
+in the terminal reaches the worker or the launcher. The launcher (torch's elastic agent) starts
+each rank in a session of its own and forwards SIGTERM/SIGINT to every rank (SIGKILL 30 s later);
+each rank writes its pid to `rank-N.pid`, so `cancel` can SIGKILL the ranks too when the launcher
+does not stop in time. A rank's parent is the launcher, not ste, so every worker watches ste's
+pid from job.json (`owner_pid`) as well as its own parent, and stops when either goes.
 
 Inside the worker, `rank()` says which rank this is; rank 0 alone writes status, events and the
 adapter. A rank that fails writes `rank-N.error` before it exits, so rank 0 (stopped by the
@@ -83,23 +84,25 @@ def spawn_worker(
         env = dict(env, **{LAUNCHED_ENV: "1"})
     with log.open("ab") as out:
         return subprocess.Popen(
-            command,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            # A group of its own: stop() reaches the launcher and every rank at once.
-            start_new_session=launched,
+            command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
         )
 
 
-def stop(pid: int, sig: int, *, group: bool) -> None:
-    """Send `sig` to the worker, or to the launcher's whole process group."""
-    with contextlib.suppress(ProcessLookupError):
-        if group:
-            os.killpg(pid, sig)
-        else:
-            os.kill(pid, sig)
+def stop(pids: list[int], sig: int) -> None:
+    """Send `sig` to each of `pids` that still exists."""
+    for pid in pids:
+        if pid_alive(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+
+
+def rank_pids(job_dir: Path) -> list[int]:
+    """The pids the ranks of a launched job wrote (none for a one-process job)."""
+    pids = []
+    for path in job_dir.glob("rank-*.pid"):
+        with contextlib.suppress(ValueError, OSError):
+            pids.append(int(path.read_text().strip()))
+    return pids
 
 
 # -- inside the worker -------------------------------------------------------------------------
@@ -116,6 +119,10 @@ def world_size() -> int:
 
 def launched() -> bool:
     return os.environ.get(LAUNCHED_ENV) == "1"
+
+
+def rank_pid_file(job_dir: Path, n: int) -> Path:
+    return job_dir / f"rank-{n}.pid"
 
 
 def rank_error_file(job_dir: Path, n: int) -> Path:

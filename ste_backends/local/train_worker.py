@@ -61,9 +61,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cannot read {files.job}: {exc}", file=sys.stderr)
         return 1
     _watchdog.start(files, job.get("owner_pid"))
-    # Launched: ste tracks the launcher's pid (worker.pid), which stops every rank at once.
-    pid = {} if launch.launched() else {"pid": os.getpid()}
-    files.update_status(status="running", message="loading model", **pid)
+    if launch.launched():
+        # ste tracks the launcher's pid (worker.pid); the ranks' own are for a forced stop.
+        launch.rank_pid_file(files.dir, rank).write_text(str(os.getpid()), encoding="utf-8")
+        files.update_status(status="running", message="loading model")
+    else:
+        files.update_status(status="running", message="loading model", pid=os.getpid())
+    try:
+        return _train_and_record(job, files, rank)
+    finally:
+        launch.rank_pid_file(files.dir, rank).unlink(missing_ok=True)
+
+
+def _train_and_record(job: dict[str, Any], files: JobFiles, rank: int) -> int:
     try:
         result = train(job, files)
     except (Cancelled, KeyboardInterrupt) as exc:

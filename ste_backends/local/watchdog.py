@@ -29,6 +29,7 @@ from ste_backends.local import launch
 from ste_backends.local.jobs import JobFiles
 
 CANCELLED_EXIT = 130
+_STOP_SIGNALS = {int(signal.SIGTERM), int(signal.SIGINT)}
 
 
 class Watchdog:
@@ -58,8 +59,9 @@ class Watchdog:
     ) -> None:
         signalled_at: float | None = None
         while True:
-            if select.select([fd], [], [], 0.5)[0]:
-                os.read(fd, 64)
+            # The wakeup fd receives the number of every signal with a Python handler; only
+            # the stop signals count.
+            if select.select([fd], [], [], 0.5)[0] and _STOP_SIGNALS & set(os.read(fd, 64)):
                 signalled_at = signalled_at or time.monotonic()
             if signalled_at is None and launch.orphaned(parent, owner):
                 os.kill(os.getpid(), signal.SIGTERM)  # as a cancel: the main thread may stop
@@ -75,6 +77,7 @@ class Watchdog:
         if not self.finish():
             return  # the main thread is recording the end; it exits by itself
         code = record(files, reason)
+        launch.rank_pid_file(files.dir, launch.rank()).unlink(missing_ok=True)
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)  # the main thread may be blocked for good: no clean interpreter exit

@@ -7,6 +7,7 @@ must leave both ranks with the same weights, which are the ones rank 0 saved.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from ste_backends.local import launch
-from ste_backends.local.jobs import JobFiles
+from ste_backends.local.jobs import JobFiles, pid_alive
 from ste_core.errors import ConfigurationError
 from ste_core.records import FineTuneMethod, JobStatus
 from tests.backends.local.local_support import dpo_examples, sft_examples
@@ -102,11 +103,12 @@ async def test_cancel_stops_every_rank(tiny_model_dir: Path, tmp_path: Path) -> 
     running = await wait_for(ft, job.job_id, lambda s: s.status.terminal or (s.step or 0) > 0)
     assert running.status is JobStatus.RUNNING, (running.message, running.events)
     launcher = JobFiles(job.job_id).worker_pid()
-    assert launcher is not None and os.getpgid(launcher) == launcher  # a group of its own
+    ranks = launch.rank_pids(Path(job.job_id))
+    assert launcher is not None and len(ranks) == 2
     state = await ft.cancel(job.job_id)
     assert state.status is JobStatus.CANCELLED, (state.message, state.events)
-    with pytest.raises(ProcessLookupError):  # no process of the group is left
-        os.killpg(launcher, 0)
+    assert not any(pid_alive(pid) for pid in [launcher, *ranks])
+    assert launch.rank_pids(Path(job.job_id)) == []  # each rank removed its pid file
 
 
 def test_one_process_needs_no_launcher(tmp_path: Path) -> None:
@@ -155,3 +157,50 @@ def test_only_rank_zero_writes(tmp_path: Path) -> None:
     quiet.update_status(status="running")
     quiet.add_event("hello")
     assert not quiet.status.exists() and not quiet.events.exists()
+
+
+OWNER = """
+import asyncio, sys
+from pathlib import Path
+from ste_backends.local import LocalFineTune
+from ste_core.records import FineTuneSpec, LoRAConfig
+
+async def main():
+    model, data, jobs = sys.argv[1:]
+    ft = LocalFineTune(device="cpu", output_dir=Path(jobs), max_steps=100_000, processes=2)
+    spec = FineTuneSpec(base_model=model, lora=LoRAConfig(r=4, alpha=8), batch_size=2)
+    job = await ft.submit(spec, Path(data))
+    print(job.job_id, flush=True)
+    await asyncio.sleep(3600)
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.local_model
+@pytest.mark.timeout(240)
+async def test_ranks_stop_when_ste_dies(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """The ranks' parent is the launcher, which outlives a killed ste: they watch ste's pid."""
+    data = tmp_path / "sft.jsonl"
+    finetuner(tmp_path).write_training_file(sft_examples(4), FineTuneMethod.SFT, data)
+    owner = await asyncio.create_subprocess_exec(
+        *[sys.executable, "-c", OWNER, str(tiny_model_dir), str(data), str(tmp_path / "jobs")],
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert owner.stdout is not None
+    job_id = (await owner.stdout.readline()).decode().strip()
+    ft = finetuner(tmp_path)
+    await wait_for(ft, job_id, lambda s: s.status.terminal or (s.step or 0) > 0)
+    launcher = JobFiles(job_id).worker_pid()
+    ranks = launch.rank_pids(Path(job_id))
+    assert launcher is not None and len(ranks) == 2
+    owner.kill()
+    await owner.wait()
+    state = await wait_for(ft, job_id, lambda s: s.status.terminal, limit_s=60)
+    assert state.status is JobStatus.CANCELLED, (state.message, state.events)
+    for _ in range(300):  # the launcher exits once its ranks have
+        if not any(pid_alive(pid) for pid in [launcher, *ranks]):
+            break
+        await asyncio.sleep(0.1)
+    else:
+        pytest.fail("the launcher or a rank outlived ste")
