@@ -124,11 +124,10 @@ class LocalFineTune(FineTuneBackend):
         files.pid_file.write_text(str(proc.pid))
         job_id = str(files.dir)
         self._procs[job_id] = proc
-        how = f"{self.options.processes} processes under accelerate launch, launcher pid"
         files.add_event(
             f"submitted {job['method']} on {job['from_model'] or job['base_model']} "
-            f"({job['examples']} examples), {how if job['launcher'] else 'worker pid'} "
-            f"{proc.pid}, log {files.log}"
+            f"({job['examples']} examples), {self._how(bool(job['launcher']))} {proc.pid}, "
+            f"log {files.log}"
         )
         return await self.poll(job_id)
 
@@ -256,6 +255,13 @@ class LocalFineTune(FineTuneBackend):
             # ste's pid: every worker stops when it goes, also ranks whose parent is the launcher
             "owner_pid": os.getpid(),
         }
+
+    def _how(self, launched: bool) -> str:
+        if not launched:
+            return "worker pid"
+        n = self.options.processes
+        ranks = f"{n} processes" if n > 1 else f"processes from {self.options.accelerate_config}"
+        return f"under accelerate launch ({ranks}), launcher pid"
 
     def _new_job_dir(self, spec: FineTuneSpec, training_file: Path) -> Path:
         parent = self.options.output_dir or training_file.parent

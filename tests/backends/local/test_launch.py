@@ -44,7 +44,7 @@ async def test_two_processes_train_one_adapter(
     examples = sft_examples(8) if method == "sft" else dpo_examples(8)
     ft.write_training_file(examples, FineTuneMethod(method), path)
     job = await ft.submit(spec_for(tiny_model_dir, method), path)
-    assert "2 processes under accelerate launch" in job.events[0]
+    assert "under accelerate launch (2 processes), launcher pid" in job.events[0]
     state = await wait_for(ft, job.job_id, lambda s: s.status.terminal)
     assert state.status is JobStatus.SUCCEEDED, (state.message, state.events)
     job_dir = Path(job.job_id)
