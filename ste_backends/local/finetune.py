@@ -1,9 +1,11 @@
 """LocalFineTune: LoRA fine-tuning with TRL (SFT or DPO) in a subprocess on this machine.
 
 `submit` writes a job directory (see `jobs.py`) and starts `python -m
-ste_backends.local.train_worker <job dir>`; the job id is the directory's absolute path, so `poll`
-works from any process, including a resumed run. `poll` reads the worker's status file and
-events; `cancel` sends SIGTERM (SIGKILL after a grace period). The result is a LoRA adapter
+ste_backends.local.train_worker <job dir>`, or one worker per rank under `accelerate launch` when
+the options ask for several processes or give an accelerate config (see `launch.py`); the job id
+is the directory's absolute path, so `poll` works from any process, including a resumed run.
+`poll` reads the worker's status file and events; `cancel` sends SIGTERM (the launcher forwards it
+to every rank; SIGKILL to all of them after a grace period). The result is a LoRA adapter
 directory, which LocalInference loads on top of its base model: `serve` has nothing to deploy and
 only frees the in-process model cache afterwards.
 """
@@ -15,13 +17,13 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import Any, ClassVar
 
+from ste_backends.local import launch
 from ste_backends.local.jobs import JobFiles, pid_alive
 from ste_backends.local.options import LocalFineTuneOptions
 from ste_backends.local.requirements import ensure_installed
@@ -30,6 +32,7 @@ from ste_core.backends import FineTuneBackend, FineTuneCapabilities, FineTuneOut
 from ste_core.errors import ConfigurationError
 from ste_core.records import (
     DPOExample,
+    DPOSpec,
     FineTuneJobState,
     FineTuneMethod,
     FineTuneSpec,
@@ -114,13 +117,17 @@ class LocalFineTune(FineTuneBackend):
         # The worker owns status.json from its first instruction; write "queued" before it starts
         # so the two processes never overwrite each other.
         files.update_status(status="queued", message="starting the training worker")
-        proc = await asyncio.to_thread(_spawn_worker, files, env)
+        command = launch.worker_command(files.dir, job["launcher"])
+        proc = await asyncio.to_thread(
+            launch.spawn_worker, command, files.log, env, launched=bool(job["launcher"])
+        )
         files.pid_file.write_text(str(proc.pid))
         job_id = str(files.dir)
         self._procs[job_id] = proc
         files.add_event(
             f"submitted {job['method']} on {job['from_model'] or job['base_model']} "
-            f"({job['examples']} examples), worker pid {proc.pid}, log {files.log}"
+            f"({job['examples']} examples), {self._how(bool(job['launcher']))} {proc.pid}, "
+            f"log {files.log}"
         )
         return await self.poll(job_id)
 
@@ -135,7 +142,8 @@ class LocalFineTune(FineTuneBackend):
             if not JobStatus(status.get("status", "queued")).terminal:
                 code = self._exit_code(job_id)
                 how = f" with code {code}" if code is not None else ""
-                tail = files.log_tail()
+                errors = launch.rank_errors(files.dir)
+                tail = "\n".join(errors) or files.log_tail()
                 status = files.update_status(
                     status="failed",
                     message=f"the training worker exited{how} without finishing; see {files.log}"
@@ -151,15 +159,14 @@ class LocalFineTune(FineTuneBackend):
             return self._state(job_id, files, status)
         pid = files.worker_pid(status)
         if pid and self._alive(job_id, status):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
+            # A launcher forwards SIGTERM to every rank.
+            launch.stop([pid], signal.SIGTERM)
             # Waiting on another process's exit: there is no event to await, so poll briefly.
             deadline = time.monotonic() + self.options.cancel_grace_seconds
             while self._alive(job_id, status) and time.monotonic() < deadline:  # noqa: ASYNC110
                 await asyncio.sleep(0.1)
             if self._alive(job_id, status):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
+                launch.stop([pid, *launch.rank_pids(files.dir)], signal.SIGKILL)
                 while self._alive(job_id, status):  # noqa: ASYNC110
                     await asyncio.sleep(0.05)
         status = files.read_status()
@@ -207,7 +214,16 @@ class LocalFineTune(FineTuneBackend):
                 f"from_model {spec.from_model!r} (init_from = 'previous') is neither an existing "
                 "adapter directory nor a model id."
             )
+        if method is FineTuneMethod.DPO:
+            _check_dpo(spec.dpo)
         opts = self.options
+        launcher = launch.launcher_args(opts.processes, _accelerate_config(opts.accelerate_config))
+        if launcher and opts.device.startswith("cuda:"):
+            raise ConfigurationError(
+                f"device = '{opts.device}' names one GPU but processes = {opts.processes} (or an "
+                "accelerate_config) trains on several; use device = 'cuda' and choose the GPUs "
+                "with CUDA_VISIBLE_DEVICES."
+            )
         gradient_checkpointing = opts.gradient_checkpointing
         if gradient_checkpointing is None:
             gradient_checkpointing = opts.device.startswith("cuda") or (
@@ -224,6 +240,7 @@ class LocalFineTune(FineTuneBackend):
             "gradient_accumulation_steps": spec.gradient_accumulation_steps,
             "max_length": spec.max_length,
             "dpo_beta": spec.dpo_beta,
+            "dpo": spec.dpo.model_dump(mode="json"),
             "seed": spec.seed if spec.seed is not None else 0,
             "training_file": str(training_file.resolve()),
             "examples": examples,
@@ -234,7 +251,17 @@ class LocalFineTune(FineTuneBackend):
             "gradient_checkpointing": bool(gradient_checkpointing),
             "trust_remote_code": opts.trust_remote_code,
             "extra_args": dict(spec.options),
+            "launcher": launcher,
+            # ste's pid: every worker stops when it goes, also ranks whose parent is the launcher
+            "owner_pid": os.getpid(),
         }
+
+    def _how(self, launched: bool) -> str:
+        if not launched:
+            return "worker pid"
+        n = self.options.processes
+        ranks = f"{n} processes" if n > 1 else f"processes from {self.options.accelerate_config}"
+        return f"under accelerate launch ({ranks}), launcher pid"
 
     def _new_job_dir(self, spec: FineTuneSpec, training_file: Path) -> Path:
         parent = self.options.output_dir or training_file.parent
@@ -253,10 +280,14 @@ class LocalFineTune(FineTuneBackend):
         return files
 
     def _alive(self, job_id: str, status: dict[str, Any]) -> bool:
+        """Whether the worker (or the launcher) runs, or any rank of a launched job does."""
         proc = self._procs.get(job_id)
+        files = JobFiles(job_id)
+        if any(pid_alive(pid) for pid in launch.rank_pids(files.dir)):
+            return True
         if proc is not None:
             return proc.poll() is None  # also reaps our own child
-        return pid_alive(JobFiles(job_id).worker_pid(status))
+        return pid_alive(files.worker_pid(status))
 
     def _exit_code(self, job_id: str) -> int | None:
         proc = self._procs.get(job_id)
@@ -300,19 +331,6 @@ class LocalFineTune(FineTuneBackend):
         )
 
 
-def _spawn_worker(files: JobFiles, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    # Same process group as ste: Ctrl-C in the terminal reaches the worker too, which records
-    # "cancelled" and exits (the worker also stops by itself if this process dies).
-    with files.log.open("ab") as log:
-        return subprocess.Popen(
-            [sys.executable, "-m", "ste_backends.local.train_worker", str(files.dir)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-        )
-
-
 @contextlib.asynccontextmanager
 async def _serve_adapter(model: ModelRef) -> AsyncIterator[ModelRef]:
     try:
@@ -338,3 +356,23 @@ def _cuda_available() -> bool:
     import torch
 
     return bool(torch.cuda.is_available())
+
+
+def _check_dpo(dpo: DPOSpec) -> None:
+    if dpo.simpo_gamma is not None:
+        raise ConfigurationError(
+            "finetune.dpo.simpo_gamma: the local backend does not train SimPO (TRL's DPOTrainer "
+            "has no reference-free SimPO loss). Remove simpo_gamma, or use the together backend."
+        )
+
+
+def _accelerate_config(path: Path | None) -> Path | None:
+    if path is None:
+        return None
+    resolved = path.expanduser().resolve()
+    if not resolved.is_file():
+        raise ConfigurationError(
+            f"accelerate_config: {resolved} is not a file. Write one with `accelerate config "
+            "--config_file PATH` (DeepSpeed, FSDP or multi-GPU), or leave accelerate_config unset."
+        )
+    return resolved

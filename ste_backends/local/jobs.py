@@ -11,6 +11,10 @@ poll it without any in-memory registry:
       events.jsonl    one line per progress event ("step 3/10 loss=1.2345 ...")
       worker.log      the worker's stdout and stderr (tracebacks land here)
       adapter/        the trained LoRA adapter + tokenizer (only once the job succeeded)
+      rank-N.pid      multi-process jobs: the pid of rank N (worker.pid is the launcher's)
+      rank-N.error    multi-process jobs: the error of rank N, written before it exits
+      rank-N.json     multi-process jobs, when asked for (launch.DIGEST_ENV): world size and a
+                      digest of rank N's trained adapter weights
       trainer/        the Trainer's scratch output_dir (no checkpoints are saved)
 
 Standard library only.
@@ -26,10 +30,15 @@ from typing import Any
 
 
 class JobFiles:
-    """Paths and atomic reads/writes for one job directory."""
+    """Paths and atomic reads/writes for one job directory.
 
-    def __init__(self, job_dir: str | Path) -> None:
+    `writes=False` (every rank but 0 of a multi-process job): status and event writes are
+    dropped, so one process alone writes them.
+    """
+
+    def __init__(self, job_dir: str | Path, *, writes: bool = True) -> None:
         self.dir = Path(job_dir)
+        self.writes = writes
         self.job = self.dir / "job.json"
         self.status = self.dir / "status.json"
         self.events = self.dir / "events.jsonl"
@@ -67,11 +76,15 @@ class JobFiles:
     def update_status(self, **fields: Any) -> dict[str, Any]:
         """Merge `fields` into status.json (one writer at a time: the worker while it lives)."""
         status = self.read_status()
+        if not self.writes:
+            return status
         status.update(fields, updated_at=time.time())
         _atomic_write(self.status, status)
         return status
 
     def add_event(self, text: str) -> None:
+        if not self.writes:
+            return
         with self.events.open("a", encoding="utf-8") as fh:
             fh.write(json.dumps({"time": time.time(), "text": text}) + "\n")
 

@@ -86,3 +86,16 @@ class LocalFineTuneOptions(LocalOptions):
     cancel_grace_seconds: float = option(
         10.0, ge=0, changes_results=False, help="how long cancel waits after SIGTERM before SIGKILL"
     )
+    processes: int = option(
+        1,
+        ge=1,
+        changes_results=True,
+        help="training processes (data parallel, one per GPU) under `accelerate launch`; each "
+        "takes batch_size examples per step",
+    )
+    accelerate_config: Path | None = option(
+        None,
+        changes_results=True,
+        help="an accelerate config file (DeepSpeed, FSDP, DDP; from `accelerate config`), "
+        "passed to `accelerate launch --config_file`",
+    )

@@ -5,75 +5,92 @@ because training memory is fully returned to the system when it exits, and becau
 stopped at any moment: SIGTERM (from `cancel`) and SIGINT (Ctrl-C in the terminal, which reaches
 the whole foreground process group) raise an exception in the training loop, the worker records
 "cancelled" and exits without writing an adapter. If the parent process dies, the worker notices
-within a second and stops too, so training never outlives `ste`.
+within a second and stops too, so training never outlives `ste`; a watchdog thread ends the
+worker when the training loop cannot notice a signal (`watchdog.py`).
 
 Reads job.json, writes status.json / events.jsonl (see `jobs.py`) and, on success, the LoRA
 adapter plus tokenizer into `<job dir>/adapter`.
+
+Under `accelerate launch` (several processes, see `launch.py`) every rank runs this module: rank 0
+alone writes status, events and the adapter; another rank that fails writes its error for rank 0
+and the backend to report. Every rank also watches ste's own pid, since its parent is the launcher.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import shutil
 import signal
 import sys
-import threading
-import time
 import traceback
 import warnings
 from pathlib import Path
 from typing import Any
 
+from ste_backends.local import launch
 from ste_backends.local.jobs import JobFiles
+from ste_backends.local.watchdog import CANCELLED_EXIT, Watchdog, record_cancelled, record_failed
 
 
 class Cancelled(BaseException):
     """Raised in the main thread by SIGTERM: stop training now."""
 
 
-_finishing = False
+_watchdog = Watchdog()
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:
-    if not _finishing:
+    if not _watchdog.finishing:
         raise Cancelled(f"cancelled (signal {signum})")
-
-
-def _watch_parent(parent: int) -> None:
-    while True:
-        time.sleep(1.0)
-        if os.getppid() != parent:
-            os.kill(os.getpid(), signal.SIGTERM)
-            return
 
 
 def main(argv: list[str] | None = None) -> int:
     """Train the job in argv[0]; exit code 0 on success, 1 on failure, 130 when cancelled."""
-    global _finishing
     signal.signal(signal.SIGTERM, _on_sigterm)  # before the slow imports
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
         print("usage: python -m ste_backends.local.train_worker <job dir>", file=sys.stderr)
         return 2
-    files = JobFiles(args[0])
-    threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
-    files.update_status(status="running", pid=os.getpid(), message="loading model")
+    rank = launch.rank()
+    files = JobFiles(args[0], writes=rank == 0)
     try:
         job = files.read_job()
+    except (OSError, ValueError) as exc:
+        print(f"cannot read {files.job}: {exc}", file=sys.stderr)
+        return 1
+    _watchdog.start(files, job.get("owner_pid"))
+    if launch.launched():
+        # ste tracks the launcher's pid (worker.pid); the ranks' own are for a forced stop.
+        launch.rank_pid_file(files.dir, rank).write_text(str(os.getpid()), encoding="utf-8")
+        files.update_status(status="running", message="loading model")
+    else:
+        files.update_status(status="running", message="loading model", pid=os.getpid())
+    try:
+        return _train_and_record(job, files, rank)
+    finally:
+        launch.rank_pid_file(files.dir, rank).unlink(missing_ok=True)
+
+
+def _train_and_record(job: dict[str, Any], files: JobFiles, rank: int) -> int:
+    try:
         result = train(job, files)
     except (Cancelled, KeyboardInterrupt) as exc:
-        _finishing = True
+        if not _watchdog.finish():
+            return CANCELLED_EXIT  # the watchdog records the end and exits
         reason = "interrupted (Ctrl-C)" if isinstance(exc, KeyboardInterrupt) else str(exc)
-        files.add_event(f"cancelled: {reason}")
-        files.update_status(status="cancelled", message=reason)
-        return 130
+        return record_cancelled(files, reason)
     except BaseException as exc:
-        _finishing = True
+        if not _watchdog.finish():
+            return 1
         traceback.print_exc()
         message = f"{type(exc).__name__}: {exc}"
-        files.add_event(f"failed: {message}")
-        files.update_status(status="failed", message=message)
-        return 1
-    _finishing = True
+        if rank != 0:
+            launch.rank_error_file(files.dir, rank).write_text(message, encoding="utf-8")
+            return 1
+        return record_failed(files, message)
+    _watchdog.finish()
     files.add_event(f"saved adapter to {result['adapter_dir']}")
     files.update_status(status="succeeded", message="training finished", **result)
     return 0
@@ -153,7 +170,8 @@ def train(job: dict[str, Any], files: JobFiles) -> dict[str, Any]:
         raise ValueError(f"the training file {job['training_file']} has no examples")
     train_dataset = Dataset.from_list(train_rows)
 
-    _report_long_examples(files, tokenizer, train_rows, job["max_length"])
+    if files.writes:
+        _report_long_examples(files, tokenizer, train_rows, job["max_length"])
     common: dict[str, Any] = {
         "output_dir": str(files.trainer),
         "num_train_epochs": job["epochs"],
@@ -172,6 +190,9 @@ def train(job: dict[str, Any], files: JobFiles) -> dict[str, Any]:
         "fp16": fp16,
         "use_cpu": device == "cpu",
         "dataloader_pin_memory": device.startswith("cuda"),
+        # Under DDP: every trainable (LoRA) weight takes part in each forward pass, so the extra
+        # search for unused ones only costs time.
+        "ddp_find_unused_parameters": False,
         **job.get("extra_args", {}),
     }
     # transformers 5 renamed gradient_checkpointing to activation_checkpointing (the old name
@@ -193,7 +214,7 @@ def train(job: dict[str, Any], files: JobFiles) -> dict[str, Any]:
     elif job["method"] == "dpo":
         from trl import DPOConfig, DPOTrainer
 
-        config = DPOConfig(**common, beta=job["dpo_beta"])
+        config = DPOConfig(**common, beta=job["dpo_beta"], **dpo_loss_args(job.get("dpo", {})))
         trainer_cls = DPOTrainer
     else:
         raise ValueError(f"unknown method {job['method']!r}")
@@ -217,19 +238,81 @@ def train(job: dict[str, Any], files: JobFiles) -> dict[str, Any]:
             f"warning: TRL dropped {len(train_rows) - used} of {len(train_rows)} examples whose "
             "target was cut off entirely by max_length"
         )
-    files.update_status(message="training", examples=used, device=device)
+    world_size = trainer.accelerator.num_processes
+    files.update_status(message="training", examples=used, device=device, world_size=world_size)
     output = trainer.train()
     files.update_status(message="saving the adapter")
-    # Only the trained adapter ("default"); DPO on a continued adapter also holds a frozen "ref"
-    # copy that is not part of the result.
-    trainer.model.save_pretrained(str(files.adapter), selected_adapters=["default"])
-    tokenizer.save_pretrained(str(files.adapter))
+    _save_adapter(trainer, tokenizer, files.adapter, main=files.writes)
+    if os.environ.get(launch.DIGEST_ENV) == "1":
+        _write_rank_digest(trainer, files.dir)
     return {
         "adapter_dir": str(files.adapter.resolve()),
         "base_model": base_model,
         "train_loss": getattr(output, "training_loss", None),
         "step": trainer.state.global_step,
     }
+
+
+def dpo_loss_args(dpo: dict[str, Any]) -> dict[str, Any]:
+    """TRL DPOConfig arguments for `[finetune.dpo]` (a DPOSpec dump; {} is plain DPO).
+
+    DPO+NLL is TRL's loss_type ["sigmoid", "sft"] weighted [1, nll_weight]: the DPO term plus
+    nll_weight times the chosen answers' mean per-token NLL. "sigmoid_norm" is DPO on log-ratios
+    divided by each answer's token count (Together's dpo_normalize_logratios_by_length).
+    """
+    dpo_term = "sigmoid_norm" if dpo.get("normalize_logratios_by_length") else "sigmoid"
+    nll_weight = float(dpo.get("nll_weight") or 0.0)
+    if nll_weight > 0:
+        return {"loss_type": [dpo_term, "sft"], "loss_weights": [1.0, nll_weight]}
+    return {"loss_type": [dpo_term]}
+
+
+def _save_adapter(trainer: Any, tokenizer: Any, adapter: Path, *, main: bool) -> None:
+    if _sharded(trainer):
+        # FSDP / ZeRO-3 shard the weights: every rank takes part in gathering them, and the
+        # Trainer writes on the main process only. The frozen "ref" copy is not the result.
+        trainer.save_model(str(adapter))
+        if main:
+            shutil.rmtree(adapter / "ref", ignore_errors=True)
+    elif main:
+        # Only the trained adapter ("default"); DPO on a continued adapter also holds a frozen
+        # "ref" copy that is not part of the result.
+        trainer.model.save_pretrained(str(adapter), selected_adapters=["default"])
+    if main:
+        tokenizer.save_pretrained(str(adapter))
+
+
+def _sharded(trainer: Any) -> bool:
+    if getattr(trainer, "is_fsdp_enabled", False):
+        return True
+    plugin = getattr(trainer.accelerator.state, "deepspeed_plugin", None)
+    return plugin is not None and getattr(plugin, "zero_stage", 0) == 3
+
+
+def adapter_digest(state_dict: dict[str, Any]) -> str:
+    """sha256 over an adapter's tensors (names and bytes, in name order)."""
+    import torch
+
+    h = hashlib.sha256()
+    for name in sorted(state_dict):
+        tensor = state_dict[name].detach().cpu().contiguous().reshape(-1)
+        h.update(name.encode())
+        h.update(tensor.view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def _write_rank_digest(trainer: Any, job_dir: Path) -> None:
+    """rank-N.json: this rank's world size and the digest of its trained adapter weights."""
+    from peft import get_peft_model_state_dict
+
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    digest = adapter_digest(get_peft_model_state_dict(model, adapter_name="default"))
+    record = {
+        "rank": launch.rank(),
+        "world_size": trainer.accelerator.num_processes,
+        "adapter_sha256": digest,
+    }
+    (job_dir / f"rank-{launch.rank()}.json").write_text(json.dumps(record), encoding="utf-8")
 
 
 def _report_long_examples(

@@ -14,6 +14,7 @@ from ste_core.backends import FineTuneBackend, FineTuneCapabilities, FineTuneOut
 from ste_core.errors import BudgetExceeded, ConfigurationError, TransientProviderError
 from ste_core.records import (
     DPOExample,
+    DPOSpec,
     FineTuneJobState,
     FineTuneMethod,
     FineTuneSpec,
@@ -42,15 +43,18 @@ TRAINING_OPTIONS: dict[str, str] = {
     "max_grad_norm": "gradient clipping (0 disables)",
     "train_on_inputs": "SFT only: true, false or 'auto' (default 'auto': mask the prompt)",
     "packing": "sequence packing (default true)",
-    "rpo_alpha": "DPO only: NLL weight (Meta's release used DPO+NLL)",
-    "simpo_gamma": "DPO only: SimPO margin",
-    "dpo_normalize_logratios_by_length": "DPO only",
     "wandb": "true to log to Weights & Biases (key from env WANDB_API_KEY)",
     "wandb_project_name": "W&B project (implies wandb)",
     "wandb_name": "W&B run name",
     "wandb_entity": "W&B entity",
     "wandb_base_url": "W&B server URL",
     "hf_output_repo_name": "push the result to this Hugging Face repo (token from env HF_TOKEN)",
+}
+#: Together's DPO knobs that are typed settings of `[finetune.dpo]` (DPOSpec), not job options.
+DPO_SETTINGS: dict[str, str] = {
+    "rpo_alpha": "nll_weight",
+    "simpo_gamma": "simpo_gamma",
+    "dpo_normalize_logratios_by_length": "normalize_logratios_by_length",
 }
 SECRET_OPTIONS = {"wandb_api_key", "wandb_key", "hf_api_token", "api_key"}
 
@@ -136,16 +140,18 @@ class TogetherFineTune(FineTuneBackend):
                 "WANDB_API_KEY / HF_TOKEN in the environment instead; they are read from there "
                 "and never recorded."
             )
+        moved = sorted(DPO_SETTINGS.keys() & options.keys())
+        if moved:
+            keys = ", ".join(f"{DPO_SETTINGS[k]} (for {k})" for k in moved)
+            raise ConfigurationError(
+                f"together: {', '.join(moved)} are no job options; set them in the [finetune.dpo] "
+                f"table instead: {keys}"
+            )
         unknown = set(options) - set(TRAINING_OPTIONS)
         if unknown:
             known = ", ".join(sorted(TRAINING_OPTIONS))
             raise ConfigurationError(
                 f"together: unknown fine-tune option(s) {sorted(unknown)}. Known: {known}"
-            )
-        dpo_only = {"rpo_alpha", "simpo_gamma", "dpo_normalize_logratios_by_length"}
-        if spec.method is FineTuneMethod.SFT and dpo_only & set(options):
-            raise ConfigurationError(
-                f"together: {sorted(dpo_only & set(options))} only apply to DPO"
             )
         if spec.method is FineTuneMethod.DPO and "train_on_inputs" in options:
             raise ConfigurationError("together: train_on_inputs only applies to SFT")
@@ -250,9 +256,7 @@ class TogetherFineTune(FineTuneBackend):
             kw["train_on_inputs"] = options.get("train_on_inputs", "auto")
         else:
             kw["dpo_beta"] = spec.dpo_beta
-            for key in ("rpo_alpha", "simpo_gamma", "dpo_normalize_logratios_by_length"):
-                if key in options:
-                    kw[key] = options[key]
+            kw.update(_dpo_loss_kwargs(spec.dpo))
         for key in (
             "warmup_ratio",
             "lr_scheduler_type",
@@ -589,3 +593,18 @@ def _model_metadata(job: Any) -> dict[str, Any]:
         "adapter_object_id": getattr(job, "adapter_object_id", None),
     }
     return {k: v for k, v in meta.items() if v is not None}
+
+
+def _dpo_loss_kwargs(dpo: DPOSpec) -> dict[str, Any]:
+    """`fine_tuning.create`'s DPO loss arguments; defaults are left out (plain DPO).
+
+    The SDK turns simpo_gamma > 0 into reference-free DPO with length-normalised log-ratios.
+    """
+    kw: dict[str, Any] = {}
+    if dpo.nll_weight > 0:
+        kw["rpo_alpha"] = dpo.nll_weight
+    if dpo.normalize_logratios_by_length:
+        kw["dpo_normalize_logratios_by_length"] = True
+    if dpo.simpo_gamma is not None:
+        kw["simpo_gamma"] = dpo.simpo_gamma
+    return kw

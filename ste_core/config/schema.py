@@ -19,7 +19,14 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from ste_core.config.toml import dumps_toml
 from ste_core.engine.limits import Limits
-from ste_core.records import FineTuneMethod, FineTuneSpec, LoRAConfig, SamplingParams, content_hash
+from ste_core.records import (
+    DPOSpec,
+    FineTuneMethod,
+    FineTuneSpec,
+    LoRAConfig,
+    SamplingParams,
+    content_hash,
+)
 
 __all__ = [
     "OPTION_TABLES",
@@ -303,6 +310,10 @@ class FineTuneConfig(_Section):
     max_length: int = Field(4096, ge=16)
     dpo_beta: float = Field(0.1, gt=0)
     dpo_pairs_per_prompt: int = Field(1, ge=1, description="num_pairs: DPO pairs per prompt")
+    dpo: DPOSpec = Field(
+        default_factory=DPOSpec,
+        description="[finetune.dpo]: the DPO loss's NLL term, length normalisation, SimPO",
+    )
     lora: LoRAConfig | Literal[False] = Field(
         default_factory=LoRAConfig, description="LoRA settings, or false for full fine-tuning"
     )
@@ -518,6 +529,7 @@ class Config(_Section):
             gradient_accumulation_steps=ft.gradient_accumulation_steps,
             max_length=ft.max_length,
             dpo_beta=ft.dpo_beta,
+            dpo=ft.dpo,
             suffix=suffix[:40],
             seed=self.run.seed if ft.seed is None else ft.seed,
             options=dict(ft.job_options),

@@ -7,7 +7,7 @@ edits old ones.
 - `inference`: a model call: Message, SamplingParams, ChatRequest, Usage, Completion, Outcome
 - `items`: the method's data, in flow order: Instruction, Baseline, ResponsePair, Judgement, Kept,
   SFTExample, DPOExample, and Drop (an item that produced nothing, and why)
-- `finetune`: FineTuneSpec, LoRAConfig, FineTuneJobState, JobStatus, ModelRef
+- `finetune`: FineTuneSpec, DPOSpec, LoRAConfig, FineTuneJobState, JobStatus, ModelRef
 - `scores`: EvalScore (and its parts), PairedTest
 - `resources`: Resource (an endpoint or batch job in the run's ledger)
 - `run`: Funnel, StageUsage, RunManifest, IterationMetrics (what the run store holds)
@@ -15,6 +15,7 @@ edits old ones.
 
 from ste_core.records._base import Record, content_hash
 from ste_core.records.finetune import (
+    DPOSpec,
     FineTuneJobState,
     FineTuneMethod,
     FineTuneSpec,
@@ -81,6 +82,7 @@ __all__ = [
     "Completion",
     "CostTotals",
     "DPOExample",
+    "DPOSpec",
     "Drop",
     "DropReason",
     "EndpointRecord",

@@ -10,6 +10,7 @@ from pydantic import Field
 from ste_core.records._base import Record
 
 __all__ = [
+    "DPOSpec",
     "FineTuneJobState",
     "FineTuneMethod",
     "FineTuneSpec",
@@ -31,6 +32,23 @@ class LoRAConfig(Record):
     target_modules: tuple[str, ...] | Literal["all-linear"] = "all-linear"
 
 
+class DPOSpec(Record):
+    """The shape of the DPO loss beyond its beta (`[finetune.dpo]` in a config).
+
+    The defaults are plain DPO. `nll_weight` adds the chosen answers' negative log-likelihood
+    (per token) times this weight: DPO+NLL, as in Meta's released Self-Taught Evaluator (Together
+    calls it `rpo_alpha`). A backend refuses what it cannot train, naming the key.
+    """
+
+    nll_weight: float = Field(0.0, ge=0.0, description="weight of the chosen answers' NLL term")
+    normalize_logratios_by_length: bool = Field(
+        False, description="divide each answer's log-ratio by its token count"
+    )
+    simpo_gamma: float | None = Field(
+        None, ge=0.0, description="SimPO's target margin: reference-free, length-normalised"
+    )
+
+
 class FineTuneSpec(Record):
     """Everything a fine-tune backend needs to start a job, provider-neutral.
 
@@ -50,6 +68,7 @@ class FineTuneSpec(Record):
     gradient_accumulation_steps: int = Field(1, ge=1)
     max_length: int = Field(4096, ge=16)
     dpo_beta: float = Field(0.1, gt=0)
+    dpo: DPOSpec = DPOSpec()
     suffix: str | None = Field(None, max_length=40)
     seed: int | None = None
     options: dict[str, Any] = Field(default_factory=dict)

@@ -20,6 +20,7 @@ from ste_backends.local.jobs import JobFiles
 from ste_core.errors import ConfigurationError, DataFileError
 from ste_core.records import (
     ChatRequest,
+    DPOSpec,
     FineTuneJobState,
     FineTuneMethod,
     FineTuneSpec,
@@ -225,3 +226,69 @@ async def test_submit_rejects_what_it_cannot_do(tmp_path: Path) -> None:
 def test_the_outlook_is_free_and_needs_no_endpoint(tmp_path: Path) -> None:
     outlook = finetuner(tmp_path).outlook(spec_for(tmp_path / "model"))
     assert outlook.job_cost_usd == 0.0 and outlook.dedicated_endpoint is False
+
+
+@pytest.mark.local_model
+@pytest.mark.timeout(240)
+async def test_dpo_with_an_nll_term_adds_the_weighted_nll(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    """[finetune.dpo] nll_weight: the first step's loss is the DPO term (ln 2: the fresh LoRA
+    adapter leaves the policy equal to its reference) plus nll_weight times the chosen answer's
+    mean per-token NLL, computed here from the model itself."""
+    import math
+
+    ft = finetuner(tmp_path)
+    path = tmp_path / "dpo.jsonl"
+    ft.write_training_file(dpo_examples(1), FineTuneMethod.DPO, path)
+    spec = spec_for(tiny_model_dir, "dpo", batch_size=1, dpo=DPOSpec(nll_weight=0.5))
+    job = await ft.submit(spec, path)
+    state = await wait_for(ft, job.job_id, lambda s: s.status.terminal)
+    assert state.status is JobStatus.SUCCEEDED, (state.message, state.events)
+    assert state.loss == pytest.approx(math.log(2) + 0.5 * chosen_nll(tiny_model_dir, path), 1e-5)
+
+
+def chosen_nll(model_dir: Path, dpo_file: Path) -> float:
+    """The mean NLL of the first row's chosen answer after its prompt (ChatML rendering)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    row = json.loads(dpo_file.read_text().splitlines()[0])
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+
+    def ids(messages: list[dict[str, str]], prompt: bool) -> list[int]:
+        text = tokenizer.apply_chat_template(messages, add_generation_prompt=prompt, tokenize=False)
+        return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    prompt = ids(row["prompt"], True)
+    full = torch.tensor([ids(row["prompt"] + row["chosen"], False)])
+    with torch.no_grad():
+        logps = torch.log_softmax(model(full).logits[0, :-1].float(), dim=-1)
+    token_logps = logps.gather(1, full[0, 1:, None])[:, 0]
+    return -token_logps[len(prompt) - 1 :].mean().item()
+
+
+def test_dpo_settings_become_trl_loss_types() -> None:
+    from ste_backends.local.train_worker import dpo_loss_args
+
+    assert dpo_loss_args({}) == {"loss_type": ["sigmoid"]}
+    assert dpo_loss_args(DPOSpec(nll_weight=0.25).model_dump()) == {
+        "loss_type": ["sigmoid", "sft"],
+        "loss_weights": [1.0, 0.25],
+    }
+    normalised = DPOSpec(normalize_logratios_by_length=True, nll_weight=1.0).model_dump()
+    assert dpo_loss_args(normalised) == {
+        "loss_type": ["sigmoid_norm", "sft"],
+        "loss_weights": [1.0, 1.0],
+    }
+
+
+async def test_simpo_is_refused_locally(tmp_path: Path) -> None:
+    ft = finetuner(tmp_path)
+    path = tmp_path / "dpo.jsonl"
+    ft.write_training_file(dpo_examples(2), FineTuneMethod.DPO, path)
+    spec = spec_for(tmp_path / "model", "dpo", dpo=DPOSpec(simpo_gamma=0.5))
+    with pytest.raises(ConfigurationError, match="does not train SimPO"):
+        await ft.submit(spec, path)
+    assert not (tmp_path / "jobs").exists()

@@ -18,6 +18,7 @@ from ste_backends.together.formats import write_training_file
 from ste_core.errors import BudgetExceeded, ConfigurationError
 from ste_core.records import (
     DPOExample,
+    DPOSpec,
     FineTuneMethod,
     FineTuneSpec,
     JobStatus,
@@ -157,7 +158,7 @@ async def test_dpo_job_then_cancel(make_backend, tmp_path, vcr):
         base_model=FT_MODEL,
         method=FineTuneMethod.DPO,
         dpo_beta=0.2,
-        options={"rpo_alpha": 1.0},
+        dpo=DPOSpec(nll_weight=1.0),
     )
     first = await backend.submit(spec, path)
     polled = await backend.poll(first.job_id)
@@ -170,8 +171,38 @@ async def test_dpo_job_then_cancel(make_backend, tmp_path, vcr):
     body = create_body(vcr)
     assert body["training_method"]["method"] == "dpo"
     assert body["training_method"]["dpo_beta"] == 0.2
-    assert body["training_method"]["rpo_alpha"] == 1.0
+    assert body["training_method"]["rpo_alpha"] == 1.0  # DPO+NLL
+    assert body["training_method"]["dpo_reference_free"] is False
     assert "train_on_inputs" not in body["training_method"]
+
+
+@pytest.mark.vcr
+async def test_dpo_loss_settings_reach_the_job_request(make_backend, tmp_path, vcr):
+    """[finetune.dpo]: length normalisation alone, then SimPO with an NLL term, as the SDK
+    sends them (simpo_gamma > 0 makes it reference-free and length-normalised)."""
+    backend = make_backend("finetune")
+    path = write(backend, tmp_path, "judge_dpo.jsonl", FineTuneMethod.DPO)
+    normalised = DPOSpec(normalize_logratios_by_length=True)
+    simpo = DPOSpec(nll_weight=0.5, simpo_gamma=0.3)
+    for dpo in (normalised, simpo):
+        spec = FineTuneSpec(base_model=FT_MODEL, method=FineTuneMethod.DPO, dpo=dpo)
+        assert (await backend.submit(spec, path)).job_id.startswith("ft-")
+    creates = [r for r in vcr.requests if r.method == "POST" and r.path == "/v1/fine-tunes"]
+    methods = [json.loads(r.body)["training_method"] for r in creates]
+    assert methods[0] == {
+        "method": "dpo",
+        "dpo_beta": 0.1,
+        "dpo_normalize_logratios_by_length": True,
+        "dpo_reference_free": False,
+    }
+    assert methods[1] == {
+        "method": "dpo",
+        "dpo_beta": 0.1,
+        "dpo_normalize_logratios_by_length": True,
+        "dpo_reference_free": True,
+        "rpo_alpha": 0.5,
+        "simpo_gamma": 0.3,
+    }
 
 
 @pytest.mark.vcr
@@ -312,7 +343,7 @@ KEY = "tgp_v1_unit-test-secret-key"
     [
         ({"wandb_api_key": "x"}, "secret"),
         ({"learning_rate_magic": 1}, "unknown fine-tune option"),
-        ({"rpo_alpha": 1.0}, "only apply to DPO"),
+        ({"rpo_alpha": 1.0}, r"set them in the \[finetune.dpo\] table instead: nll_weight"),
     ],
 )
 def test_spec_options_are_checked(options, match, monkeypatch):

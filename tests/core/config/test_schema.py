@@ -49,6 +49,23 @@ def test_lora_false_means_full_finetuning(tmp_path: Path) -> None:
     assert cfg.finetune_spec(1, None).lora is None
 
 
+def test_the_dpo_table_reaches_the_spec_and_plain_dpo_is_the_default(tmp_path: Path) -> None:
+    data = _minimal(tmp_path)
+    plain = load_config(write_config(tmp_path, data)).finetune_spec(1, None).dpo
+    assert (plain.nll_weight, plain.normalize_logratios_by_length, plain.simpo_gamma) == (
+        0.0,
+        False,
+        None,
+    )
+    data["finetune"] |= {"method": "dpo", "dpo_beta": 0.2, "dpo": {"nll_weight": 1.0}}
+    spec = load_config(write_config(tmp_path, data)).finetune_spec(1, None)
+    assert spec.dpo_beta == 0.2 and spec.dpo.nll_weight == 1.0  # the flat key still works
+    data["finetune"]["dpo"] = {"nll_wieght": 1.0}
+    assert "nll_wieght" in _error(tmp_path, data)
+    data["finetune"]["dpo"] = {"simpo_gamma": -1}
+    assert "simpo_gamma" in _error(tmp_path, data)
+
+
 @pytest.mark.parametrize(
     "options",
     [
