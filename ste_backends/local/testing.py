@@ -42,6 +42,15 @@ CHAT_TEMPLATE = (
 
 SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
 
+#: The built-in templates whose text trains the tokenizer's merges (see `_build_tokenizer`).
+TOKENIZER_TEMPLATES = (
+    "classify_category",
+    "judge_eval_plan",
+    "judge_meta_rewardbench",
+    "judge_short",
+    "worse_response",
+)
+
 # Text for the BPE merges (any text still encodes: the byte alphabet is always in the vocabulary)
 # and for the random filler of training prompts.
 _CORPUS = """
@@ -156,9 +165,12 @@ def _build_tokenizer(vocab_size: int, max_length: int) -> Any:
     import ste_prompts
 
     # The templates' own text in the corpus gives them long merges, so rendered prompts stay
-    # short (fast tests) even with a tiny vocabulary.
+    # short (fast tests) even with a tiny vocabulary. A fixed list, not every built-in: a new
+    # template would change the merges, hence every prompt's tokens and what the taught model
+    # learns in its few steps (a new built-in once made its worse responses unparseable).
     texts = list(_CORPUS)
-    for template in ste_prompts.builtin_templates().values():
+    for name in TOKENIZER_TEMPLATES:
+        template = ste_prompts.get_template(name)
         texts += [m["content"] for m in template.render(**dict.fromkeys(template.variables, ""))]
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
