@@ -21,6 +21,7 @@ __all__ = [
     "DPOExample",
     "Drop",
     "DropReason",
+    "GRPOExample",
     "Instruction",
     "Judgement",
     "Kept",
@@ -255,4 +256,17 @@ class DPOExample(Record):
     order: Order
 
 
-TrainingExample = SFTExample | DPOExample
+class GRPOExample(Record):
+    """A judge prompt to sample judgements for (GRPO): no target text, only the known label.
+
+    `label` is the verdict that names the better response in `order`; `parser` the judge
+    template's verdict parser, which the rewards read the sampled judgements with."""
+
+    messages: tuple[Message, ...]
+    label: Literal["A", "B"]
+    pair_id: str
+    order: Order
+    parser: str = "verdict"
+
+
+TrainingExample = SFTExample | DPOExample | GRPOExample
