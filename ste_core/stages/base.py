@@ -173,6 +173,9 @@ class Stage(Generic[C]):
     at_when: str = ""
     #: one line for `ste run --plan`
     summary: str = ""
+    #: what differs at one iteration under a config, appended to the summary in the plan (the
+    #: fine-tune method of that iteration, say); None: nothing
+    note: Callable[[Config, int], str] | None = None
     #: what the stage would still send at an iteration, before it runs (`ste run --check`, the
     #: preflight of `Pipeline.run`); None: it sends nothing
     estimate: Callable[[Planner, int], Work] | None = None
