@@ -5,8 +5,8 @@ LoRA config and the common TrainingArguments:
 
 * **Rewards.** `REWARD_FUNCTIONS` adapts `ste_core.training.rewards` to TRL's reward-function
   signature (`prompts`, `completions`, the dataset's extra columns as lists: `label`,
-  `pair_id`, `order`, `parser`), weighted by `[finetune.grpo.rewards]`. TRL logs each one's mean
-  as `rewards/<name>/mean`.
+  `pair_id`, `order`, `parser`, `verdict_rule`), weighted by `[finetune.grpo.rewards]`. TRL
+  logs each one's mean as `rewards/<name>/mean`.
 * **Pair batches.** `PairSampler` replaces TRL's RepeatSampler: it shuffles pairs, not rows, and
   puts a pair's two orders side by side, each repeated `num_generations` times, so the
   consistency reward sees both orders of every pair in the same reward call.
@@ -23,6 +23,7 @@ Imported only by the worker (it needs torch and trl).
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import math
@@ -57,10 +58,21 @@ def completion_text(completion: Any) -> str:
     return str(completion)
 
 
-def _verdicts(completions: Sequence[Any], parsers: Sequence[str]) -> list[str | None]:
-    return [
-        get_parser(p)(completion_text(c)).verdict for c, p in zip(completions, parsers, strict=True)
-    ]
+def verdict_reader(parser: str, rule: str | None) -> Callable[[str], Any]:
+    """The judge template's reading of a judgement: its parser, with its verdict rule."""
+    parse = get_parser(parser)
+    return parse if rule is None else functools.partial(parse, rule=rule)
+
+
+def _readers(parsers: Sequence[str], rules: Sequence[str | None]) -> list[Callable[[str], Any]]:
+    return [verdict_reader(p, r) for p, r in zip(parsers, rules, strict=True)]
+
+
+def _verdicts(
+    completions: Sequence[Any], parsers: Sequence[str], rules: Sequence[str | None]
+) -> list[str | None]:
+    readers = _readers(parsers, rules)
+    return [read(completion_text(c)).verdict for c, read in zip(completions, readers, strict=True)]
 
 
 def correct(
@@ -69,9 +81,10 @@ def correct(
     *,
     label: list[str],
     parser: list[str],
+    verdict_rule: list[str | None],
     **_: Any,
 ) -> list[float]:
-    return correct_rewards(_verdicts(completions, parser), label)
+    return correct_rewards(_verdicts(completions, parser, verdict_rule), label)
 
 
 def consistency(
@@ -80,19 +93,25 @@ def consistency(
     *,
     label: list[str],
     parser: list[str],
+    verdict_rule: list[str | None],
     pair_id: list[str],
     order: list[str],
     **_: Any,
 ) -> list[float | None]:
-    return consistency_rewards(_verdicts(completions, parser), label, pair_id, order)
+    verdicts = _verdicts(completions, parser, verdict_rule)
+    return consistency_rewards(verdicts, label, pair_id, order)
 
 
 def verdict_format(
-    prompts: Sequence[Any], completions: Sequence[Any], *, parser: list[str], **_: Any
+    prompts: Sequence[Any],
+    completions: Sequence[Any],
+    *,
+    parser: list[str],
+    verdict_rule: list[str | None],
+    **_: Any,
 ) -> list[float]:
-    return format_rewards(
-        [completion_text(c) for c in completions], [get_parser(p) for p in parser]
-    )
+    texts = [completion_text(c) for c in completions]
+    return format_rewards(texts, _readers(parser, verdict_rule))
 
 
 #: TRL reward functions by reward name (the fields of GRPORewardWeights, in that order)
@@ -217,7 +236,7 @@ class PairGRPOTrainer(GRPOTrainer):
                     "pair_id": row["pair_id"],
                     "order": row["order"],
                     "label": row["label"],
-                    "verdict": get_parser(row["parser"])(text).verdict,
+                    "verdict": verdict_reader(row["parser"], row.get("verdict_rule"))(text).verdict,
                     # NaN (a reward that did not apply) is not JSON: null.
                     "rewards": {
                         name: None if math.isnan(v) else v

@@ -4,7 +4,8 @@
   TRL's SFTTrainer computes the loss on the completion only for this format.
 - DPO, preference: `{"prompt": [messages...], "chosen": [assistant message],
   "rejected": [assistant message]}`.
-- GRPO, prompt only: `{"prompt": [messages...], "label": "A"|"B", "pair_id", "order", "parser"}`;
+- GRPO, prompt only: `{"prompt": [messages...], "label": "A"|"B", "pair_id", "order", "parser",
+  "verdict_rule"}` (how the judge template reads a verdict);
   TRL's GRPOTrainer passes the extra columns to the reward functions (`grpo.py`).
 
 Standard library only, so writing a file never needs torch.
@@ -63,6 +64,7 @@ def example_row(
             "pair_id": example.pair_id,
             "order": example.order.value,
             "parser": example.parser,
+            "verdict_rule": example.verdict_rule,
         }
     raise ConfigurationError(f"The local backend cannot train method {method!r}.")
 

@@ -48,7 +48,13 @@ def test_grpo_file_is_trl_prompt_only_with_the_reward_columns(tmp_path: Path) ->
     from ste_core.records import GRPOExample, Order
 
     examples = [
-        GRPOExample(messages=PROMPT, label=order.correct_verdict, pair_id="p0", order=order)
+        GRPOExample(
+            messages=PROMPT,
+            label=order.correct_verdict,
+            pair_id="p0",
+            order=order,
+            verdict_rule="final",
+        )
         for order in (Order.AB, Order.BA)
     ]
     path = tmp_path / "grpo.jsonl"
@@ -63,6 +69,7 @@ def test_grpo_file_is_trl_prompt_only_with_the_reward_columns(tmp_path: Path) ->
         "pair_id": "p0",
         "order": "BA",
         "parser": "verdict",
+        "verdict_rule": "final",
     }
     with pytest.raises(ConfigurationError, match="needs GRPO examples"):
         write_jsonl(sft_examples(1), FineTuneMethod.GRPO, tmp_path / "bad.jsonl")

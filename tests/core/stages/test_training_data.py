@@ -119,3 +119,4 @@ def test_grpo_examples_are_both_orders_with_their_labels() -> None:
     assert ab.messages == judge_messages(JUDGE, pair, Order.AB)
     assert ba.messages == judge_messages(JUDGE, pair, Order.BA)
     assert ab.pair_id == ba.pair_id == "p1" and ab.parser == JUDGE.parser == "verdict"
+    assert ab.verdict_rule == JUDGE.verdict_rule == "final"
