@@ -533,11 +533,20 @@ class Config(_Section):
         return self
 
     @model_validator(mode="after")
-    def _warmup_leaves_grpo_iterations(self) -> Config:
-        if self.finetune.warmup == "sft" and self.run.iterations < 2:
+    def _grpo_iterations_differ(self) -> Config:
+        ft = self.finetune
+        if ft.warmup == "sft" and self.run.iterations < 2:
             raise ValueError(
                 'finetune.warmup = "sft" trains iteration 1 with SFT and GRPO from iteration 2: '
                 "set run.iterations >= 2"
+            )
+        if ft.method is FineTuneMethod.GRPO and ft.init_from == "seed" and self.run.iterations > 1:
+            # GRPO's data (the pairs) does not depend on the judge, so from the seed every
+            # iteration would train the same model again.
+            raise ValueError(
+                'finetune.method = "grpo" with init_from = "seed" would train the same model at '
+                "every iteration (its data does not depend on the judge): set init_from = "
+                '"previous" to keep training, or run.iterations = 1'
             )
         return self
 

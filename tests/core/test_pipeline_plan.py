@@ -57,7 +57,9 @@ def test_a_disabled_stage_is_not_scheduled_and_not_a_prerequisite(tmp_path: Path
 
 
 def test_grpo_iterations_skip_the_judge_and_select(tmp_path: Path, scripted) -> None:
-    grpo = config_with(tmp_path / "grpo", **{"finetune.method": "grpo"})
+    grpo = config_with(
+        tmp_path / "grpo", **{"finetune.method": "grpo", "finetune.init_from": "previous"}
+    )
     steps = [f"{s.stage.name}@{s.iteration}" for s in schedule(grpo, 2)]
     assert steps[3:] == [
         "evaluate@0",  # no later step calls M_0: nothing to share a session with
@@ -91,7 +93,8 @@ def test_grpo_iterations_skip_the_judge_and_select(tmp_path: Path, scripted) -> 
 async def test_a_stage_asked_at_an_iteration_it_skips_is_refused(tmp_path: Path, scripted) -> None:
     from ste_core.errors import ConfigurationError
 
-    pipeline = Pipeline(config_with(tmp_path, **{"finetune.method": "grpo"}))
+    changes = {"finetune.method": "grpo", "finetune.init_from": "previous"}
+    pipeline = Pipeline(config_with(tmp_path, **changes))
     with pytest.raises(ConfigurationError, match=r"'judge' does not run at iteration 2.*grpo"):
         await pipeline.stage("judge", 2)
 

@@ -120,6 +120,9 @@ def test_grpo_settings_and_the_sft_warm_up_rules(tmp_path: Path) -> None:
     data = _minimal(tmp_path)
     data["finetune"].update(method="grpo", batch_size=4)
     data["finetune"]["grpo"] = {"num_generations": 2, "beta": 0.0, "rewards": {"format": 0.0}}
+    # From the seed, every iteration would train the same model on the same pairs.
+    assert "would train the same model at every iteration" in _error(tmp_path, data)
+    data["finetune"]["init_from"] = "previous"
     cfg = load_config(write_config(tmp_path, data))
     spec = cfg.finetune_spec(1, None)
     assert spec.method.value == "grpo" and spec.grpo is not None
@@ -130,7 +133,7 @@ def test_grpo_settings_and_the_sft_warm_up_rules(tmp_path: Path) -> None:
     data["finetune"]["batch_size"] = 6  # 3 completions of a pair's second order would spill over
     assert "multiple of 2 x finetune.grpo.num_generations = 4" in _error(tmp_path, data)
     data["finetune"]["batch_size"] = 4
-    data["finetune"]["warmup"] = "sft"
+    data["finetune"].update(warmup="sft", init_from="seed")
     assert 'needs finetune.init_from = "previous"' in _error(tmp_path, data)
     data["finetune"]["init_from"] = "previous"
     data["run"] = {**data.get("run", {}), "iterations": 1}

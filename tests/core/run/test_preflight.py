@@ -180,6 +180,7 @@ async def test_a_method_the_fine_tune_backend_lacks_stops_the_run_before_anythin
     data["finetune"] = {
         "backend": "together",
         "method": "grpo",
+        "init_from": "previous",
         "options": {"base_url": "http://127.0.0.1:9"},
     }
     config = load_config(write_config(tmp_path, data))
