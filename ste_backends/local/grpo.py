@@ -24,7 +24,6 @@ Imported only by the worker (it needs torch and trl).
 from __future__ import annotations
 
 import functools
-import importlib.util
 import json
 import math
 from collections.abc import Callable, Iterator, Sequence
@@ -43,7 +42,7 @@ from ste_core.training.rewards import (
 )
 from ste_prompts import get_parser
 
-__all__ = ["REWARD_FUNCTIONS", "PairSampler", "grpo_trainer", "vllm_available"]
+__all__ = ["REWARD_FUNCTIONS", "PairSampler", "grpo_trainer"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -177,8 +176,10 @@ class PairSampler(Sampler[int]):
 
     def __iter__(self) -> Iterator[int]:
         n = len(self.pairs)
-        order = torch.randperm(n, generator=self.generator).tolist() if self.shuffle else range(n)
-        order = list(order)
+        if self.shuffle:
+            order = torch.randperm(n, generator=self.generator).tolist()
+        else:
+            order = list(range(n))
         for start in range(0, n - self.batch_pairs + 1, self.batch_pairs):
             chunk = order[start : start + self.batch_pairs]
             for _ in range(self.repeat_count):
@@ -250,11 +251,6 @@ class PairGRPOTrainer(GRPOTrainer):
 # --------------------------------------------------------------------------------------------
 # The trainer
 # --------------------------------------------------------------------------------------------
-
-
-def vllm_available() -> bool:
-    """Whether vLLM can be imported here."""
-    return importlib.util.find_spec("vllm") is not None
 
 
 def grpo_config(job: dict[str, Any], common: dict[str, Any]) -> Any:
