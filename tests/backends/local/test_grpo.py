@@ -156,3 +156,28 @@ async def test_two_grpo_steps_through_the_worker(taught_model_dir: Path, tmp_pat
     lora_b = [w for name, w in weights.items() if "lora_B" in name]
     assert lora_b and any(float(w.abs().sum()) > 0 for w in lora_b)
     await ft.aclose()
+
+
+@pytest.mark.local_model
+@pytest.mark.timeout(240)
+async def test_grpo_across_two_processes_keeps_pairs_whole(
+    taught_model_dir: Path, tmp_path: Path
+) -> None:
+    """Under accelerate launch each rank scores whole pairs: no pair is split across ranks."""
+    ft = finetuner(tmp_path, max_steps=2, processes=2)
+    train = grpo_file(ft, tmp_path / "grpo.jsonl", n_pairs=4)
+    grpo = GRPOSpec(num_generations=2, max_completion_length=12, beta=0.0)
+    job = await ft.submit(spec_for(taught_model_dir, "grpo", batch_size=4, grpo=grpo), train)
+    state = await wait_for(ft, job.job_id, lambda s: s.status.terminal)
+    assert state.status is JobStatus.SUCCEEDED, (state.message, state.events, job.job_id)
+    # 2 ranks x 4 completions = 2 pairs per generation batch, one per rank.
+    assert any("GRPO: 4 pairs, 2 per generation batch" in e for e in state.events)
+    calls: dict[int, Counter[tuple[str, str]]] = defaultdict(Counter)
+    for line in (Path(job.job_id) / "completions.jsonl").read_text().splitlines():
+        row = json.loads(line)  # rank 0's share
+        calls[row["call"]][(row["pair_id"], row["order"])] += 1
+    assert sorted(calls) == [1, 2]
+    for seen in calls.values():
+        (pair,) = {p for p, _ in seen}
+        assert seen == {(pair, "AB"): 2, (pair, "BA"): 2}
+    assert "reward/consistency" in state.metrics
