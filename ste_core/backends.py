@@ -50,6 +50,7 @@ from ste_core.records import (
     FineTuneJobState,
     FineTuneMethod,
     FineTuneSpec,
+    GRPOExample,
     ModelRef,
     Resource,
     SFTExample,
@@ -439,7 +440,7 @@ class FineTuneBackend(_Backend, ABC):
     @abstractmethod
     def write_training_file(
         self,
-        examples: Iterable[SFTExample] | Iterable[DPOExample],
+        examples: Iterable[SFTExample] | Iterable[DPOExample] | Iterable[GRPOExample],
         method: FineTuneMethod,
         path: Path,
     ) -> int:

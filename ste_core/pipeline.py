@@ -120,7 +120,7 @@ def prerequisites(
     for name in stage.needs:
         needed = stage_named(name, tuple(plan))
         at = 0 if needed.scope == "run" else iteration
-        if needed.enabled(config) and at in needed.iterations(max(at, 1)):
+        if needed.active(config, at, max(at, 1)):
             out.append((needed.name, at))
     return out
 
@@ -134,7 +134,7 @@ def schedule(
         PlannedStep(stage, i)
         for i in range(iterations + 1)
         for stage in plan
-        if stage.enabled(config) and i in stage.iterations(iterations)
+        if stage.active(config, i, iterations)
     ]
     # From the end backwards, so that a step joins its partner after the partner has joined its
     # own: M_i's evaluation and benchmarks both end up next to iteration i+1's judging.
@@ -352,6 +352,11 @@ class Pipeline:
         if not stage.enabled(self.config):
             raise ConfigurationError(
                 f"stage {name!r} runs only when {stage.enabled_when}; this config switches it off"
+            )
+        if not stage.at(self.config, iteration):
+            raise ConfigurationError(
+                f"stage {name!r} does not run at iteration {iteration} with this config: it runs "
+                f"{stage.at_when}"
             )
         ctx = self._context()
         if force:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -27,3 +28,16 @@ def unreachable_hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     hub.reset()
     yield endpoint
     hub.reset()
+
+
+@pytest.fixture(scope="session")
+def taught_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny model taught for a few seconds to answer our templates parseably, its verdicts
+    "[[A]]" or "[[B]]" at random (see ste_backends.local.testing): built once per session for
+    the local backend's GRPO test and the local end-to-end runs."""
+    pytest.importorskip("torch")
+    from ste_backends.local.testing import PIPELINE_REPLIES, build_tiny_chat_model
+
+    return build_tiny_chat_model(
+        tmp_path_factory.mktemp("taught") / "tiny", replies=PIPELINE_REPLIES
+    )

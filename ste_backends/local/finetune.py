@@ -1,4 +1,4 @@
-"""LocalFineTune: LoRA fine-tuning with TRL (SFT or DPO) in a subprocess on this machine.
+"""LocalFineTune: LoRA fine-tuning with TRL (SFT, DPO or GRPO) in a subprocess on this machine.
 
 `submit` writes a job directory (see `jobs.py`) and starts `python -m
 ste_backends.local.train_worker <job dir>`, or one worker per rank under `accelerate launch` when
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import os
 import signal
 import subprocess
@@ -36,6 +37,8 @@ from ste_core.records import (
     FineTuneJobState,
     FineTuneMethod,
     FineTuneSpec,
+    GRPOExample,
+    GRPOSpec,
     JobStatus,
     ModelRef,
     SFTExample,
@@ -49,7 +52,7 @@ SPEC_OPTIONS = ("lr_scheduler_type", "warmup_steps", "weight_decay", "max_grad_n
 
 
 class LocalFineTune(FineTuneBackend):
-    """LoRA SFT/DPO with TRL on the local CPU/GPU.
+    """LoRA SFT/DPO/GRPO with TRL on the local CPU/GPU.
 
     Options: `LocalFineTuneOptions` (`ste backends --options local` lists them).
     """
@@ -67,7 +70,7 @@ class LocalFineTune(FineTuneBackend):
     )
     extra: ClassVar[str | None] = EXTRA
     capabilities: ClassVar[FineTuneCapabilities] = FineTuneCapabilities(
-        methods=frozenset({FineTuneMethod.SFT, FineTuneMethod.DPO}),
+        methods=frozenset({FineTuneMethod.SFT, FineTuneMethod.DPO, FineTuneMethod.GRPO}),
         continue_from_previous=True,
         lora=True,
         full=False,
@@ -83,11 +86,12 @@ class LocalFineTune(FineTuneBackend):
 
     def write_training_file(
         self,
-        examples: Iterable[SFTExample] | Iterable[DPOExample],
+        examples: Iterable[SFTExample] | Iterable[DPOExample] | Iterable[GRPOExample],
         method: FineTuneMethod,
         path: Path,
     ) -> int:
-        """TRL conversational JSONL: SFT prompt/completion, DPO prompt/chosen/rejected."""
+        """TRL conversational JSONL: SFT prompt/completion, DPO prompt/chosen/rejected, GRPO
+        prompt with its label (see training_data.py)."""
         return write_jsonl(examples, method, path)
 
     async def estimate_cost(self, spec: FineTuneSpec, training_file: Path) -> float | None:
@@ -224,11 +228,11 @@ class LocalFineTune(FineTuneBackend):
                 "accelerate_config) trains on several; use device = 'cuda' and choose the GPUs "
                 "with CUDA_VISIBLE_DEVICES."
             )
+        on_cuda = opts.device.startswith("cuda") or (opts.device == "auto" and _cuda_available())
         gradient_checkpointing = opts.gradient_checkpointing
         if gradient_checkpointing is None:
-            gradient_checkpointing = opts.device.startswith("cuda") or (
-                opts.device == "auto" and _cuda_available()
-            )
+            gradient_checkpointing = on_cuda
+        grpo = _grpo_settings(spec, opts, on_cuda) if method is FineTuneMethod.GRPO else {}
         return {
             "method": method.value,
             "base_model": _absolute_if_path(spec.base_model),
@@ -254,6 +258,7 @@ class LocalFineTune(FineTuneBackend):
             "launcher": launcher,
             # ste's pid: every worker stops when it goes, also ranks whose parent is the launcher
             "owner_pid": os.getpid(),
+            **grpo,
         }
 
     def _how(self, launched: bool) -> str:
@@ -328,7 +333,30 @@ class LocalFineTune(FineTuneBackend):
             step=step if isinstance(step, int) else None,
             total_steps=max_steps if isinstance(max_steps, int) and max_steps > 0 else None,
             loss=float(loss) if isinstance(loss, (int, float)) else None,
+            metrics=status.get("metrics") or {},
         )
+
+
+def _grpo_settings(spec: FineTuneSpec, opts: LocalFineTuneOptions, on_cuda: bool) -> dict[str, Any]:
+    """The job's GRPO fields: the spec's settings and whether to generate with vLLM."""
+    grpo = spec.grpo or GRPOSpec()
+    batch_size = opts.max_batch_size if spec.batch_size == "max" else spec.batch_size
+    try:
+        grpo.check_batch(batch_size, spec.gradient_accumulation_steps)
+    except ValueError as exc:
+        raise ConfigurationError(str(exc)) from None
+    have_vllm = importlib.util.find_spec("vllm") is not None
+    use_vllm = grpo.use_vllm if grpo.use_vllm is not None else have_vllm and on_cuda
+    if use_vllm and not have_vllm:
+        raise ConfigurationError(
+            "finetune.grpo.use_vllm = true, but vLLM is not installed here: pip install vllm, "
+            "or leave use_vllm unset to generate with transformers"
+        )
+    if use_vllm and not on_cuda:
+        raise ConfigurationError(
+            "finetune.grpo.use_vllm = true needs a CUDA GPU; leave it unset on this machine"
+        )
+    return {"grpo": grpo.model_dump(mode="json"), "use_vllm": use_vllm}
 
 
 @contextlib.asynccontextmanager

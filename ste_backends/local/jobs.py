@@ -10,6 +10,7 @@ poll it without any in-memory registry:
       worker.pid      the worker's pid, written by the backend right after starting it
       events.jsonl    one line per progress event ("step 3/10 loss=1.2345 ...")
       worker.log      the worker's stdout and stderr (tracebacks land here)
+      completions.jsonl  GRPO: every sampled judgement, its verdict and rewards (see grpo.py)
       adapter/        the trained LoRA adapter + tokenizer (only once the job succeeded)
       rank-N.pid      multi-process jobs: the pid of rank N (worker.pid is the launcher's)
       rank-N.error    multi-process jobs: the error of rank N, written before it exits

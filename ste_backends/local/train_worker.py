@@ -97,7 +97,8 @@ def _train_and_record(job: dict[str, Any], files: JobFiles, rank: int) -> int:
 
 
 def train(job: dict[str, Any], files: JobFiles) -> dict[str, Any]:
-    """Run SFT or DPO with a LoRA adapter as `job` says; return the status fields for success."""
+    """Run SFT, DPO or GRPO with a LoRA adapter as `job` says; return the status fields for
+    success."""
     from datasets import Dataset, disable_progress_bars
     from peft import LoraConfig, PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainingArguments, set_seed
@@ -170,7 +171,8 @@ def train(job: dict[str, Any], files: JobFiles) -> dict[str, Any]:
         raise ValueError(f"the training file {job['training_file']} has no examples")
     train_dataset = Dataset.from_list(train_rows)
 
-    if files.writes:
+    # GRPO keeps prompts whole and bounds what it samples: max_length does not apply.
+    if files.writes and job["method"] != "grpo":
         _report_long_examples(files, tokenizer, train_rows, job["max_length"])
     common: dict[str, Any] = {
         "output_dir": str(files.trainer),
@@ -205,7 +207,21 @@ def train(job: dict[str, Any], files: JobFiles) -> dict[str, Any]:
     common[checkpointing_key] = job["gradient_checkpointing"]
     callback = _progress_callback(files)
     trainer_cls: Any
-    if job["method"] == "sft":
+    trainer: Any
+    if job["method"] == "grpo":
+        from ste_backends.local.grpo import grpo_trainer
+
+        trainer = grpo_trainer(
+            job,
+            files,
+            model=model,
+            tokenizer=tokenizer,
+            peft_config=peft_config,
+            train_dataset=train_dataset,
+            common=common,
+            callbacks=[callback],
+        )
+    elif job["method"] == "sft":
         from trl import SFTConfig, SFTTrainer
 
         # prompt-completion data: the loss covers the judgement (completion) only.
@@ -218,14 +234,15 @@ def train(job: dict[str, Any], files: JobFiles) -> dict[str, Any]:
         trainer_cls = DPOTrainer
     else:
         raise ValueError(f"unknown method {job['method']!r}")
-    trainer: Any = trainer_cls(
-        model=model,
-        args=config,
-        train_dataset=train_dataset,
-        processing_class=tokenizer,
-        peft_config=peft_config,
-        callbacks=[callback],
-    )
+    if job["method"] != "grpo":
+        trainer = trainer_cls(
+            model=model,
+            args=config,
+            train_dataset=train_dataset,
+            processing_class=tokenizer,
+            peft_config=peft_config,
+            callbacks=[callback],
+        )
 
     used = len(trainer.train_dataset)
     if used == 0:
@@ -377,14 +394,32 @@ def _progress_callback(files: JobFiles) -> Any:
                 )
                 and isinstance(v, (int, float))
             }
+            metrics = grpo_metrics(logs)
+            shown.update(metrics)
             if not shown:
                 return
             text = " ".join(f"{k}={v:.4g}" for k, v in shown.items())
             files.add_event(f"step {state.global_step}/{state.max_steps} {text}")
             if "loss" in shown:
                 files.update_status(loss=shown["loss"])
+            if metrics:
+                files.update_status(metrics=metrics)
 
     return Progress()
+
+
+def grpo_metrics(logs: dict[str, Any]) -> dict[str, float]:
+    """GRPO's logged means, named for people: "reward" (weighted sum), "reward/<function>"
+    per reward function, "kl" (only logged when beta > 0)."""
+    out: dict[str, float] = {}
+    for key, value in logs.items():
+        if not isinstance(value, (int, float)):
+            continue
+        if key in ("reward", "kl"):
+            out[key] = float(value)
+        elif key.startswith("rewards/") and key.endswith("/mean"):
+            out["reward/" + key[len("rewards/") : -len("/mean")]] = float(value)
+    return out
 
 
 if __name__ == "__main__":

@@ -4,6 +4,9 @@
   TRL's SFTTrainer computes the loss on the completion only for this format.
 - DPO, preference: `{"prompt": [messages...], "chosen": [assistant message],
   "rejected": [assistant message]}`.
+- GRPO, prompt only: `{"prompt": [messages...], "label": "A"|"B", "pair_id", "order", "parser",
+  "verdict_rule"}` (how the judge template reads a verdict);
+  TRL's GRPOTrainer passes the extra columns to the reward functions (`grpo.py`).
 
 Standard library only, so writing a file never needs torch.
 """
@@ -15,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ste_core.errors import ConfigurationError
-from ste_core.records import DPOExample, FineTuneMethod, Message, SFTExample
+from ste_core.records import DPOExample, FineTuneMethod, GRPOExample, Message, SFTExample
 from ste_core.run.io import jsonl_writer
 
 
@@ -27,7 +30,9 @@ def _assistant(text: str) -> list[dict[str, str]]:
     return [{"role": "assistant", "content": text}]
 
 
-def example_row(example: SFTExample | DPOExample, method: FineTuneMethod) -> dict[str, Any]:
+def example_row(
+    example: SFTExample | DPOExample | GRPOExample, method: FineTuneMethod
+) -> dict[str, Any]:
     """One example as a TRL conversational row for `method`."""
     if method is FineTuneMethod.SFT:
         if not isinstance(example, SFTExample):
@@ -47,11 +52,27 @@ def example_row(example: SFTExample | DPOExample, method: FineTuneMethod) -> dic
             "chosen": _assistant(example.chosen),
             "rejected": _assistant(example.rejected),
         }
+    if method is FineTuneMethod.GRPO:
+        if not isinstance(example, GRPOExample):
+            raise ConfigurationError(
+                f"method 'grpo' needs GRPO examples, got {type(example).__name__} "
+                f"(pair {example.pair_id})."
+            )
+        return {
+            "prompt": _messages(example.messages),
+            "label": example.label,
+            "pair_id": example.pair_id,
+            "order": example.order.value,
+            "parser": example.parser,
+            "verdict_rule": example.verdict_rule,
+        }
     raise ConfigurationError(f"The local backend cannot train method {method!r}.")
 
 
 def write_jsonl(
-    examples: Iterable[SFTExample] | Iterable[DPOExample], method: FineTuneMethod, path: Path
+    examples: Iterable[SFTExample] | Iterable[DPOExample] | Iterable[GRPOExample],
+    method: FineTuneMethod,
+    path: Path,
 ) -> int:
     """Write `examples` to `path` (streamed, atomically replaced); return how many were written."""
     method = FineTuneMethod(method)

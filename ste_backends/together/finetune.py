@@ -18,6 +18,7 @@ from ste_core.records import (
     FineTuneJobState,
     FineTuneMethod,
     FineTuneSpec,
+    GRPOExample,
     JobStatus,
     ModelRef,
     Resource,
@@ -102,7 +103,7 @@ class TogetherFineTune(FineTuneBackend):
 
     def write_training_file(
         self,
-        examples: Iterable[SFTExample] | Iterable[DPOExample],
+        examples: Iterable[SFTExample] | Iterable[DPOExample] | Iterable[GRPOExample],
         method: FineTuneMethod,
         path: Path,
     ) -> int:

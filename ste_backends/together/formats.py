@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ste_core.errors import ConfigurationError, DataFileError
-from ste_core.records import DPOExample, FineTuneMethod, SFTExample
+from ste_core.records import DPOExample, FineTuneMethod, GRPOExample, SFTExample
 from ste_core.run.io import jsonl_writer, read_rows
 
 ROLES = ("system", "user", "assistant", "tool")
@@ -41,10 +41,17 @@ def dpo_line(example: DPOExample) -> dict[str, Any]:
 
 
 def write_training_file(
-    examples: Iterable[SFTExample] | Iterable[DPOExample], method: FineTuneMethod, path: Path
+    examples: Iterable[SFTExample] | Iterable[DPOExample] | Iterable[GRPOExample],
+    method: FineTuneMethod,
+    path: Path,
 ) -> int:
     """Stream examples to `path` in Together's format for `method`; return the count written."""
     method = FineTuneMethod(method)
+    if method not in (FineTuneMethod.SFT, FineTuneMethod.DPO):
+        raise ConfigurationError(
+            f"Together fine-tunes with sft or dpo, not {method.value!r}; train {method.value} "
+            'with finetune.backend = "local"'
+        )
     expected = SFTExample if method is FineTuneMethod.SFT else DPOExample
     with jsonl_writer(path) as w:
         for ex in examples:

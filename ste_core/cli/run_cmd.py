@@ -264,10 +264,10 @@ def _print_plan(config: object) -> None:
     for step in steps:
         judge = "–" if step.judge is None else f"M_{step.judge}"
         status = "done" if step.stage.name in done.get(step.iteration, {}) else "to do"
-        typer.echo(
-            f"  {step.iteration:>9}  {step.stage.name:<14} {judge:<8} {status:<8} "
-            f"{step.stage.summary}"
-        )
+        what = step.stage.summary
+        if step.stage.note is not None:
+            what += f" ({step.stage.note(config, step.iteration)})"
+        typer.echo(f"  {step.iteration:>9}  {step.stage.name:<14} {judge:<8} {status:<8} {what}")
     typer.echo(
         "Adjacent steps that call the same judge share one serving session. "
         "`--stage NAME@ITERATION` runs one step."

@@ -80,6 +80,8 @@ def _current(live: dict[str, Any] | None, alive: bool | None) -> str:
             what += f" {ft['progress']:.0%}"
         if ft.get("loss") is not None:
             what += f", loss {ft['loss']:.3f}"
+        if (ft.get("metrics") or {}).get("reward") is not None:
+            what += f", reward {ft['metrics']['reward']:.3f}"
         parts.append(f"fine-tune job {ft['job_id']}: {what}")
     age = time.time() - float(live.get("updated") or 0)
     return f"{label}: {', '.join(parts)} (updated {age:.0f} s ago)"

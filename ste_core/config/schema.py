@@ -23,6 +23,7 @@ from ste_core.records import (
     DPOSpec,
     FineTuneMethod,
     FineTuneSpec,
+    GRPOSpec,
     LoRAConfig,
     SamplingParams,
     content_hash,
@@ -317,6 +318,14 @@ class FineTuneConfig(_Section):
     lora: LoRAConfig | Literal[False] = Field(
         default_factory=LoRAConfig, description="LoRA settings, or false for full fine-tuning"
     )
+    grpo: GRPOSpec = Field(
+        default_factory=GRPOSpec, description="[finetune.grpo]: rollouts and rewards (method grpo)"
+    )
+    warmup: Literal["none", "sft"] = Field(
+        "none",
+        description='method grpo: "sft" trains iteration 1 with SFT on the kept judgements (the '
+        "judge and select stages run there) and GRPO from iteration 2 on",
+    )
     suffix: str | None = Field(None, max_length=40)
     seed: int | None = Field(None, description="training seed (default: run.seed)")
     options: dict[str, Any] = Field(default_factory=dict, description="backend constructor options")
@@ -348,6 +357,30 @@ class FineTuneConfig(_Section):
         if isinstance(value, int) and value < 1:
             raise ValueError('must be >= 1 or "max"')
         return value
+
+    @model_validator(mode="after")
+    def _grpo_settings(self) -> FineTuneConfig:
+        if self.warmup == "sft" and self.method is not FineTuneMethod.GRPO:
+            raise ValueError('finetune.warmup = "sft" is the warm-up of method "grpo"; remove it')
+        if self.warmup == "sft" and self.init_from != "previous":
+            raise ValueError(
+                'finetune.warmup = "sft" needs finetune.init_from = "previous": the GRPO '
+                "iterations must start from the warmed-up model, not from the seed"
+            )
+        if self.method is FineTuneMethod.GRPO and isinstance(self.batch_size, int):
+            self.grpo.check_batch(self.batch_size, self.gradient_accumulation_steps)
+        return self
+
+    def method_at(self, iteration: int) -> FineTuneMethod:
+        """The method iteration `iteration` trains with (SFT for a GRPO run's warm-up)."""
+        if self.warmup == "sft" and iteration == 1:
+            return FineTuneMethod.SFT
+        return self.method
+
+    def judges_pairs(self, iteration: int) -> bool:
+        """Whether iteration `iteration` trains on the judge's kept judgements (SFT, DPO), so
+        its judge and select stages run; GRPO samples its judgements while it trains."""
+        return self.method_at(iteration) is not FineTuneMethod.GRPO
 
 
 class BenchmarkFile(_Section):
@@ -499,6 +532,24 @@ class Config(_Section):
             )
         return self
 
+    @model_validator(mode="after")
+    def _grpo_iterations_differ(self) -> Config:
+        ft = self.finetune
+        if ft.warmup == "sft" and self.run.iterations < 2:
+            raise ValueError(
+                'finetune.warmup = "sft" trains iteration 1 with SFT and GRPO from iteration 2: '
+                "set run.iterations >= 2"
+            )
+        if ft.method is FineTuneMethod.GRPO and ft.init_from == "seed" and self.run.iterations > 1:
+            # GRPO's data (the pairs) does not depend on the judge, so from the seed every
+            # iteration would train the same model again.
+            raise ValueError(
+                'finetune.method = "grpo" with init_from = "seed" would train the same model at '
+                "every iteration (its data does not depend on the judge): set init_from = "
+                '"previous" to keep training, or run.iterations = 1'
+            )
+        return self
+
     # -- derived values ------------------------------------------------------------------
 
     @property
@@ -518,9 +569,10 @@ class Config(_Section):
         """The provider-neutral job spec of `iteration` (from_model for init_from=previous)."""
         ft = self.finetune
         suffix = ft.suffix or f"ste-{self.run.name}-it{iteration}"
+        method = ft.method_at(iteration)
         return FineTuneSpec(
             base_model=self.finetune_base_model,
-            method=ft.method,
+            method=method,
             from_model=from_model,
             lora=None if ft.lora is False else ft.lora,
             epochs=ft.epochs,
@@ -530,6 +582,7 @@ class Config(_Section):
             max_length=ft.max_length,
             dpo_beta=ft.dpo_beta,
             dpo=ft.dpo,
+            grpo=ft.grpo if method is FineTuneMethod.GRPO else None,
             suffix=suffix[:40],
             seed=self.run.seed if ft.seed is None else ft.seed,
             options=dict(ft.job_options),

@@ -6,8 +6,8 @@ edits old ones.
 
 - `inference`: a model call: Message, SamplingParams, ChatRequest, Usage, Completion, Outcome
 - `items`: the method's data, in flow order: Instruction, Baseline, ResponsePair, Judgement, Kept,
-  SFTExample, DPOExample, and Drop (an item that produced nothing, and why)
-- `finetune`: FineTuneSpec, DPOSpec, LoRAConfig, FineTuneJobState, JobStatus, ModelRef
+  SFTExample, DPOExample, GRPOExample, and Drop (an item that produced nothing, and why)
+- `finetune`: FineTuneSpec, DPOSpec, GRPOSpec, LoRAConfig, FineTuneJobState, JobStatus, ModelRef
 - `scores`: EvalScore (and its parts), PairedTest
 - `resources`: Resource (an endpoint or batch job in the run's ledger)
 - `run`: Funnel, StageUsage, RunManifest, IterationMetrics (what the run store holds)
@@ -19,6 +19,8 @@ from ste_core.records.finetune import (
     FineTuneJobState,
     FineTuneMethod,
     FineTuneSpec,
+    GRPORewardWeights,
+    GRPOSpec,
     JobStatus,
     LoRAConfig,
     ModelRef,
@@ -36,6 +38,7 @@ from ste_core.records.items import (
     DPOExample,
     Drop,
     DropReason,
+    GRPOExample,
     Instruction,
     Judgement,
     Kept,
@@ -93,6 +96,9 @@ __all__ = [
     "FineTuneMethod",
     "FineTuneSpec",
     "Funnel",
+    "GRPOExample",
+    "GRPORewardWeights",
+    "GRPOSpec",
     "Instruction",
     "IterationMetrics",
     "JobStatus",

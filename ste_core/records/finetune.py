@@ -14,6 +14,8 @@ __all__ = [
     "FineTuneJobState",
     "FineTuneMethod",
     "FineTuneSpec",
+    "GRPORewardWeights",
+    "GRPOSpec",
     "JobStatus",
     "LoRAConfig",
     "ModelRef",
@@ -23,6 +25,7 @@ __all__ = [
 class FineTuneMethod(StrEnum):
     SFT = "sft"
     DPO = "dpo"
+    GRPO = "grpo"
 
 
 class LoRAConfig(Record):
@@ -49,6 +52,49 @@ class DPOSpec(Record):
     )
 
 
+class GRPORewardWeights(Record):
+    """How much each GRPO reward counts (`ste_core.training.rewards` defines them)."""
+
+    #: +1 when the final verdict names the better response
+    correct: float = Field(1.0, ge=0.0)
+    #: +1 when this completion and its partner in the other order (same pair, same batch) are
+    #: both correct (J1's position-consistency reward)
+    consistency: float = Field(1.0, ge=0.0)
+    #: +1 when one verdict is given, in the last line
+    format: float = Field(0.25, ge=0.0)
+
+
+class GRPOSpec(Record):
+    """GRPO settings (`[finetune.grpo]`): the rollouts and the rewards of one training job."""
+
+    num_generations: int = Field(4, ge=2, description="completions sampled per prompt")
+    max_completion_length: int = Field(1024, ge=1, description="tokens per sampled judgement")
+    beta: float = Field(0.001, ge=0.0, description="KL coefficient (0: no reference model)")
+    temperature: float = Field(1.0, gt=0.0, le=2.0)
+    rewards: GRPORewardWeights = GRPORewardWeights()
+    use_vllm: bool | None = Field(
+        None, description="generate with vLLM (None: when vLLM is installed and a GPU is present)"
+    )
+    vllm_mode: Literal["colocate", "server"] = "colocate"
+    vllm_server_base_url: str | None = Field(
+        None, description="a running `trl vllm-serve` (vllm_mode = 'server')"
+    )
+
+    def check_batch(self, batch_size: int, gradient_accumulation_steps: int) -> None:
+        """Raise ValueError unless a generation batch (batch_size x gradient_accumulation_steps
+        completions per process) holds whole pairs: both orders, num_generations completions
+        each. Then no batch, and no process of several, ever holds half a pair."""
+        rows = batch_size * gradient_accumulation_steps
+        whole = 2 * self.num_generations
+        if rows % whole:
+            raise ValueError(
+                f"method grpo: finetune.batch_size x gradient_accumulation_steps = {rows} "
+                f"completions per generation batch must be a multiple of 2 x "
+                f"finetune.grpo.num_generations = {whole} (both orders of each pair, "
+                f"{self.num_generations} completions each); e.g. batch_size = {whole}"
+            )
+
+
 class FineTuneSpec(Record):
     """Everything a fine-tune backend needs to start a job, provider-neutral.
 
@@ -69,6 +115,9 @@ class FineTuneSpec(Record):
     max_length: int = Field(4096, ge=16)
     dpo_beta: float = Field(0.1, gt=0)
     dpo: DPOSpec = DPOSpec()
+
+    #: the GRPO settings; set for method grpo only
+    grpo: GRPOSpec | None = None
     suffix: str | None = Field(None, max_length=40)
     seed: int | None = None
     options: dict[str, Any] = Field(default_factory=dict)
@@ -119,3 +168,5 @@ class FineTuneJobState(Record):
     total_steps: int | None = Field(None, ge=0)
     #: the training loss last logged
     loss: float | None = None
+    #: other training metrics last logged, by name (GRPO: "reward", "reward/<function>", "kl")
+    metrics: dict[str, float] = Field(default_factory=dict)

@@ -21,6 +21,7 @@ __all__ = [
     "DPOExample",
     "Drop",
     "DropReason",
+    "GRPOExample",
     "Instruction",
     "Judgement",
     "Kept",
@@ -255,4 +256,19 @@ class DPOExample(Record):
     order: Order
 
 
-TrainingExample = SFTExample | DPOExample
+class GRPOExample(Record):
+    """A judge prompt to sample judgements for (GRPO): no target text, only the known label.
+
+    `label` is the verdict that names the better response in `order`; `parser` and
+    `verdict_rule` are the judge template's, which the rewards read the sampled judgements with.
+    """
+
+    messages: tuple[Message, ...]
+    label: Literal["A", "B"]
+    pair_id: str
+    order: Order
+    parser: str = "verdict"
+    verdict_rule: str | None = None
+
+
+TrainingExample = SFTExample | DPOExample | GRPOExample

@@ -61,6 +61,7 @@ class Funnel(_Part):
     balanced_kept: int | None = None
     sft_examples: int | None = None
     dpo_examples: int | None = None
+    grpo_prompts: int | None = None
     drops: dict[str, int] = Field(default_factory=dict)
 
     @model_serializer(mode="wrap")
@@ -239,6 +240,8 @@ class FineTuneInfo(_Part):
     model: str | None = None
     endpoint: str | None = None
     cost_usd: float | None = None
+    #: the training metrics the job logged last (GRPO: mean reward per function, KL)
+    metrics: dict[str, float] = Field(default_factory=dict)
 
 
 class IterationMetrics(_Part):

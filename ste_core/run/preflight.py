@@ -500,13 +500,15 @@ async def preflight(
 
     result = Preflight()
     inference, finetune = _build_backends(config, result.problems)
+    k = iterations if iterations is not None else config.run.iterations
     try:
+        if finetune is not None:
+            result.problems += _method_problems(config, finetune, k)
         if result.problems:
             return result
         if probe:
             await _probe(config, inference, result.problems)
         planner = Planner(config, store, inference, finetune)
-        k = iterations if iterations is not None else config.run.iterations
         try:
             result.estimate = _estimate(planner, k, tuple(plan or STAGES))
         except ConfigurationError as exc:
@@ -585,6 +587,20 @@ def _build_backends(
     except Exception as exc:
         problems.append(f"finetune.backend {config.finetune.backend!r}: {_message(exc)}")
     return inference, finetune
+
+
+def _method_problems(config: Config, finetune: FineTuneBackend, iterations: int) -> list[str]:
+    """A problem line for each fine-tune method the run's iterations use that the backend does
+    not train (GRPO on a hosted API without it, say), before anything is paid for."""
+    used = sorted({config.finetune.method_at(i) for i in range(1, iterations + 1)})
+    known = ", ".join(sorted(m.value for m in finetune.capabilities.methods))
+    return [
+        f"finetune.method {method.value!r}: backend '{finetune.name}' trains only {known}; "
+        "choose one of those, or a backend that trains it (`ste backends` lists each one's "
+        "methods)"
+        for method in used
+        if method not in finetune.capabilities.methods
+    ]
 
 
 def _message(exc: BaseException) -> str:

@@ -151,6 +151,7 @@ class JsonReporter(Reporter):
             step=state.step,
             total_steps=state.total_steps,
             loss=state.loss,
+            metrics=dict(state.metrics),
             cost_usd=state.cost_usd,
         )
 
@@ -287,7 +288,7 @@ class RichReporter(Reporter):
             description=_description(self._label, phase),
             total=total,
             completed=step or 0,
-            rate=f"loss {state.loss:.4g}" if state.loss is not None else "",
+            rate=_training_rate(state),
             errors="",
             hits=f"~${state.cost_usd:.2f}" if state.cost_usd else "",
             eta_s=self._finetune_eta(state.job_id, step, total),
@@ -453,3 +454,11 @@ def make_reporter(*, quiet: bool = False, log_json: bool = False) -> Reporter:
     if quiet:
         return QuietReporter()
     return RichReporter()
+
+
+def _training_rate(state: Any) -> str:
+    """The training figures of a fine-tune bar: the loss, and GRPO's mean reward and KL."""
+    parts = [f"loss {state.loss:.4g}"] if state.loss is not None else []
+    metrics = getattr(state, "metrics", None) or {}
+    parts += [f"{name} {metrics[name]:.3g}" for name in ("reward", "kl") if name in metrics]
+    return ", ".join(parts)

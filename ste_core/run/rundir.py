@@ -11,7 +11,8 @@ runs/NAME/
   data/                instructions.jsonl, classified.jsonl, filtered.jsonl, train.jsonl, eval.jsonl
   iter_0/              eval.jsonl, metrics.json (export; the seed judge)
   iter_N/              baselines.jsonl pairs.jsonl *_drops.jsonl judgements.jsonl selected.jsonl
-                       sft.jsonl dpo.jsonl train.<backend>.<method>.jsonl eval.jsonl metrics.json
+                       sft.jsonl dpo.jsonl (GRPO: grpo.jsonl) train.<backend>.<method>.jsonl
+                       eval.jsonl metrics.json
   report.md report.html accuracy.png funnel.png cost.png   (ste_core.evaluation.write_report)
 ```
 

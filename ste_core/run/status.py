@@ -83,6 +83,7 @@ class LiveStatus(Reporter):
             "step": state.step,
             "total_steps": state.total_steps,
             "loss": state.loss,
+            "metrics": dict(state.metrics),
             "cost_usd": state.cost_usd,
         }
         self._write()

@@ -10,6 +10,7 @@ and one line below.
     iteration i:  baseline -> worse ([data.recipe] instructions, mixed) -> solve (verifiable,
                   mixed) -> mix (mixed) -> judge (by M_{i-1}) -> select -> training_data
                   -> finetune (M_i) -> evaluate (M_i) -> benchmark (M_i)
+                  (an iteration trained with GRPO has no judge or select: `Stage.at`)
 """
 
 from typing import Any

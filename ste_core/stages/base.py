@@ -148,6 +148,10 @@ def _always(config: Config) -> bool:
     return True
 
 
+def _every_iteration(config: Config, iteration: int) -> bool:
+    return True
+
+
 @dataclass(frozen=True)
 class Stage(Generic[C]):
     """One stage of the loop. See the module docstring."""
@@ -163,8 +167,15 @@ class Stage(Generic[C]):
     enabled: Callable[[Config], bool] = field(default=_always)
     #: when `enabled` says yes, in config words (for the error when a switched-off stage is asked)
     enabled_when: str = ""
+    #: whether the stage runs at a given iteration of its scope under a config (e.g. `judge` not
+    #: at an iteration trained with GRPO); `at_when` says when, in config words
+    at: Callable[[Config, int], bool] = field(default=_every_iteration)
+    at_when: str = ""
     #: one line for `ste run --plan`
     summary: str = ""
+    #: what differs at one iteration under a config, appended to the summary in the plan (the
+    #: fine-tune method of that iteration, say); None: nothing
+    note: Callable[[Config, int], str] | None = None
     #: what the stage would still send at an iteration, before it runs (`ste run --check`, the
     #: preflight of `Pipeline.run`); None: it sends nothing
     estimate: Callable[[Planner, int], Work] | None = None
@@ -176,6 +187,12 @@ class Stage(Generic[C]):
         if self.scope == "iteration":
             return range(1, k + 1)
         return range(0, k + 1)
+
+    def active(self, config: Config, iteration: int, k: int) -> bool:
+        """Whether the stage runs at `iteration` in a run of `k` iterations under `config`."""
+        return (
+            self.enabled(config) and iteration in self.iterations(k) and self.at(config, iteration)
+        )
 
     def judge_of(self, iteration: int) -> int | None:
         """The index j of the judge M_j this stage calls at `iteration` (None: no judge)."""

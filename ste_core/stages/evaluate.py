@@ -165,6 +165,7 @@ def _finetune_info(ctx: RunContext, j: int) -> FineTuneInfo | None:
         model=ref.get("model"),
         endpoint=(ref.get("options") or {}).get("base_url"),
         cost_usd=state.get("cost_usd"),
+        metrics=state.get("metrics") or {},
     )
 
 

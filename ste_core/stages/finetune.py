@@ -53,6 +53,7 @@ from ste_core.stages.base import Counts, Stage, Step
 from ste_core.stages.training_data import training_file
 
 if TYPE_CHECKING:
+    from ste_core.config import Config
     from ste_core.run.preflight import Planner, Work
 
 #: the kind of ledger resource a fine-tune job is recorded as
@@ -492,6 +493,11 @@ async def finetune(step: Step) -> FineTuneCounts:
     )
 
 
+def method_note(config: Config, iteration: int) -> str:
+    """The plan's note: the method this iteration trains with."""
+    return f"method {config.finetune.method_at(iteration).value}"
+
+
 STAGE = Stage(
     name="finetune",
     scope="iteration",
@@ -499,5 +505,6 @@ STAGE = Stage(
     counts=FineTuneCounts,
     needs=("training_data",),
     summary="submit (or re-attach to) the fine-tune job and wait for M_i",
+    note=method_note,
     estimate=estimate,
 )

@@ -37,6 +37,7 @@ from ste_core.stages._streams import as_async, in_input_order
 from ste_core.stages.base import Counts, Stage, Step
 
 if TYPE_CHECKING:
+    from ste_core.config import Config
     from ste_core.engine.scheduler import Scheduler
     from ste_core.run.context import RunContext
     from ste_core.run.preflight import Planner, Source, Work
@@ -51,9 +52,22 @@ __all__ = [
     "judge_messages",
     "judge_pairs",
     "judge_request",
+    "judges_pairs_at",
     "orders_for",
     "read_judgements",
 ]
+
+
+#: when the judge and select stages run, in config words
+GRPO_SKIPS = (
+    'at iterations trained with SFT or DPO, not at one trained with finetune.method = "grpo" '
+    '(GRPO samples its own judgements; with finetune.warmup = "sft" they run at iteration 1)'
+)
+
+
+def judges_pairs_at(config: Config, iteration: int) -> bool:
+    """Whether iteration `iteration` needs the judge's judgements (see FineTuneConfig)."""
+    return config.finetune.judges_pairs(iteration)
 
 
 def orders_for(pair_id: str, mode: Literal["both", "single"], seed: int) -> tuple[Order, ...]:
@@ -369,6 +383,8 @@ STAGE = Stage(
     # the pairs come from worse, solve or mix, by data.recipe
     needs=("worse", "solve", "mix"),
     judge="previous",
+    at=judges_pairs_at,
+    at_when=GRPO_SKIPS,
     summary="the previous judge judges the pairs in both orders, N samples per order",
     estimate=estimate,
 )

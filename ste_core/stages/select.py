@@ -32,7 +32,7 @@ from typing import Any, ClassVar, Literal
 from ste_core.records import Funnel, Judgement, Kept, Order, content_hash
 from ste_core.run.io import write_jsonl
 from ste_core.stages.base import Counts, Stage, Step
-from ste_core.stages.judge import read_judgements
+from ste_core.stages.judge import GRPO_SKIPS, judges_pairs_at, read_judgements
 
 __all__ = [
     "STAGE",
@@ -277,6 +277,8 @@ STAGE = Stage(
     run=select_stage,
     counts=SelectCounts,
     needs=("judge",),
+    at=judges_pairs_at,
+    at_when=GRPO_SKIPS,
     summary="rejection sampling: a correct judgement per (pair, order); agreement threshold; "
     "label balance (SFT, DPO)",
 )

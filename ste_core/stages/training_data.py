@@ -1,5 +1,6 @@
 """Stage `training_data` (step 7 of the method): SFT and DPO examples from the kept judgements,
-then the training file of the configured method in the fine-tune backend's own format.
+or GRPO prompts from the pairs, then the training file of the iteration's method in the
+fine-tune backend's own format.
 
 * SFT: for each (pair, order) kept `for_sft`, input = the judge prompt for (x, A, B) in that
   order, target = the kept (correct) judgement text.
@@ -9,6 +10,10 @@ then the training file of the configured method in the fine-tune backend's own f
   `prepare_dpo_data` draws them (facebookresearch/RAM, projects/self_taught_evaluator/src).
 * Rows are written in a seeded random order (every SFT row, and every DPO row, on its own key),
   not pair by pair: the two orders of a pair do not sit side by side in a training batch.
+* GRPO (`finetune.method = "grpo"`): no judgements are needed; each pair gives the judge prompt
+  in both orders with its known label (`grpo_examples`), in pair order: the trainer samples and
+  rewards the judgements itself (`ste_core.training.rewards`), and its sampler keeps a pair's
+  two orders together.
 
 `examples_for_pair` is the pure step (one pair, its judgements, its kept entries).
 `build_examples` streams a whole iteration: the pairs and the judgement texts it needs are parked
@@ -17,7 +22,7 @@ and sample indices), which SQLite sorts; examples are then built one at a time i
 Memory therefore stays bounded by the kept entries' indices, not by the texts or the rows.
 
 Files (under iter_i/): pairs.jsonl + judgements.jsonl + selected.jsonl -> sft.jsonl + dpo.jsonl
--> train.<backend>.<method>.jsonl.
+-> train.<backend>.<method>.jsonl; GRPO: pairs.jsonl -> grpo.jsonl -> train.<backend>.grpo.jsonl.
 """
 
 from __future__ import annotations
@@ -32,7 +37,9 @@ from typing import TYPE_CHECKING, ClassVar
 from ste_core.errors import SteError
 from ste_core.records import (
     DPOExample,
+    FineTuneMethod,
     Funnel,
+    GRPOExample,
     Judgement,
     Kept,
     Order,
@@ -54,6 +61,7 @@ __all__ = [
     "build_examples",
     "dpo_combinations",
     "examples_for_pair",
+    "grpo_examples",
     "training_file",
 ]
 
@@ -115,6 +123,23 @@ def examples_for_pair(
             good, bad = texts[(k.order, c)], texts[(k.order, w)]
             dpo.append(_dpo_example(pair, k.order, good, bad, template))
     return sft, dpo
+
+
+def grpo_examples(pair: ResponsePair, *, template: Template) -> list[GRPOExample]:
+    """The GRPO prompts of one pair: the judge prompt in both orders, with the known label.
+
+    Both orders always (whatever `judge.orders` says): the consistency reward compares them."""
+    return [
+        GRPOExample(
+            messages=judge_messages(template, pair, order),
+            label=order.correct_verdict,
+            pair_id=pair.id,
+            order=order,
+            parser=template.parser,
+            verdict_rule=template.verdict_rule,
+        )
+        for order in (Order.AB, Order.BA)
+    ]
 
 
 def _sft_row_key(seed: int, k: Kept) -> str:
@@ -233,27 +258,69 @@ class TrainingDataCounts(Counts):
     labels: ClassVar[Mapping[str, str]] = {
         "sft": "SFT examples",
         "dpo": "DPO pairs",
+        "grpo": "GRPO prompts",
         "training_rows": "rows in the training file",
     }
 
     sft: int = 0
     dpo: int = 0
+    grpo: int = 0
     #: rows of the training file the fine-tune backend wrote (the configured method's)
     training_rows: int = 0
 
     def funnel(self) -> Funnel:
+        if self.grpo:
+            return Funnel(grpo_prompts=self.grpo)
         return Funnel(sft_examples=self.sft, dpo_examples=self.dpo)
 
 
 def training_file(ctx: RunContext, i: int) -> Path:
     """The training file of iteration i, in the fine-tune backend's format."""
     cfg = ctx.config.finetune
-    return ctx.rundir.iter_file(i, f"train.{cfg.backend}.{cfg.method.value}.jsonl")
+    return ctx.rundir.iter_file(i, f"train.{cfg.backend}.{cfg.method_at(i).value}.jsonl")
+
+
+def _write_training_file(
+    ctx: RunContext,
+    i: int,
+    examples: Rows[SFTExample] | Rows[DPOExample] | Rows[GRPOExample],
+    method: FineTuneMethod,
+) -> int:
+    path = training_file(ctx, i)
+    # The backend writes its own format; the rename makes the file appear whole or not at all.
+    tmp = path.with_name(path.name + ".tmp")
+    written = ctx.finetune_backend().write_training_file(examples, method, tmp)
+    tmp.replace(path)
+    return int(written)
+
+
+async def grpo_training_data(step: Step) -> TrainingDataCounts:
+    """GRPO: the judge prompts of every pair, both orders, with their labels."""
+    ctx, i = step.ctx, step.iteration
+    rundir = ctx.rundir
+    template = ctx.template(ctx.config.judge.template)
+    source = rundir.iter_file(i, "grpo.jsonl")
+    with jsonl_writer(source) as w:
+        for n, pair in enumerate(read_rows(rundir.iter_file(i, "pairs.jsonl"), ResponsePair)):
+            for example in grpo_examples(pair, template=template):
+                w.write(example)
+            if n % 256 == 0:
+                await asyncio.sleep(0)  # a long synchronous loop: let a cancel (Ctrl-C) in
+    if w.count == 0:
+        raise SteError(
+            f"iteration {i}: no pairs to train GRPO on; see {rundir.iter_file(i, 'pairs.jsonl')} "
+            "and the funnel counts of the baseline and worse stages."
+        )
+    written = _write_training_file(ctx, i, read_rows(source, GRPOExample), FineTuneMethod.GRPO)
+    return TrainingDataCounts(grpo=w.count, training_rows=written)
 
 
 async def training_data(step: Step) -> TrainingDataCounts:
     ctx, i = step.ctx, step.iteration
     cfg = ctx.config
+    method = cfg.finetune.method_at(i)
+    if method is FineTuneMethod.GRPO:
+        return await grpo_training_data(step)
     rundir = ctx.rundir
     template = ctx.template(cfg.judge.template)
     n_sft = n_dpo = 0
@@ -280,7 +347,6 @@ async def training_data(step: Step) -> TrainingDataCounts:
                 n_dpo += 1
             if n % 256 == 0:
                 await asyncio.sleep(0)  # a long synchronous loop: let a cancel (Ctrl-C) in
-    method = cfg.finetune.method
     n_examples = n_sft if method.value == "sft" else n_dpo
     if n_examples == 0:
         raise SteError(
@@ -288,16 +354,12 @@ async def training_data(step: Step) -> TrainingDataCounts:
             f"{n_dpo}); the judge got no pair right, or (DPO) never wrong. See "
             f"{rundir.iter_file(i, 'judgements.jsonl')} and the funnel counts."
         )
-    path = training_file(ctx, i)
     source = rundir.iter_file(i, f"{method.value}.jsonl")
     examples: Rows[SFTExample] | Rows[DPOExample] = (
         read_rows(source, SFTExample) if method.value == "sft" else read_rows(source, DPOExample)
     )
-    # The backend writes its own format; the rename makes the file appear whole or not at all.
-    tmp = path.with_name(path.name + ".tmp")
-    written = ctx.finetune_backend().write_training_file(examples, method, tmp)
-    tmp.replace(path)
-    return TrainingDataCounts(sft=n_sft, dpo=n_dpo, training_rows=int(written))
+    written = _write_training_file(ctx, i, examples, method)
+    return TrainingDataCounts(sft=n_sft, dpo=n_dpo, training_rows=written)
 
 
 STAGE = Stage(
@@ -305,6 +367,8 @@ STAGE = Stage(
     scope="iteration",
     run=training_data,
     counts=TrainingDataCounts,
-    needs=("select",),
-    summary="SFT and DPO examples of the kept judgements; the backend's training file",
+    # select at an iteration trained on judgements; at a GRPO iteration (no select) the pairs
+    needs=("select", "worse"),
+    summary="SFT and DPO examples of the kept judgements (GRPO: the judge prompts of the "
+    "pairs); the backend's training file",
 )

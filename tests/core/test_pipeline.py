@@ -112,6 +112,42 @@ async def test_two_iterations_files_funnel_and_metrics(tmp_path: Path, scripted)
     )
 
 
+async def test_an_sft_warm_up_then_grpo(
+    tmp_path: Path, scripted, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ste_core.backends import FineTuneCapabilities
+    from ste_core.records import FineTuneMethod
+
+    grpo_too = FineTuneCapabilities(methods=frozenset(FineTuneMethod), continue_from_previous=True)
+    monkeypatch.setattr(ScriptedFineTune, "capabilities", grpo_too)
+    changes = {
+        "finetune.method": "grpo",
+        "finetune.warmup": "sft",
+        "finetune.init_from": "previous",
+    }
+    config = config_with(tmp_path, **changes)
+    await Pipeline(config).run()
+    run = config.run_dir
+    # Iteration 1: the judge's kept judgements, trained with SFT.
+    assert (run / "iter_1" / "judgements.jsonl").exists()
+    sft = list(read_rows(run / "iter_1" / "train.scripted.sft.jsonl"))
+    assert sft and all(row["method"] == "sft" and row["completion"] for row in sft)
+    # Iteration 2: no judging; both orders of every pair with their labels, trained with GRPO
+    # from M_1.
+    assert not (run / "iter_2" / "judgements.jsonl").exists()
+    grpo = list(read_rows(run / "iter_2" / "train.scripted.grpo.jsonl"))
+    pairs = list(read_rows(run / "iter_2" / "pairs.jsonl"))
+    assert len(grpo) == 2 * len(pairs) > 0
+    assert {(r["order"], r["label"], r["method"]) for r in grpo} == {
+        ("AB", "A", "grpo"),
+        ("BA", "B", "grpo"),
+    }
+    models = [job["model"] for job in ScriptedFineTune.jobs.values()]
+    assert models[1] == models[0] + "-ft2"  # init_from previous: M_2 continues M_1
+    m2 = json.loads((run / "iter_2" / "metrics.json").read_text())
+    assert m2["funnel"]["grpo_prompts"] == len(grpo) and "judged" not in m2["funnel"]
+
+
 @pytest.mark.parametrize(
     ("stage", "n"), [("judge@1", 40), ("worse@1", 7), ("evaluate@1", 5), ("baseline@2", 1)]
 )

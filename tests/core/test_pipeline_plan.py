@@ -56,6 +56,49 @@ def test_a_disabled_stage_is_not_scheduled_and_not_a_prerequisite(tmp_path: Path
     assert prerequisites(evaluate, 2, off) == [("eval_pairs", 0), ("finetune", 2)]
 
 
+def test_grpo_iterations_skip_the_judge_and_select(tmp_path: Path, scripted) -> None:
+    grpo = config_with(
+        tmp_path / "grpo", **{"finetune.method": "grpo", "finetune.init_from": "previous"}
+    )
+    steps = [f"{s.stage.name}@{s.iteration}" for s in schedule(grpo, 2)]
+    assert steps[3:] == [
+        "evaluate@0",  # no later step calls M_0: nothing to share a session with
+        "baseline@1",
+        "worse@1",
+        "training_data@1",
+        "finetune@1",
+        "evaluate@1",
+        "baseline@2",
+        "worse@2",
+        "training_data@2",
+        "finetune@2",
+        "evaluate@2",
+    ]
+    # With no select, the pairs are what the GRPO training data needs.
+    assert prerequisites(stage_named("training_data"), 2, grpo) == [("worse", 2)]
+    # SFT warm-up: iteration 1 judges and selects (and trains SFT), iteration 2 is GRPO.
+    warm = config_with(
+        tmp_path / "warm",
+        **{"finetune.method": "grpo", "finetune.warmup": "sft", "finetune.init_from": "previous"},
+    )
+    steps = [f"{s.stage.name}@{s.iteration}" for s in schedule(warm, 2)]
+    assert {"judge@1", "select@1"} <= set(steps)
+    assert "judge@2" not in steps and "select@2" not in steps
+    assert prerequisites(stage_named("training_data"), 1, warm) == [("select", 1), ("worse", 1)]
+    assert [warm.finetune_spec(i, None).method.value for i in (1, 2)] == ["sft", "grpo"]
+    assert warm.finetune_spec(1, None).grpo is None
+    assert warm.finetune_spec(2, None).grpo == warm.finetune.grpo
+
+
+async def test_a_stage_asked_at_an_iteration_it_skips_is_refused(tmp_path: Path, scripted) -> None:
+    from ste_core.errors import ConfigurationError
+
+    changes = {"finetune.method": "grpo", "finetune.init_from": "previous"}
+    pipeline = Pipeline(config_with(tmp_path, **changes))
+    with pytest.raises(ConfigurationError, match=r"'judge' does not run at iteration 2.*grpo"):
+        await pipeline.stage("judge", 2)
+
+
 class LengthCounts(Counts):
     pairs: int = 0
     longer_rejected: int = 0

@@ -140,18 +140,8 @@ def test_local_finetune_serve_and_evaluate_then_local_generation(
     assert json.loads((run2 / "iter_0" / "metrics.json").read_text())["judge_model"] == str(tiny)
 
 
-@pytest.fixture(scope="module")
-def taught(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny model trained for a few seconds to answer our templates parseably (see
-    ste_backends.local.testing): the whole loop can then run on `local` alone."""
-    from ste_backends.local.testing import PIPELINE_REPLIES, build_tiny_chat_model
-
-    return build_tiny_chat_model(
-        tmp_path_factory.mktemp("taught") / "tiny", replies=PIPELINE_REPLIES
-    )
-
-
-def test_ste_run_entirely_on_the_local_backend(tmp_path: Path, taught: Path) -> None:
+def test_ste_run_entirely_on_the_local_backend(tmp_path: Path, taught_model_dir: Path) -> None:
+    taught = taught_model_dir  # see tests/conftest.py
     lines = "".join(
         json.dumps({"instruction": f"Name one fact about planet number {i}."}) + "\n"
         for i in range(10)
@@ -215,3 +205,66 @@ def test_ste_run_entirely_on_the_local_backend(tmp_path: Path, taught: Path) -> 
     for j in (0, 1, 2):
         ev = json.loads((run / f"iter_{j}" / "metrics.json").read_text())["eval"]
         assert ev["n_items"] == n_pairs and ev["n_judgements"] == 2 * n_pairs
+
+
+def test_ste_run_with_grpo_on_the_local_backend(tmp_path: Path, taught_model_dir: Path) -> None:
+    """method = "grpo": no judge or select stage; the trainer samples and rewards judgements."""
+    lines = "".join(json.dumps({"instruction": f"Name fruit number {i}."}) + "\n" for i in range(5))
+    (tmp_path / "instructions.jsonl").write_text(lines, encoding="utf-8")
+    local = {"device": "cpu"}
+    short = {"temperature": 0.0, "max_tokens": 16}
+    cfg = {
+        "run": {"name": "grpo", "output_dir": str(tmp_path / "runs"), "iterations": 2},
+        "data": {"path": "instructions.jsonl"},
+        "generator": {
+            "backend": "local",
+            "model": str(taught_model_dir),
+            "params": {"temperature": 0.0, "max_tokens": 48},
+            "options": local,
+        },
+        "judge": {
+            "backend": "local",
+            "model": str(taught_model_dir),
+            "template": "judge_short",
+            "params": short,
+            "options": local,
+        },
+        "finetune": {
+            "backend": "local",
+            "method": "grpo",
+            "init_from": "previous",
+            "poll_interval_s": 0.2,
+            "batch_size": 4,
+            "learning_rate": 1e-4,
+            "grpo": {"num_generations": 2, "max_completion_length": 12},
+            "options": {"max_steps": 1, "device": "cpu"},
+        },
+        "evaluation": {"eval_size": 2, "params": short},
+    }
+    config = _write(tmp_path / "grpo.toml", cfg)
+    plan = subprocess.run(
+        [*STE, "run", str(config), "--plan"], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert plan.returncode == 0, plan.stderr
+    planned = [line.split()[:2] for line in plan.stdout.splitlines()[2:] if line[:3] == "   "]
+    assert ["1", "training_data"] in planned and ["2", "finetune"] in planned
+    assert not [step for step in planned if step[1] in ("judge", "select")], plan.stdout
+
+    proc = _ste(config)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = tmp_path / "runs" / "grpo"
+    jobs = json.loads((run / "manifest.json").read_text())["finetune_jobs"]
+    assert [j["status"] for j in jobs] == ["succeeded", "succeeded"]
+    assert jobs[1]["from_model"] == jobs[0]["model"]
+    for i in (1, 2):
+        assert not (run / f"iter_{i}" / "judgements.jsonl").exists()
+        rows = [json.loads(r) for r in (run / f"iter_{i}" / "grpo.jsonl").read_text().splitlines()]
+        pairs = (run / f"iter_{i}" / "pairs.jsonl").read_text().splitlines()
+        assert len(rows) == 2 * len(pairs) > 0
+        assert {(r["order"], r["label"]) for r in rows} == {("AB", "A"), ("BA", "B")}
+        metrics = json.loads((run / f"iter_{i}" / "metrics.json").read_text())
+        assert metrics["funnel"]["grpo_prompts"] == len(rows)
+        assert metrics["judge_model"] == jobs[i - 1]["model"]
+        trained = metrics["finetune"]["metrics"]
+        assert {"reward", "reward/correct", "reward/consistency", "reward/format"} <= set(trained)
+        assert metrics["eval"]["n_items"] > 0

@@ -40,7 +40,7 @@ def test_registered_through_the_entry_point() -> None:
     assert info.inference is LocalInference and info.finetune is LocalFineTune
     assert info.extra == "local"
     assert info.inference.capabilities.batch is True
-    assert {m.value for m in info.finetune.capabilities.methods} == {"sft", "dpo"}
+    assert {m.value for m in info.finetune.capabilities.methods} == {"sft", "dpo", "grpo"}
     assert info.finetune.capabilities.continue_from_previous is True
 
 

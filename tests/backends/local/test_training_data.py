@@ -41,3 +41,35 @@ def test_dpo_file_is_trl_preference(tmp_path: Path) -> None:
     assert row["rejected"] == [{"role": "assistant", "content": "B is better 2. [[B]]"}]
     with pytest.raises(ConfigurationError, match="needs DPO examples"):
         write_jsonl(sft_examples(1), FineTuneMethod.DPO, tmp_path / "bad.jsonl")
+
+
+def test_grpo_file_is_trl_prompt_only_with_the_reward_columns(tmp_path: Path) -> None:
+    from ste_backends.local.training_data import write_jsonl
+    from ste_core.records import GRPOExample, Order
+
+    examples = [
+        GRPOExample(
+            messages=PROMPT,
+            label=order.correct_verdict,
+            pair_id="p0",
+            order=order,
+            verdict_rule="final",
+        )
+        for order in (Order.AB, Order.BA)
+    ]
+    path = tmp_path / "grpo.jsonl"
+    assert write_jsonl(examples, FineTuneMethod.GRPO, path) == 2
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    assert rows[1] == {
+        "prompt": [
+            {"role": "system", "content": "You are a judge."},
+            {"role": "user", "content": PROMPT[1].content},
+        ],
+        "label": "B",
+        "pair_id": "p0",
+        "order": "BA",
+        "parser": "verdict",
+        "verdict_rule": "final",
+    }
+    with pytest.raises(ConfigurationError, match="needs GRPO examples"):
+        write_jsonl(sft_examples(1), FineTuneMethod.GRPO, tmp_path / "bad.jsonl")

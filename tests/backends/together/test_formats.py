@@ -126,4 +126,8 @@ def test_wrong_record_type_and_empty_sets_are_refused(tmp_path):
         write_training_file(SFT, FineTuneMethod.DPO, tmp_path / "x.jsonl")
     with pytest.raises(ConfigurationError, match="empty"):
         write_training_file([], FineTuneMethod.SFT, tmp_path / "y.jsonl")
+    with pytest.raises(
+        ConfigurationError, match=r"not 'grpo'; train grpo with finetune\.backend = \"local\""
+    ):
+        write_training_file(SFT, FineTuneMethod.GRPO, tmp_path / "z.jsonl")
     assert list(tmp_path.iterdir()) == []  # neither a partial nor an empty file is left

@@ -29,6 +29,22 @@ async def test_ste_run_plan_prints_the_schedule_and_what_is_done(tmp_path: Path,
     assert "done" in load_line and "to do" in split_line
     judge_line = next(line for line in lines if line.split()[:2] == ["1", "judge"])
     assert "M_0" in judge_line
+    finetune_line = next(line for line in lines if line.split()[:2] == ["2", "finetune"])
+    assert finetune_line.endswith("(method sft)")
+
+
+def test_ste_run_plan_shows_the_sft_warm_up_and_the_grpo_iterations(
+    tmp_path: Path, scripted
+) -> None:
+    data = base_config(tmp_path)
+    data["finetune"].update(method="grpo", warmup="sft", init_from="previous")
+    out = CliRunner().invoke(app, ["run", str(write_config(tmp_path, data)), "--plan"])
+    assert out.exit_code == 0, out.output
+    steps = [line.split()[:2] for line in out.output.splitlines()[2:-1]]
+    assert ["1", "judge"] in steps and ["1", "select"] in steps
+    assert ["2", "judge"] not in steps and ["2", "select"] not in steps
+    methods = [line.split("(method ")[1] for line in out.output.splitlines() if "(method " in line]
+    assert methods == ["sft)", "grpo)"]
 
 
 def _check(config_path: Path, *args: str) -> Any:

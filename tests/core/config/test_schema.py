@@ -114,3 +114,33 @@ def test_data_needs_exactly_one_source(tmp_path: Path) -> None:
     data = _minimal(tmp_path)
     data["data"] = {"path": "a.jsonl", "dataset": "allenai/WildChat"}
     assert "exactly one of data.path" in _error(tmp_path, data)
+
+
+def test_grpo_settings_and_the_sft_warm_up_rules(tmp_path: Path) -> None:
+    data = _minimal(tmp_path)
+    data["finetune"].update(method="grpo", batch_size=4)
+    data["finetune"]["grpo"] = {"num_generations": 2, "beta": 0.0, "rewards": {"format": 0.0}}
+    # From the seed, every iteration would train the same model on the same pairs.
+    assert "would train the same model at every iteration" in _error(tmp_path, data)
+    data["finetune"]["init_from"] = "previous"
+    cfg = load_config(write_config(tmp_path, data))
+    spec = cfg.finetune_spec(1, None)
+    assert spec.method.value == "grpo" and spec.grpo is not None
+    assert (spec.grpo.num_generations, spec.grpo.beta, spec.grpo.rewards.format) == (2, 0.0, 0.0)
+    assert spec.grpo.rewards.correct == 1.0  # the other weights keep their defaults
+    assert cfg.finetune.judges_pairs(1) is False
+
+    data["finetune"]["batch_size"] = 6  # 3 completions of a pair's second order would spill over
+    assert "multiple of 2 x finetune.grpo.num_generations = 4" in _error(tmp_path, data)
+    data["finetune"]["batch_size"] = 4
+    data["finetune"].update(warmup="sft", init_from="seed")
+    assert 'needs finetune.init_from = "previous"' in _error(tmp_path, data)
+    data["finetune"]["init_from"] = "previous"
+    data["run"] = {**data.get("run", {}), "iterations": 1}
+    assert "set run.iterations >= 2" in _error(tmp_path, data)
+    data["run"]["iterations"] = 3
+    cfg = load_config(write_config(tmp_path, data))
+    assert [cfg.finetune.method_at(i).value for i in (1, 2, 3)] == ["sft", "grpo", "grpo"]
+    assert [cfg.finetune.judges_pairs(i) for i in (1, 2)] == [True, False]
+    data["finetune"]["method"] = "dpo"
+    assert 'warm-up of method "grpo"' in _error(tmp_path, data)

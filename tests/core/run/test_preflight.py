@@ -170,3 +170,25 @@ async def test_a_missing_key_stops_the_run_before_anything_is_sent_or_written(
     with pytest.raises(ConfigurationError, match="TOGETHER_API_KEY"):
         await Pipeline(config).run()
     assert not config.run_dir.exists()
+
+
+async def test_a_method_the_fine_tune_backend_lacks_stops_the_run_before_anything_is_sent(
+    tmp_path: Path, scripted_and_builtins, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TOGETHER_API_KEY", "test-not-a-key")
+    data: dict[str, Any] = base_config(tmp_path)
+    data["finetune"] = {
+        "backend": "together",
+        "method": "grpo",
+        "init_from": "previous",
+        "options": {"base_url": "http://127.0.0.1:9"},
+    }
+    config = load_config(write_config(tmp_path, data))
+    checked = await preflight(config, store=None)
+    assert checked.problems == [
+        "finetune.method 'grpo': backend 'together' trains only dpo, sft; choose one of those, "
+        "or a backend that trains it (`ste backends` lists each one's methods)"
+    ]
+    with pytest.raises(ConfigurationError, match="backend 'together' trains only dpo, sft"):
+        await Pipeline(config).run()
+    assert not config.run_dir.exists()

@@ -207,6 +207,28 @@ def test_finetune_bar_shows_phase_step_loss_price_and_eta(monkeypatch) -> None:
     assert job not in bar and "0/1" not in bar
 
 
+def test_a_grpo_bar_shows_the_mean_reward_and_the_kl() -> None:
+    out, console = _terminal()
+    reporter = RichReporter(console=console)
+    try:
+        reporter.stage_started(2, "finetune", None)
+        reporter.finetune_state(
+            FineTuneJobState(
+                job_id="j",
+                status=JobStatus.RUNNING,
+                phase="training",
+                step=3,
+                total_steps=10,
+                loss=0.01,
+                metrics={"reward": 1.625, "reward/correct": 0.75, "kl": 0.00042},
+            )
+        )
+        bar = _shown(reporter, out)[-1]
+    finally:
+        reporter.close()
+    assert "loss 0.01, reward 1.62, kl 0.00042" in bar, bar
+
+
 def test_a_warning_while_a_bar_is_live_prints_above_it_and_leaves_no_broken_bar() -> None:
     out, console = _terminal()
     reporter = RichReporter(console=console)

@@ -1,4 +1,5 @@
-"""Training data (ste_core.stages.training_data): SFT and DPO examples, rows in a seeded order."""
+"""Training data (ste_core.stages.training_data): SFT and DPO examples, rows in a seeded order;
+GRPO prompts."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 from ste_core.records import DPOExample, Judgement, Order, ResponsePair, SFTExample
 from ste_core.stages.judge import judge_messages
 from ste_core.stages.select import rejection_sample, select
-from ste_core.stages.training_data import build_examples, examples_for_pair
+from ste_core.stages.training_data import build_examples, examples_for_pair, grpo_examples
 from ste_prompts import get_template
 from tests.core.stages.judgements import J, _judgements
 
@@ -109,3 +110,13 @@ def test_rows_are_shuffled_with_the_seed_not_grouped_by_pair(tmp_path: Path) -> 
         pairs[::-1], js[::-1], kept[::-1], template=JUDGE, num_pairs=1, seed=1, workdir=tmp_path
     )
     assert [(e.pair_id, e.order.value) for e in again if isinstance(e, SFTExample)] == first
+
+
+def test_grpo_examples_are_both_orders_with_their_labels() -> None:
+    pair = _pair("p1")
+    ab, ba = grpo_examples(pair, template=JUDGE)
+    assert (ab.order, ab.label, ba.order, ba.label) == (Order.AB, "A", Order.BA, "B")
+    assert ab.messages == judge_messages(JUDGE, pair, Order.AB)
+    assert ba.messages == judge_messages(JUDGE, pair, Order.BA)
+    assert ab.pair_id == ba.pair_id == "p1" and ab.parser == JUDGE.parser == "verdict"
+    assert ab.verdict_rule == JUDGE.verdict_rule == "final"

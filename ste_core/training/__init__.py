@@ -1,0 +1,1 @@
+"""What judge training needs besides the data files: the GRPO rewards (`rewards`)."""
