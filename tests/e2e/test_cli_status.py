@@ -3,6 +3,7 @@ it finished; `ste runs` over several runs."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -43,7 +44,8 @@ def test_status_while_running_after_a_kill_and_when_done(
     _run_until(config, judging_seen)  # SIGKILLed once `ste status` saw it judging
     live = seen[-1]
     assert ": running" in live and "(updated" in live.split("now: judge@1: ", 1)[1]
-    assert "M0 fake-acc70: accuracy" in live  # the seed judge was evaluated before judging
+    # the seed judge was evaluated before judging: its accuracy, interval and errors
+    assert re.search(r"M0 fake-acc70: \d+\.\d% \[[\d.]+, [\d.]+\] \(n=10, 0 errors", live), live
 
     killed = _status(run)
     assert "killed (its process is gone" in killed.stdout
