@@ -184,11 +184,14 @@ class LocalFineTune(FineTuneBackend):
         return _serve_adapter(model)
 
     async def aclose(self) -> None:
-        """Cancel jobs this instance started that are still running (no orphan training)."""
-        for job_id in list(self._procs):
+        """Cancel jobs this instance started that are still running, and wait for their
+        processes to exit: when ste returns (after Ctrl-C too), no worker is left training or
+        still writing its last status."""
+        for job_id, proc in list(self._procs.items()):
             state = await self.poll(job_id)
             if not state.status.terminal:
                 await self.cancel(job_id)
+            await asyncio.to_thread(_wait_or_kill, proc, self.options.cancel_grace_seconds)
         self._procs.clear()
 
     # -- internals ---------------------------------------------------------------------------
@@ -404,3 +407,11 @@ def _accelerate_config(path: Path | None) -> Path | None:
             "--config_file PATH` (DeepSpeed, FSDP or multi-GPU), or leave accelerate_config unset."
         )
     return resolved
+
+
+def _wait_or_kill(proc: subprocess.Popen[bytes], grace_s: float) -> None:
+    try:
+        proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

@@ -268,3 +268,68 @@ def test_ste_run_with_grpo_on_the_local_backend(tmp_path: Path, taught_model_dir
         trained = metrics["finetune"]["metrics"]
         assert {"reward", "reward/correct", "reward/consistency", "reward/format"} <= set(trained)
         assert metrics["eval"]["n_items"] > 0
+
+
+def test_ctrl_c_during_a_local_finetune_says_the_worker_stops_too(
+    tmp_path: Path, tiny: Path
+) -> None:
+    """A local training worker dies with ste (unlike a hosted job): the message says so, and
+    the worker is gone when `ste run` has exited."""
+    import os
+    import signal
+    import time
+
+    from ste_backends.local.jobs import pid_alive
+
+    lines = "".join(
+        json.dumps({"instruction": f"Give one tip about topic {i} in a sentence."}) + "\n"
+        for i in range(12)
+    )
+    (tmp_path / "instructions.jsonl").write_text(lines, encoding="utf-8")
+    with FakeProvider() as oa:
+        openai = {"backend": "openai", "options": {"base_url": oa.url + "/v1"}}
+        cfg = {
+            "run": {"name": "ctrlc", "output_dir": str(tmp_path / "runs"), "iterations": 1},
+            "data": {"path": "instructions.jsonl"},
+            "generator": {**openai, "model": "fake-acc90"},
+            "judge": {**openai, "model": "fake-acc80", "samples_per_order": 2},
+            "finetune": {
+                "backend": "local",
+                "base_model": str(tiny),
+                "poll_interval_s": 0.2,
+                "max_length": 2048,
+                "batch_size": 1,
+                # long enough to be interrupted while it trains
+                "options": {"max_steps": 100000, "device": "cpu"},
+            },
+            "evaluation": {"eval_size": 3},
+        }
+        config = _write(tmp_path / "ctrlc.toml", cfg)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("STE_")}
+        # Its own session: Ctrl-C in a terminal reaches the whole foreground process group.
+        proc = subprocess.Popen(
+            [*STE, "run", str(config)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=tmp_path,
+            start_new_session=True,
+        )
+        live = tmp_path / "runs" / "ctrlc" / "status.json"
+        deadline = time.monotonic() + 200
+        job: dict = {}
+        while not (job.get("step") or 0) >= 1:
+            assert proc.poll() is None, proc.communicate()[1][-3000:]
+            assert time.monotonic() < deadline, "the fine-tune never started training"
+            time.sleep(0.2)
+            if live.exists():
+                job = json.loads(live.read_text() or "{}").get("finetune") or {}
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err[-3000:]
+    assert "training worker of job" in err and "stops too" in err, err[-3000:]
+    assert "keeps running" not in err
+    worker = json.loads((Path(job["job_id"]) / "status.json").read_text())
+    assert worker["status"] == "cancelled"
+    assert not pid_alive(int(worker["pid"]))
