@@ -152,6 +152,15 @@ def _every_iteration(config: Config, iteration: int) -> bool:
     return True
 
 
+# `Stage.enabled` of the stages that belong to one recipe of training pairs (`data.recipe`).
+def uses_instructions(config: Config) -> bool:
+    return config.data.uses_instructions
+
+
+def uses_problems(config: Config) -> bool:
+    return config.data.uses_problems
+
+
 @dataclass(frozen=True)
 class Stage(Generic[C]):
     """One stage of the loop. See the module docstring."""

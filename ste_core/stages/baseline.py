@@ -30,10 +30,9 @@ from ste_core.records import (
 from ste_core.run.context import RunContext
 from ste_core.run.io import count_lines, read_rows
 from ste_core.stages._streams import as_async, in_input_order, write_items_and_drops
-from ste_core.stages.base import Counts, Stage, Step, flat_counts
+from ste_core.stages.base import Counts, Stage, Step, flat_counts, uses_instructions
 
 if TYPE_CHECKING:
-    from ste_core.config import Config
     from ste_core.engine.scheduler import Scheduler
     from ste_core.run.preflight import Planner, Source, Work
 
@@ -188,17 +187,13 @@ async def baseline(step: Step) -> BaselineCounts:
     )
 
 
-def _uses_instructions(config: Config) -> bool:
-    return config.data.uses_instructions
-
-
 STAGE = Stage(
     name="baseline",
     scope="iteration",
     run=baseline,
     counts=BaselineCounts,
     needs=("split",),
-    enabled=_uses_instructions,
+    enabled=uses_instructions,
     enabled_when='data.recipe is "instructions" or "mixed"',
     summary="the generator's answer to every training instruction",
     estimate=estimate,

@@ -37,14 +37,13 @@ from ste_core.records import (
 from ste_core.run.context import RunContext
 from ste_core.run.io import read_rows
 from ste_core.stages._streams import as_async, in_input_order, write_items_and_drops
-from ste_core.stages.base import Counts, Stage, Step, flat_counts
+from ste_core.stages.base import Counts, Stage, Step, flat_counts, uses_problems
 from ste_core.stages.baseline import api_drop
 from ste_core.stages.mix import recipe_pairs_name
 from ste_core.stages.worse import pair_id
 
 if TYPE_CHECKING:
     from ste_core.answers import AnswerCheck, AnswerChecker
-    from ste_core.config import Config
     from ste_core.engine.scheduler import Scheduler
     from ste_core.run.preflight import Planner, Source, Work
     from ste_prompts import Template
@@ -292,17 +291,13 @@ async def solve(step: Step) -> SolveCounts:
     return counts
 
 
-def _uses_problems(config: Config) -> bool:
-    return config.data.uses_problems
-
-
 STAGE = Stage(
     name="solve",
     scope="iteration",
     run=solve,
     counts=SolveCounts,
     needs=("split",),
-    enabled=_uses_problems,
+    enabled=uses_problems,
     enabled_when='data.recipe is "verifiable" or "mixed"',
     summary="k sampled solutions per problem, checked against its answer: a right and a wrong "
     "one make a pair",

@@ -33,12 +33,11 @@ from ste_core.records import (
 from ste_core.run.context import RunContext
 from ste_core.run.io import count_lines, read_rows
 from ste_core.stages._streams import as_async, in_input_order, write_items_and_drops
-from ste_core.stages.base import Counts, Stage, Step, flat_counts
+from ste_core.stages.base import Counts, Stage, Step, flat_counts, uses_instructions
 from ste_core.stages.baseline import api_drop, first_choice
 from ste_core.stages.mix import recipe_pairs_name
 
 if TYPE_CHECKING:
-    from ste_core.config import Config
     from ste_core.engine.scheduler import Scheduler
     from ste_core.run.preflight import Planner, Source, Work
     from ste_prompts import Template
@@ -246,17 +245,13 @@ async def worse(step: Step) -> WorseCounts:
     return counts
 
 
-def _uses_instructions(config: Config) -> bool:
-    return config.data.uses_instructions
-
-
 STAGE = Stage(
     name="worse",
     scope="iteration",
     run=worse,
     counts=WorseCounts,
     needs=("baseline",),
-    enabled=_uses_instructions,
+    enabled=uses_instructions,
     enabled_when='data.recipe is "instructions" or "mixed"',
     summary="a good answer to a modified instruction: the known-worse response of each pair",
     estimate=estimate,
