@@ -158,15 +158,15 @@ class Template:
         messages.append({"role": "user", "content": _substitute(self.user, merged)})
         return messages
 
-    def parse_output(self, text: str) -> Any:
+    def parse_output(self, text: str, *, truncated: bool = False) -> Any:
         """The template's parser applied to a model's `text`, with the template's verdict rule
-        (passed as `rule=`) when it has one."""
+        (passed as `rule=`) when it has one. `truncated`: the output was cut off at max_tokens."""
         from ste_prompts.parsers import get_parser  # late: parsers may be registered after import
 
         parse = get_parser(self.parser)
         if self.verdict_rule is None:
             return parse(text)
-        return parse(text, rule=self.verdict_rule)
+        return parse(text, rule=self.verdict_rule, truncated=truncated)
 
     def fingerprint(self) -> str:
         """A stable sha256 hex digest of what determines the rendered prompt: name, version,

@@ -123,9 +123,19 @@ def verdict_rule(name: str) -> VerdictRule:
         ) from None
 
 
-def parse_verdict(text: str, *, rule: str = DEFAULT_VERDICT_RULE) -> VerdictResult:
+def parse_verdict(
+    text: str, *, rule: str = DEFAULT_VERDICT_RULE, truncated: bool = False
+) -> VerdictResult:
     """Read the judge's verdict from `text` by the named rule (see the module docstring).
+
+    `truncated`: the output was cut off at max_tokens. Under `final` it then has no verdict:
+    the prompt asks for the verdict at the very end, which a cut-off answer never reached, so
+    a marker in it is one quoted on the way. (`meta` and `rewardbench` read markers anywhere,
+    as their reference code does, cut off or not.)
 
     Never raises on model output; an unknown `rule` is a LookupError (a configuration
     mistake, caught when a template naming it is loaded)."""
-    return verdict_rule(rule)(text)
+    read = verdict_rule(rule)
+    if truncated and rule == "final":
+        return VerdictResult(None, "cut off at max_tokens before its final verdict")
+    return read(text)

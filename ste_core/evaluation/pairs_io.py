@@ -171,7 +171,7 @@ def _order_of(row: dict[str, Any]) -> Order:
 
 
 def _judgement_from_row(
-    row: Any, *, judge_model: str, template: str, parser: Callable[[str], Any]
+    row: Any, *, judge_model: str, template: str, parser: Callable[..., Any]
 ) -> tuple[Any, bool]:
     """(Judgement | Drop, stored verdict disagrees with the parse)."""
     if not isinstance(row, dict):
@@ -198,7 +198,8 @@ def _judgement_from_row(
     text = row.get("text", row.get("output"))
     if not isinstance(text, str):
         raise ValueError("missing 'text' (the raw judge output) or 'error_type'")
-    parsed = parser(text)
+    truncated = row.get("truncated") is True
+    parsed = parser(text, truncated=truncated)
     stored = row.get("verdict", parsed.verdict)
     usage = row.get("usage") or {}
     return (
@@ -212,6 +213,7 @@ def _judgement_from_row(
             template=str(row.get("template") or template),
             parse_reason=parsed.reason,
             usage=usage,
+            truncated=truncated,
         ),
         stored != parsed.verdict,
     )
@@ -229,7 +231,8 @@ def read_judgements(
 
     `parser` (text -> an object with `.verdict` and `.reason`) defaults to the parser and
     verdict rule of the template each row names (a run's rows name theirs), and to
-    `ste_prompts.parse_verdict` (the `final` rule) for rows whose template is unknown.
+    `ste_prompts.parse_verdict` (the `final` rule) for rows whose template is unknown; those
+    read a row marked `"truncated": true` (cut off at max_tokens) as their rule says.
     `judge_model` / `template` fill rows that do not name them. Rows whose stored `verdict`
     disagrees with the parse are counted in `verdict_mismatches` (the parse wins).
     """
@@ -243,7 +246,9 @@ def read_judgements(
                 row,
                 judge_model=judge_model,
                 template=template,
-                parser=parser or templates.parser(row, default=template),
+                parser=_ignoring_truncation(parser)
+                if parser
+                else templates.parser(row, default=template),
             )
         except ValueError as exc:  # pydantic's ValidationError included
             rows.reject(exc)
@@ -253,20 +258,27 @@ def read_judgements(
     return out
 
 
+def _ignoring_truncation(parser: Callable[[str], Any]) -> Callable[..., Any]:
+    def parse(text: str, *, truncated: bool = False) -> Any:
+        return parser(text)
+
+    return parse
+
+
 class _TemplateParsers:
     """The output parser of each template a judgements file names, looked up once each."""
 
     def __init__(self) -> None:
-        self._by_name: dict[str, Callable[[str], Any]] = {}
+        self._by_name: dict[str, Callable[..., Any]] = {}
 
-    def parser(self, row: Any, *, default: str) -> Callable[[str], Any]:
+    def parser(self, row: Any, *, default: str) -> Callable[..., Any]:
         name = str(row.get("template") or default) if isinstance(row, dict) else default
         if name not in self._by_name:
             self._by_name[name] = _template_parser(name)
         return self._by_name[name]
 
 
-def _template_parser(name: str) -> Callable[[str], Any]:
+def _template_parser(name: str) -> Callable[..., Any]:
     from ste_core.plugins import get_host
     from ste_prompts import parse_verdict
 

@@ -130,6 +130,9 @@ class Judgement(Record):
     template: str
     parse_reason: str = ""
     usage: Usage = Usage()
+    #: the output was cut off at max_tokens (its verdict is read accordingly, see
+    #: `ste_prompts.Template.parse_output`)
+    truncated: bool = False
 
     @property
     def sample(self) -> tuple[str, Order, int]:

@@ -171,6 +171,7 @@ async def judge_pairs(
                 )
             continue
         texts = outcome.completion.texts
+        reasons = outcome.completion.finish_reasons
         for k in range(samples_per_order):
             if k >= len(texts):
                 yield Drop(
@@ -183,7 +184,8 @@ async def judge_pairs(
                     message=f"provider returned {len(texts)} of {samples_per_order} samples",
                 )
                 continue
-            result = parse(texts[k])
+            truncated = k < len(reasons) and reasons[k] == "length"
+            result = parse(texts[k], truncated=truncated)
             yield Judgement(
                 pair_id=pair_id,
                 order=order,
@@ -194,6 +196,7 @@ async def judge_pairs(
                 template=template.name,
                 parse_reason=result.reason,
                 usage=outcome.completion.usage if k == 0 else Usage(),
+                truncated=truncated,
             )
 
 

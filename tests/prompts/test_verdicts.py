@@ -211,3 +211,12 @@ def test_the_rule_does_not_change_the_prompt_fingerprint():
     a = loads_template(_JUDGE.format(parser="verdict"))
     b = loads_template(_JUDGE.format(parser="verdict") + 'verdict_rule = "meta"\n')
     assert a.fingerprint() == b.fingerprint()
+
+
+def test_a_cut_off_answer_has_no_final_verdict_but_meta_and_rewardbench_read_on() -> None:
+    text = 'Answer with "[[B]]" if B is better. B seems'
+    assert parse_verdict(text).verdict == "B"
+    cut = parse_verdict(text, truncated=True)
+    assert cut.verdict is None and "cut off at max_tokens" in cut.reason
+    assert parse_verdict(text, rule="meta", truncated=True).verdict == "B"
+    assert parse_verdict(text, rule="rewardbench", truncated=True).verdict == "B"

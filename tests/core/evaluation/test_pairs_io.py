@@ -173,3 +173,15 @@ def test_judgements_are_reparsed_with_the_rule_of_the_template_they_name(tmp_pat
     verdicts = [r.verdict for r in read_judgements(path).records]
     # meta: both markers present -> no verdict; final (ours, and the default): the last one
     assert verdicts == [None, "A", "A"]
+
+
+def test_a_cut_off_judgement_is_reread_as_it_was_judged(tmp_path: Path) -> None:
+    text = 'I must end with "[[A]]" if A is better. Looking at A, it'
+    rows = [
+        {"pair_id": "p", "order": "AB", "text": text, "template": "judge_short", "truncated": True},
+        {"pair_id": "q", "order": "AB", "text": text, "template": "judge_short"},
+    ]
+    path = tmp_path / "j.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    back = read_judgements(path).records
+    assert [(r.verdict, r.truncated) for r in back] == [(None, True), ("A", False)]

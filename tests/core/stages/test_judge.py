@@ -179,6 +179,31 @@ async def test_judge_pairs_reads_verdicts_by_the_templates_rule(template, verdic
     assert [r.verdict for r in got] == [verdict]  # type: ignore[union-attr]
 
 
+@pytest.mark.parametrize(
+    ("template", "verdict"), [("judge_short", None), ("judge_meta_rewardbench", "A")]
+)
+async def test_a_judgement_cut_off_at_max_tokens_has_no_final_verdict(template, verdict) -> None:
+    # Cut off while quoting the format: under ste's rule ("final") the marker is not a verdict;
+    # Meta's rule reads markers anywhere, as its reference code does. The file keeps both.
+    def answer(req: ChatRequest) -> list[str]:
+        return ['I must end with "[[A]]" if A is better. Looking at A, it']
+
+    got = [
+        r
+        async for r in judge_pairs(
+            _sched(Scripted(answer, finish="length")),
+            _pairs(1),
+            model="j",
+            template=get_template(template),
+            params=SamplingParams(),
+            orders="single",
+        )
+    ]
+    assert [(r.verdict, r.truncated) for r in got] == [(verdict, True)]  # type: ignore[union-attr]
+    if verdict is None:
+        assert "cut off at max_tokens" in got[0].parse_reason  # type: ignore[union-attr]
+
+
 async def test_judge_pairs_refuses_a_non_judge_template() -> None:
     with pytest.raises(ConfigurationError, match="judge template"):
         async for _ in judge_pairs(
