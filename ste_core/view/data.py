@@ -199,13 +199,16 @@ class JudgementsIndex:
 
 
 def _kept(path: Path) -> dict[str, list[str]]:
-    """pair id -> the orders kept for training (iter_i/selected.jsonl)."""
+    """pair id -> the orders kept for training (iter_i/selected.jsonl), each marked when it
+    feeds only one kind of training data (SFT and DPO balance their labels apart)."""
     out: dict[str, list[str]] = {}
     for _, line in _lines(path):
         try:
             row = json.loads(line)
-            out.setdefault(str(row["pair_id"]), []).append(str(row["order"]))
-        except (ValueError, KeyError, TypeError):
+            sft, dpo = row.get("for_sft", True), row.get("for_dpo", True)
+            only = "" if sft == dpo else " (SFT only)" if sft else " (DPO only)"
+            out.setdefault(str(row["pair_id"]), []).append(str(row["order"]) + only)
+        except (ValueError, KeyError, TypeError, AttributeError):
             continue
     return out
 

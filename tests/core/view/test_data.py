@@ -102,8 +102,10 @@ def test_pages_cover_the_filtered_list_once(built_run: Path) -> None:
 def test_train_pairs_carry_kept_orders_and_no_verdict(built_run: Path) -> None:
     view = RunView(built_run)
     selected: dict[str, set[str]] = {}
+    only = {(True, False): " (SFT only)", (False, True): " (DPO only)"}
     for row in read_rows(built_run / "iter_2" / "selected.jsonl"):
-        selected.setdefault(row["pair_id"], set()).add(row["order"])
+        mark = only.get((row.get("for_sft", True), row.get("for_dpo", True)), "")
+        selected.setdefault(row["pair_id"], set()).add(row["order"] + mark)
     kept = _all(view, set="train", iteration=2, filters=("kept",))
     assert {i["id"]: set(i["kept"]) for i in kept} == selected
     judged = _judged(built_run / "iter_2" / "judgements.jsonl")
@@ -292,3 +294,19 @@ def test_runs_compared_side_by_side(built_run: Path, tmp_path: Path) -> None:
     pairs.write_text(pairs.read_text().replace('"instruction":"', '"instruction":"Edited ', 1))
     table = view_data.compare_runs([RunView(built_run), RunView(same)])
     assert table["warning"] and "not evaluated on the same eval pairs" in table["warning"]
+
+
+def test_kept_orders_say_when_they_feed_one_kind_of_training_data(tmp_path: Path) -> None:
+    rows = [
+        {"pair_id": "p", "order": "AB", "chosen": [0], "for_sft": True, "for_dpo": True},
+        {"pair_id": "p", "order": "BA", "chosen": [1], "for_sft": False, "for_dpo": True},
+        {"pair_id": "q", "order": "AB", "chosen": [0], "for_sft": True, "for_dpo": False},
+        {"pair_id": "r", "order": "BA", "chosen": [0]},  # written before the flags existed
+    ]
+    path = tmp_path / "selected.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert view_data._kept(path) == {
+        "p": ["AB", "BA (DPO only)"],
+        "q": ["AB (SFT only)"],
+        "r": ["BA"],
+    }
