@@ -361,13 +361,24 @@ def _check_result_settings(config: Config, store: RunStore) -> None:
         return
     changed = config.changed_settings(previous, pinned)
     if changed:
+        now = config.result_settings(pinned)
+        shown = [_was_now(k, previous, now) for k in changed[:12]]
         raise ConfigurationError(
             f"the config changed since run '{config.run.name}' started, in keys that change "
-            f"results: {', '.join(changed[:12])}{' ...' if len(changed) > 12 else ''}. "
-            "Re-run with --fresh to start over, or give the run another run.name. "
+            f"results: {'; '.join(shown)}{' ...' if len(changed) > 12 else ''}. "
+            "Set them back to resume (a default that moved in a newer ste version counts: set "
+            "the old value explicitly), re-run with --fresh to start over, or give the run "
+            "another run.name. "
             "(run.iterations, budget, limits and the backend options that do not change "
             "results may change freely; `ste backends --options NAME` says which those are.)"
         )
+
+
+def _was_now(key: str, before: dict[str, Any], now: dict[str, Any]) -> str:
+    def shown(settings: dict[str, Any]) -> str:
+        return json.dumps(settings[key]) if key in settings else "unset"
+
+    return f"{key} (was {shown(before)}, now {shown(now)})"
 
 
 def _start_session(config: Config, manifest: RunManifest) -> RunManifest:
