@@ -62,12 +62,12 @@ class SelectCounts(Counts):
         "label_B": "labelled B",
         "balanced": "after balancing",
         "dropped_for_balance": "dropped to balance A/B",
-        "dpo_without_wrong": "DPO: no wrong sample to pair with",
-        "dpo_candidates": "DPO: with a wrong sample too",
-        "dpo_label_A": "DPO: labelled A",
-        "dpo_label_B": "DPO: labelled B",
-        "dpo_dropped_for_balance": "DPO: dropped to balance A/B",
-        "dpo_selected": "DPO: selected",
+        "dpo_without_wrong": "without a wrong sample (DPO)",
+        "dpo_candidates": "with a wrong sample too (DPO)",
+        "dpo_label_A": "labelled A (DPO)",
+        "dpo_label_B": "labelled B (DPO)",
+        "dpo_dropped_for_balance": "dropped to balance A/B (DPO)",
+        "dpo_selected": "selected for DPO",
     }
 
     judgements: int = 0
