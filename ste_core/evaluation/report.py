@@ -34,6 +34,7 @@ from typing import Any
 
 from ste_core.engine.store import RunStore
 from ste_core.errors import DataFileError
+from ste_core.evaluation.benchmarks.summary import headline, published_tables
 from ste_core.evaluation.charts import draw_charts
 from ste_core.evaluation.document import (
     Block,
@@ -348,7 +349,13 @@ def _overview_rows(runs: list[RunData]) -> list[list[str]]:
     for run in runs:
         for it in run.iterations:
             s = it.eval
-            bench = "; ".join(f"{n}: {_final_ci(b)}" for n, b in it.benchmarks.items()) or "–"
+            bench = (
+                "; ".join(
+                    [f"{n}: {_final_ci(b)}" for n, b in it.benchmarks.items()]
+                    + [f"{n}: {headline(r)}" for n, r in it.benchmark_results.items()]
+                )
+                or "–"
+            )
             rows.append(
                 [
                     run.name,
@@ -629,8 +636,6 @@ def _selection(doc: Document, run: RunData) -> None:
 
 
 def _published_benchmarks(doc: Document, run: RunData) -> None:
-    from ste_core.evaluation.benchmarks.summary import published_tables
-
     per_iteration = [(_iter_label(it.index), it.benchmark_results) for it in run.iterations]
     blocks = published_tables(per_iteration)
     if blocks:

@@ -25,11 +25,18 @@ def format_figure(f: BenchmarkFigure) -> str:
     return f"{_pct(f.value)}{ci} ({counts})"
 
 
+def headline(r: BenchmarkResult) -> str:
+    """The headline with its 95% interval, or "no headline" (too many items unscored)."""
+    if r.headline is None:
+        return "no headline"
+    ci = f" [{_pct(r.headline_ci[0])}, {_pct(r.headline_ci[1])}]" if r.headline_ci else ""
+    return _pct(r.headline) + ci
+
+
 def format_result(r: BenchmarkResult) -> str:
     lines = [f"{r.benchmark}: {r.headline_name}"]
     if r.headline is not None:
-        ci = f" [{_pct(r.headline_ci[0])}, {_pct(r.headline_ci[1])}]" if r.headline_ci else ""
-        lines[0] += f" = {_pct(r.headline)}{ci} (95% interval)"
+        lines[0] += f" = {headline(r)} (95% interval)"
     else:
         lines.append(f"  no headline: {r.refused}")
     lines.append(
@@ -70,13 +77,7 @@ def published_tables(
             figures += [f for f in r.figures if f not in figures]
         rows = []
         for label, r in rows_of:
-            head = (
-                f"{_pct(r.headline)} [{_pct(r.headline_ci[0])}, {_pct(r.headline_ci[1])}]"
-                if r.headline is not None and r.headline_ci
-                else _pct(r.headline)
-                if r.headline is not None
-                else "no headline"
-            )
+            head = headline(r)
             unscored = f"{r.error_count} failed, {r.missing_count} missing"
             rows.append(
                 [label, head]

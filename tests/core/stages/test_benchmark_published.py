@@ -59,6 +59,12 @@ async def test_published_benchmarks_are_scored_for_every_judge(tmp_path: Path, s
     assert "rb2 (rewardbench2): score (mean of the six subsets)" in md
     assert "| 1 | " in md.split("rb2 (rewardbench2)")[1]
     assert "Comparable to RM-Bench" in md
+    # ... and each judge's headlines in the overview table, beside its eval accuracy.
+    from ste_core.evaluation.benchmarks.summary import headline
+
+    row = next(line for line in md.splitlines() if line.startswith("| t | 1 | "))
+    for name in ("rb2", "jb", "rm"):
+        assert f"{name}: {headline(result.metrics[1].benchmark_results[name])}" in row
 
 
 async def test_select_on_a_validation_file_never_uses_eval_items(tmp_path: Path, scripted) -> None:
