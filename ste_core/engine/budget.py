@@ -126,10 +126,17 @@ class Budget:
         self._clock = clock
         self._tickets = 0
         self._lock = threading.Lock()
+        # cache key -> ledger tickets of batched requests a dead session left open. They are
+        # already in `requests` and `spent_usd` (the ledger's totals): the same request batched
+        # again re-attaches to that session's batch job (or to none, when the job was never
+        # created), so it takes such a ticket over instead of counting a second time.
+        self._left_open: dict[str, list[tuple[int, float]]] = {}
         if ledger is not None:
             for resource in ledger.resources(open_only=True):
                 if resource.usd_per_hour:
                     self._hourly[resource.entry] = (resource.usd_per_hour, resource.created)
+            for entry, key, estimate in ledger.ledger_open_batched():
+                self._left_open.setdefault(key, []).append((entry, estimate))
 
     @property
     def spent_usd(self) -> float:
@@ -166,24 +173,38 @@ class Budget:
 
     # -- one request: reserve, then settle or release --------------------------------------------
 
-    def reserve(self, request: ChatRequest) -> int:
+    def reserve(self, request: ChatRequest, *, batch_key: str | None = None) -> int:
         """Count one provider attempt and reserve its estimated cost, or raise BudgetExceeded
         when it would go over a limit. Check and count are one step under the lock: concurrent
-        callers can never overshoot `max_requests`. Returns the ticket to settle or release."""
-        return self._reserve("request", self.request_estimate(request), requests=1)
+        callers can never overshoot `max_requests`. Returns the ticket to settle or release.
+
+        `batch_key`: the request's cache key when it goes out in a batch job. An earlier
+        session's open reservation of the same key is then taken over, not doubled: a batch
+        job is paid once whichever session collects it. A request sent directly always
+        counts anew (a dead session's copy may have been answered, and billed)."""
+        if batch_key is not None:
+            with self._lock:
+                left = self._left_open.get(batch_key)
+                if left:
+                    ticket, estimate = left.pop()
+                    self._reserved[ticket] = estimate
+                    return ticket
+        return self._reserve("request", self.request_estimate(request), requests=1, key=batch_key)
 
     def reserve_cost(self, kind: str, estimate_usd: float) -> int:
         """Reserve a paid thing that is not a request (a fine-tune job, say) at its estimated
         cost, or raise BudgetExceeded when that would go over `max_cost_usd`."""
         return self._reserve(kind, estimate_usd, requests=0)
 
-    def _reserve(self, kind: str, estimate: float, *, requests: int) -> int:
+    def _reserve(self, kind: str, estimate: float, *, requests: int, key: str | None = None) -> int:
         with self._lock:
             self._refuse_if_over(estimate, requests)
             self.requests += requests
             self._fixed_usd += estimate
             if self._ledger is not None:
-                ticket = self._ledger.ledger_reserve(kind, estimate_usd=estimate, requests=requests)
+                ticket = self._ledger.ledger_reserve(
+                    kind, estimate_usd=estimate, requests=requests, key=key
+                )
             else:
                 self._tickets += 1
                 ticket = self._tickets

@@ -440,7 +440,9 @@ class Scheduler:
             await self._wait_pause()
             try:
                 if batcher is not None:
-                    completion = await self._sent(request, key, lambda: batcher.submit(request))
+                    completion = await self._sent(
+                        request, key, lambda: batcher.submit(request), batched=True
+                    )
                 else:
                     completion = await self._attempt(request, key)
             except (BudgetExceeded, asyncio.CancelledError):
@@ -504,7 +506,12 @@ class Scheduler:
             return completion
 
     async def _sent(
-        self, request: ChatRequest, key: str | None, send: Callable[[], Awaitable[Completion]]
+        self,
+        request: ChatRequest,
+        key: str | None,
+        send: Callable[[], Awaitable[Completion]],
+        *,
+        batched: bool = False,
     ) -> Completion:
         """`send()` one provider attempt, reserved in the budget first (at the last moment,
         once a slot and the rate limiters let it go), then settled or released; an answer is
@@ -514,7 +521,11 @@ class Scheduler:
         if self.gate is not None:
             await self.gate.enter()  # after a graceful stop, nothing more goes out
         try:
-            ticket = self.budget.reserve(request) if self.budget is not None else None
+            ticket = (
+                self.budget.reserve(request, batch_key=key if batched else None)
+                if self.budget is not None
+                else None
+            )
             self.stats.requests += 1
             try:
                 completion = await send()

@@ -379,17 +379,30 @@ class RunStore:
 
     # -- the ledger ----------------------------------------------------------------------------
 
-    def ledger_reserve(self, kind: str, *, estimate_usd: float = 0.0, requests: int = 1) -> int:
+    def ledger_reserve(
+        self, kind: str, *, estimate_usd: float = 0.0, requests: int = 1, key: str | None = None
+    ) -> int:
         """A paid thing about to be sent, at its estimated cost; committed before it is sent.
+        `key`: the cache key of a request sent in a batch job (see `ledger_open_batched`).
         Returns its ledger id."""
         now = time.time()
         with self._lock:
             cursor = self._conn.execute(
-                "INSERT INTO ledger (kind, state, requests, estimate_usd, created, updated) "
-                "VALUES (?, 'reserved', ?, ?, ?, ?)",
-                (kind, requests, estimate_usd, now, now),
+                "INSERT INTO ledger (kind, state, requests, estimate_usd, created, updated, key) "
+                "VALUES (?, 'reserved', ?, ?, ?, ?, ?)",
+                (kind, requests, estimate_usd, now, now, key),
             )
             return int(cursor.lastrowid or 0)
+
+    def ledger_open_batched(self) -> list[tuple[int, str, float]]:
+        """(id, cache key, estimate) of every request that went out in a batch job and was
+        neither answered nor given back: what a killed session left in batches that a resumed
+        one re-attaches to."""
+        rows = self._rows(
+            "SELECT id, key, estimate_usd FROM ledger WHERE kind = 'request' "
+            "AND state = 'reserved' AND key IS NOT NULL ORDER BY id"
+        )
+        return [(int(i), str(k), float(e)) for i, k, e in rows]
 
     def ledger_settle(self, entry: int, *, cost_usd: float, usage: Usage | None = None) -> None:
         """The thing was answered: its real cost and tokens."""

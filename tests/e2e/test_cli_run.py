@@ -639,6 +639,13 @@ def together_batch_reference(
         return tmp / "runs" / "e2e", _batch_counts(tg)
 
 
+def _ledger_totals(run_dir: Path) -> tuple[int, float]:
+    from ste_core.engine.store import RunStore
+
+    with RunStore(run_dir / "store.sqlite") as store:
+        return store.ledger_totals()
+
+
 def _batches_where(tg: FakeProvider, test: Any) -> list[dict[str, Any]]:
     with tg.lock:
         return [b for b in tg.together.st["batches"].values() if test(b)]
@@ -684,6 +691,11 @@ def test_a_run_killed_around_a_batch_reattaches_and_pays_each_line_once(
     assert used["chat"] == ref_counts["chat"]
     assert killed["batches_create"] < used["batches_create"]  # the kill came mid-run
     assert "Re-attaching to batch" in proc.stdout + proc.stderr
+    # The budget counts each line once too: the resumed session takes the killed one's
+    # reservations over (only a direct request in flight at the kill may count twice).
+    requests, _ = _ledger_totals(tmp_path / "killed" / "runs" / "e2e")
+    ref_requests, _ = _ledger_totals(ref)
+    assert ref_requests <= requests <= ref_requests + 4
     assert not _batches_where(tg, lambda b: b["status"] == "CANCELLED")
 
 

@@ -80,6 +80,37 @@ def test_the_ledger_keeps_what_a_killed_session_sent(tmp_path: Path) -> None:
     assert spent == pytest.approx(0.05 + first.request_estimate(REQ))
 
 
+def test_a_resumed_session_takes_over_what_a_killed_one_left_in_batch_jobs(
+    tmp_path: Path,
+) -> None:
+    """A batch job is paid once whichever session collects it: the same line batched again
+    takes the dead session's reservation over. A line sent directly counts anew (the dead
+    session's copy may have been answered and billed)."""
+    prices = {"input_per_million": 1000.0, "output_per_million": 1000.0}
+    estimate = Budget(**prices).request_estimate(REQ)
+    with RunStore(tmp_path / "store.sqlite") as store:
+        first = Budget(ledger=store, **prices)
+        first.reserve(REQ, batch_key="a")  # in a batch job when the session dies
+        first.reserve(REQ, batch_key="b")
+        first.reserve(REQ)  # sent directly, unanswered
+        first.settle(first.reserve(REQ, batch_key="done"), Completion(texts=("x",), cost_usd=0.0))
+    with RunStore(tmp_path / "store.sqlite") as store:
+        requests, spent = store.ledger_totals()
+        assert (requests, spent) == (4, pytest.approx(3 * estimate))
+        # At its request limit: taking a line over is no new request, so it is not refused.
+        second = Budget(max_requests=4, spent_usd=spent, requests=requests, ledger=store, **prices)
+        ticket = second.reserve(REQ, batch_key="a")
+        assert second.requests == 4
+        second.settle(ticket, Completion(texts=("x",), cost_usd=0.01))
+        assert second.spent_usd == pytest.approx(0.01 + 2 * estimate)
+        with pytest.raises(BudgetExceeded):
+            second.reserve(REQ, batch_key="a")  # taken over once; a second copy is a request
+        with pytest.raises(BudgetExceeded):
+            second.reserve(REQ, batch_key="done")  # answered before the kill: nothing left open
+        second.release(second.reserve(REQ, batch_key="b"))
+        assert store.ledger_totals() == (4, pytest.approx(0.01 + estimate))
+
+
 def test_token_estimate() -> None:
     assert estimate_tokens("abcd" * 10) == 10
     assert estimate_tokens("abcde") == 2
