@@ -65,6 +65,12 @@ class Resources:
         self._claimed: set[int] = set()
         self._teardowns: set[asyncio.Task[Any]] = set()
 
+    @property
+    def cost_limited(self) -> bool:
+        """Whether a cost limit (`budget.max_cost_usd`) counts what is begun here: a resource
+        of unknown price would escape it, so a backend refuses to create one."""
+        return False
+
     def notify(self, message: str) -> None:
         """Tell the user something they pay for happened (an endpoint created, ready, deleted)."""
         if self._notify is not None:
@@ -193,6 +199,10 @@ class LedgerResources(Resources):
     ) -> None:
         super().__init__(backend, section, notify=notify)
         self.store, self.budget = store, budget
+
+    @property
+    def cost_limited(self) -> bool:
+        return self.budget is not None and self.budget.max_cost_usd is not None
 
     def begin(
         self,

@@ -203,6 +203,14 @@ class TogetherFineTuneOptions(TogetherOptions):
     endpoint_poll_interval_s: float = option(
         10.0, gt=0, changes_results=False, help="seconds between endpoint readiness polls"
     )
+    endpoint_usd_per_hour: float | None = option(
+        None,
+        gt=0,
+        changes_results=False,
+        help="the endpoint's price in USD per hour per replica, counted by the budget when "
+        "Together's hardware list gives none (an explicit deployment_config, say); with "
+        "budget.max_cost_usd set, an endpoint of unknown price is not created without it",
+    )
     keep_endpoint: bool = option(
         False, changes_results=False, help="leave the endpoint running after serving"
     )

@@ -437,7 +437,16 @@ class DedicatedEndpoint:
         model_path = await self._model_path()
         config_path, hardware, cents = await self._config_path(model_path)
         name = self.options.endpoint_name or _endpoint_name(self.model.model)
-        per_hour = cents * self.options.min_replicas / 100.0 if cents is not None else None
+        per_hour = self._per_hour(cents)
+        if per_hour is None and self.resources.cost_limited:
+            raise ConfigurationError(
+                f"Together's hardware list gives no price for the endpoint that would serve "
+                f"{self.model.model} ({hardware or 'config ' + config_path}), so "
+                f"budget.max_cost_usd could not count what it costs. Set the price in the "
+                f"fine-tune options (endpoint_usd_per_hour = USD per hour per replica), or "
+                f"choose listed hardware (`together endpoints hardware`), and run the same "
+                f"command again; nothing was created."
+            )
         self.resource = self.resources.begin(
             "endpoint",
             key=self.model.model,
@@ -450,7 +459,11 @@ class DedicatedEndpoint:
             },
             usd_per_hour=per_hour,
         )
-        price = f"${per_hour:.2f}/h" if per_hour is not None else "price unknown"
+        price = (
+            f"${per_hour:.2f}/h"
+            if per_hour is not None
+            else "price unknown: its cost is not counted; set endpoint_usd_per_hour to count it"
+        )
         self._notify(
             f"Creating Together endpoint {name} for {self.model.model} on "
             f"{hardware or 'the hardware of ' + config_path} ({price})."
@@ -460,6 +473,14 @@ class DedicatedEndpoint:
         )
         self.resource = self.resources.update(self.resource, provider_id=self.endpoint.id)
         _emit(self.progress, phase="endpoint_created", endpoint=self.endpoint.name)
+
+    def _per_hour(self, cents_per_replica: int | None) -> float | None:
+        """USD per hour at the autoscaling floor: Together's listed price, else the user's."""
+        if cents_per_replica is not None:
+            per_replica: float | None = cents_per_replica / 100.0
+        else:
+            per_replica = self.options.endpoint_usd_per_hour
+        return None if per_replica is None else per_replica * self.options.min_replicas
 
     async def _deploy(self) -> None:
         assert self.resource is not None
@@ -631,8 +652,7 @@ class DedicatedEndpoint:
         price: float | None = None
         hardware = self._detail("hardware") or getattr(deployment, "hardware", None)
         if self.resource.usd_per_hour is None and hardware:
-            cents = _price_of(await self._catalog(), hardware)
-            price = cents * self.options.min_replicas / 100.0 if cents is not None else None
+            price = self._per_hour(_price_of(await self._catalog(), hardware))
         self.resource = self.resources.update(
             self.resource, state="live", detail={"hardware": hardware}, usd_per_hour=price
         )

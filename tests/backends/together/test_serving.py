@@ -317,6 +317,10 @@ class StubClient:
         #: raised, in turn, by the next deployment GETs / endpoint DELETEs
         self.poll_errors: list[Exception] = []
         self.delete_errors: list[Exception] = []
+        #: Together's hardware list: the configs' hardware at $4.00/h unless a test says otherwise
+        self.catalog = [
+            SimpleNamespace(id="it", name="1xnvidia-h100-80gb", price_cents_per_hour=400)
+        ]
         ns = SimpleNamespace
         self.models = ns(retrieve=self._model, configs=ns(list=self._configs))
         self.endpoints = ns(
@@ -343,9 +347,7 @@ class StubClient:
         yield SimpleNamespace(id="cr_1", project_id="p", selectors=sel)
 
     async def _hardware(self) -> Any:
-        return SimpleNamespace(
-            data=[SimpleNamespace(id="it", name="1xnvidia-h100-80gb", price_cents_per_hour=400)]
-        )
+        return SimpleNamespace(data=self.catalog)
 
     async def _ep_create(self, **kw: Any) -> Any:
         self.calls.append("endpoint.create")
@@ -397,6 +399,46 @@ def ledger() -> Resources:
 def settings(**kw: Any) -> TogetherFineTuneOptions:
     base = {"serving": "dedicated", "endpoint_poll_interval_s": 0.001, "endpoint_name": "judge-x"}
     return TogetherFineTuneOptions(**{**base, **kw})
+
+
+async def test_an_endpoint_of_unknown_price_is_not_created_under_a_cost_limit(tmp_path):
+    from ste_core.engine.budget import Budget
+    from ste_core.engine.store import RunStore
+    from ste_core.resources import LedgerResources
+
+    client = StubClient()
+    client.catalog = []  # the hardware list names no price for it
+    with RunStore(tmp_path / "store.sqlite") as store:
+        limited = LedgerResources(store, Budget(max_cost_usd=5.0, ledger=store), "together")
+        with pytest.raises(ConfigurationError, match="endpoint_usd_per_hour") as info:
+            async with serve_model(client, MODEL, settings(), limited):
+                pass
+        assert "nothing was created" in str(info.value)
+        assert "endpoint.create" not in client.calls and store.resources() == []
+
+        # With the user's price it is created, and its cost counts at that price.
+        budget = Budget(max_cost_usd=5.0, ledger=store)
+        limited = LedgerResources(store, budget, "together")
+        async with serve_model(
+            client, MODEL, settings(endpoint_usd_per_hour=2.5, min_replicas=2), limited
+        ):
+            (live,) = limited.open("endpoint")
+            assert live.usd_per_hour == pytest.approx(5.0)  # two replicas at the floor
+            assert budget.spent_usd > 0
+        (ended,) = store.resources()
+        assert ended.cost_usd == pytest.approx(5.0 * ended.uptime_s() / 3600, rel=0.01)
+
+
+async def test_without_a_cost_limit_an_unpriced_endpoint_says_its_cost_is_not_counted():
+    client = StubClient()
+    client.catalog = []
+    res = ledger()
+    async with serve_model(client, MODEL, settings(), res):
+        pass
+    assert "endpoint.create" in client.calls
+    assert any("price unknown: its cost is not counted" in n for n in res.notes)  # type: ignore[attr-defined]
+    (ended,) = res.all()
+    assert ended.usd_per_hour is None and ended.cost_usd == 0
 
 
 async def test_ready_timeout_deletes_the_endpoint():
