@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import sys
 import time
 from typing import IO, Any
@@ -107,7 +108,9 @@ class JsonReporter(Reporter):
     def __init__(self, stream: IO[str] | None = None, *, interval_s: float = 5.0) -> None:
         super().__init__(stream or sys.stdout)
         self.interval_s = interval_s
-        self._last = 0.0
+        # -inf, not 0: time.monotonic() may count from boot, and a machine up for less than
+        # `interval_s` would otherwise hold back the first line.
+        self._last = -math.inf
         self._stage: tuple[int, str] | None = None
         self._phase: str | None = None
         self._total: int | None = None
@@ -126,7 +129,7 @@ class JsonReporter(Reporter):
     def phase(self, name: str | None = None, total: int | None = None) -> None:
         self._phase, self._total = name, total
         if name is not None:  # a named pass begins: say so now, not at the next throttled line
-            self._last = 0.0
+            self._last = -math.inf
         self.progress(0, total)
 
     def progress(self, done: int, total: int | None = None, **kw: Any) -> None:
