@@ -256,7 +256,12 @@ def train(job: dict[str, Any], files: JobFiles) -> dict[str, Any]:
             "target was cut off entirely by max_length"
         )
     world_size = trainer.accelerator.num_processes
-    files.update_status(message="training", examples=used, device=device, world_size=world_size)
+    precision = (
+        "bf16 mixed" if bf16 else "fp16 mixed" if fp16 else str(load_dtype).removeprefix("torch.")
+    )
+    files.update_status(
+        message="training", examples=used, device=device, precision=precision, world_size=world_size
+    )
     output = trainer.train()
     files.update_status(message="saving the adapter")
     _save_adapter(trainer, tokenizer, files.adapter, main=files.writes)
@@ -267,7 +272,29 @@ def train(job: dict[str, Any], files: JobFiles) -> dict[str, Any]:
         "base_model": base_model,
         "train_loss": getattr(output, "training_loss", None),
         "step": trainer.state.global_step,
+        **throughput(output, trainer.state.log_history),
     }
+
+
+def throughput(output: Any, log_history: list[dict[str, Any]]) -> dict[str, float]:
+    """How fast training went, for status.json (and benchmarks/training_speed.py): the
+    Trainer's own runtime and steps per second, and the tokens TRL counted (`num_tokens`, all
+    ranks together, prompts included) per second, where it logs them (SFT, GRPO)."""
+    metrics = getattr(output, "metrics", None) or {}
+    out: dict[str, float] = {}
+    runtime = metrics.get("train_runtime")
+    if isinstance(runtime, (int, float)) and runtime > 0:
+        out["train_runtime_s"] = float(runtime)
+        steps = metrics.get("train_steps_per_second")
+        if isinstance(steps, (int, float)):
+            out["steps_per_second"] = float(steps)
+        tokens = [
+            e["num_tokens"] for e in log_history if isinstance(e.get("num_tokens"), (int, float))
+        ]
+        if tokens:
+            out["train_tokens"] = float(tokens[-1])
+            out["tokens_per_second"] = float(tokens[-1]) / float(runtime)
+    return out
 
 
 def dpo_loss_args(dpo: dict[str, Any]) -> dict[str, Any]:

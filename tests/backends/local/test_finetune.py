@@ -94,6 +94,13 @@ async def test_sft_then_continue_with_dpo_and_serve(tiny_model_dir: Path, tmp_pa
     assert state.loss is not None and state.loss > 0
     assert any("1 of 5 examples are longer than max_length" in e for e in state.events)
     assert any("TRL dropped 1 of 5 examples" in e for e in state.events)
+    # How fast it went, as the Trainer and TRL counted it (benchmarks/training_speed.py).
+    status = json.loads((Path(first.job_id) / "status.json").read_text())
+    assert status["train_runtime_s"] > 0 and status["steps_per_second"] > 0
+    assert status["train_tokens"] > 4 * 5  # the 4 examples kept, prompts included
+    assert status["tokens_per_second"] == pytest.approx(
+        status["train_tokens"] / status["train_runtime_s"]
+    )
     ref = state.model
     assert ref is not None and ref.inference_backend == "local"
     assert ref.base_model == str(tiny_model_dir)

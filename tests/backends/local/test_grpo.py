@@ -123,6 +123,8 @@ async def test_two_grpo_steps_through_the_worker(taught_model_dir: Path, tmp_pat
     state = await wait_for(ft, job.job_id, lambda s: s.status.terminal)
     assert state.status is JobStatus.SUCCEEDED, (state.message, state.events, job.job_id)
     assert any("GRPO: 3 pairs, 1 per generation batch, 4 completions" in e for e in state.events)
+    status = json.loads((Path(job.job_id) / "status.json").read_text())
+    assert status["steps_per_second"] > 0 and status["tokens_per_second"] > 0
 
     # Rewards logged per function, with the KL, to the events and the typed state.
     steps = [e for e in state.events if e.startswith("step ") and "reward/correct=" in e]
