@@ -3,6 +3,10 @@ the plugins' (`register_commands`: `ste demo` comes from the local backend's plu
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
+from typing import Any
+
 import typer
 
 from ste_core.cli import (
@@ -59,19 +63,30 @@ def build_app(host: PluginHost | None = None) -> typer.Typer:
     )
     cli.callback()(_root)
     # In the order a user meets them: the loop, measuring judges, then what is installed.
-    cli.command("init")(init_cmd.init)
-    cli.command("run")(run_cmd.run)
-    cli.command("evaluate")(evaluate_cmd.evaluate)
-    cli.command("score")(evaluate_cmd.score)
-    cli.command("status")(status_cmd.status)
-    cli.command("runs")(status_cmd.runs)
-    cli.command("report")(report_cmd.report)
-    cli.command("view")(view_cmd.view)
-    cli.command("cleanup")(cleanup_cmd.cleanup)
-    cli.command("backends")(backends_cmd.backends)
+    commands: list[tuple[str, Callable[..., Any]]] = [
+        ("init", init_cmd.init),
+        ("run", run_cmd.run),
+        ("evaluate", evaluate_cmd.evaluate),
+        ("score", evaluate_cmd.score),
+        ("status", status_cmd.status),
+        ("runs", status_cmd.runs),
+        ("report", report_cmd.report),
+        ("view", view_cmd.view),
+        ("cleanup", cleanup_cmd.cleanup),
+        ("backends", backends_cmd.backends),
+    ]
+    for name, function in commands:
+        cli.command(name, short_help=_summary(function))(function)
     cli.add_typer(templates_cmd.app, name="templates")
     _add_plugin_commands(cli, host)
     return cli
+
+
+def _summary(function: Callable[..., Any]) -> str:
+    """The first paragraph of `function`'s docstring on one line, for the commands table of
+    `ste --help`, which would keep the docstring's line breaks and cut sentences mid-way."""
+    doc = inspect.getdoc(function) or ""
+    return " ".join(doc.split("\n\n", 1)[0].split())
 
 
 def _add_plugin_commands(cli: typer.Typer, host: PluginHost | None) -> None:

@@ -77,6 +77,22 @@ def test_shell_completion_is_offered() -> None:
     assert "--install-completion" in out.output
 
 
+def test_the_commands_table_keeps_each_summary_whole() -> None:
+    """The table of `ste --help` reflows a command's summary: its docstring's line breaks do
+    not cut sentences in two."""
+    out = CliRunner().invoke(app, ["--help"], env={"COLUMNS": "200"}).output
+    lines = [" ".join(line.strip("│ ").split()) for line in out.splitlines()]
+    assert (
+        "init Write a commented starting config for a provider; it runs as written once the data "
+        "file and the key are there." in lines
+    )
+    assert any(
+        line.startswith("status Show a run's state:")
+        and line.endswith("Safe while the run is going.")
+        for line in lines
+    )
+
+
 class _HelloPlugin:
     """A plugin that adds `ste hello` (and tries to replace `ste run`, when told to)."""
 
