@@ -2,8 +2,8 @@
 
 No download, no account, no key: the generator and the seed judge are a tiny chat model built on
 the spot by `ste_backends.local.testing.build_tiny_chat_model` (a two-layer Qwen2-shaped model,
-trained for a few seconds to write parseable worse responses and verdicts; its judgements are
-coin flips, so the demo shows the machinery, never an improvement). It runs on the bundled
+trained for a few seconds to write parseable worse responses and verdicts; its verdicts ignore
+the responses, so the demo shows the machinery, never an improvement). It runs on the bundled
 instructions (`data/demo_instructions.jsonl` in this package) through every stage once: eval
 pairs, baseline and worse responses, judgements in both orders, selection, a LoRA fine-tune, and
 the seed judge M0 and the fine-tuned judge M1 scored on the same frozen pairs; then it prints
@@ -184,6 +184,8 @@ def _print_where(
         f"  report:        {run_dir / 'report.html'} (and report.md)\n"
         f"  browse it:     ste view {run_dir}\n"
         f"  the config:    {out / 'demo.toml'} (`ste run` it, or edit it)\n"
-        "The tiny model's verdicts are coin flips: this shows the machinery, not an improvement. "
+        "The tiny model's verdicts ignore the responses (sampled: A or B at random; greedy, as "
+        "in evaluation: mostly one letter whatever the order, so about 50%): this shows the "
+        "machinery, not an improvement. "
         "A real model: README's Quickstart (examples/quickstart.toml)."
     )
