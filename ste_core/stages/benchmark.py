@@ -166,7 +166,7 @@ def _frozen_benchmark(ctx: RunContext | Planner, bench: BenchmarkFile) -> Loaded
     try:
         if not frozen.exists():
             src = read_official_rows(bench.path, on_error="skip")
-            write_jsonl(frozen, (_jsonable(row) for _, row in src.rows))
+            write_jsonl(frozen, (_jsonable(row) for row in src.frozen()))
         return get_benchmark(bench.benchmark).load(frozen, on_error="skip").limit(bench.limit)
     except DataFileError as exc:
         raise ConfigurationError(f"{key}: {exc}") from exc

@@ -29,6 +29,7 @@ from ste_core.run.io import OnError, SkippedRow, read_rows
 
 __all__ = [
     "DEFAULT_MAX_ERROR_RATE",
+    "ORIGIN_KEY",
     "PAIR_RULES",
     "OfficialRows",
     "PairRule",
@@ -59,6 +60,12 @@ PAIR_RULES: dict[str, str] = {
 # --------------------------------------------------------------------------------------------
 
 
+#: A frozen copy of official rows (a run's bench_<name>.rows.jsonl) keeps under this key the
+#: data file each row came from, so a reader that names things by file (PPE's correctness sets)
+#: reads the copy as it read the original. It is taken out of the row before parsing.
+ORIGIN_KEY = "_ste_origin"
+
+
 @dataclass
 class OfficialRows:
     """The rows of a benchmark file (dicts as the official release spells them)."""
@@ -66,6 +73,17 @@ class OfficialRows:
     path: Path
     rows: list[tuple[int, dict[str, Any]]]  # (line or row number, row)
     skipped: list[SkippedRow] = field(default_factory=list)
+    #: row number -> the data file it came from, where that is not `path` itself
+    origins: dict[int, str] = field(default_factory=dict)
+
+    def origin(self, n: int) -> str:
+        """The absolute path of the file (or `datasets` directory) row `n` came from."""
+        return self.origins.get(n, self.path.as_posix())
+
+    def frozen(self) -> Iterator[dict[str, Any]]:
+        """The rows with their origin, for a copy that `read_official_rows` reads back alike."""
+        for n, row in self.rows:
+            yield {ORIGIN_KEY: self.origin(n), **row}
 
 
 _DATA_SUFFIXES = (".jsonl", ".json", ".parquet", ".pq")
@@ -105,7 +123,7 @@ def read_official_rows(path: str | Path, *, on_error: OnError = "raise") -> Offi
     if path.is_dir():
         if (path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists():
             out.rows = list(enumerate(_dataset_rows(path), start=1))
-            return out
+            return _take_origins(out)
         files = sorted(p for p in path.rglob("*") if p.suffix.lower() in _DATA_SUFFIXES)
         if not files:
             raise DataFileError(
@@ -123,10 +141,21 @@ def read_official_rows(path: str | Path, *, on_error: OnError = "raise") -> Offi
                 rows.reject(f"expected a JSON object, got {type(row).__name__}")
                 continue
             out.rows.append((n, row))
+            if f != path:
+                out.origins[n] = f.as_posix()
         out.skipped += [
             SkippedRow(s.line, s.reason if len(files) == 1 else f"{f.name}: {s.reason}")
             for s in rows.skipped
         ]
+    return _take_origins(out)
+
+
+def _take_origins(out: OfficialRows) -> OfficialRows:
+    """Move a frozen copy's recorded origins (ORIGIN_KEY) out of its rows."""
+    for n, row in out.rows:
+        origin = row.pop(ORIGIN_KEY, None)
+        if isinstance(origin, str):
+            out.origins[n] = origin
     return out
 
 
@@ -159,19 +188,21 @@ def string_list(row: Mapping[str, Any], key: str) -> list[str]:
 
 def load_items(
     path: str | Path,
-    parse: Callable[[dict[str, Any]], Any],
+    parse: Callable[..., Any],
     key: Callable[[Any], str | None],
     *,
     on_error: OnError,
+    with_origin: bool = False,
 ) -> tuple[list[Any], OfficialRows]:
     """Parse every row with `parse` (ValueError = a bad row); duplicate keys are bad rows (a
-    key of None is not checked)."""
+    key of None is not checked). With `with_origin`, `parse` also gets the row's data file
+    (`OfficialRows.origin`)."""
     src = read_official_rows(path, on_error=on_error)
     items: list[Any] = []
     seen: dict[str, int] = {}
     for line, row in src.rows:
         try:
-            item = parse(row)
+            item = parse(row, src.origin(line)) if with_origin else parse(row)
             k = key(item)
             if k is not None and k in seen:
                 raise ValueError(f"duplicate id {k!r} (first at row {seen[k]})")

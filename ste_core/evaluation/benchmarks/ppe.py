@@ -8,25 +8,33 @@ Two kinds of official rows, told apart by their columns:
   becomes `chosen`, the other response `rejected`. **Ties are left out** of the accuracy (PPE
   measures agreement with a stated preference; a tie states none) and counted in the result.
 * correctness (`lmarena-ai/PPE-MMLU-Pro-Best-of-K`, -MATH-, -GPQA-, -IFEval-, -MBPP-Plus-):
-  ``question_id, prompt, response_1..response_K, scores`` (1 = a correct response) and
-  ``sampled_conflict_pairs`` (index pairs into the responses, 0 = response_1). Each pair with
-  different scores becomes one comparison, the correct response being `chosen`.
+  ``question_id, model_name, prompt, response_1..response_K, scores`` (true / 1 = a correct
+  response) and ``sampled_conflict_pairs`` (index pairs into the responses, 0 = response_1).
+  A question has one row per answering model, so a comparison's id is
+  ``<question_id>:<model_name>:<good>><bad>``. Each pair with different scores becomes one
+  comparison, the correct response being `chosen`; a pair repeated within a row is judged once
+  (counted in the warnings).
 
 Figures: overall accuracy, per ``language``, per true boolean category column, and for
-correctness rows per set (the ``benchmark`` or ``source`` column, else the file's name).
+correctness rows per set: the ``benchmark`` or ``source`` column, else the set named in the
+row's file path as the hub names it (``PPE-MATH-Best-of-K`` -> ``math``), else the file's
+name. With several sets, ``correctness_mean_of_sets`` is the unweighted mean of their
+accuracies. A run's frozen copy of the rows keeps each row's file (`base.ORIGIN_KEY`), so the
+loop names the sets as `ste evaluate` does.
 
 Source of the rules: the PPE paper (arXiv 2410.14872) and the datasets' cards. The official
-code (github.com/lmarena-ai/PPE) was not available to this port, so no function is ported and
-the result says so; treat the figures as PPE-style pairwise accuracies. A pair's two orders make
-one decision by `pair_rule`: ``consistent`` (default; position-consistent accuracy, as J1
-and EvalPlanner report PPE) or ``mean``.
+code (github.com/lmarena/PPE, linked from the dataset cards) was not available to this port,
+so no function is ported and the result says so; treat the figures as PPE-style pairwise
+accuracies. A pair's two orders make one decision by `pair_rule`: ``consistent`` (default;
+position-consistent accuracy, as J1 and EvalPlanner report PPE) or ``mean``.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ste_core.errors import DataFileError
@@ -43,7 +51,8 @@ from ste_core.evaluation.benchmarks.base import (
     require,
     two_order_score,
 )
-from ste_core.records import BenchmarkResult, Drop, Judgement, ResponsePair
+from ste_core.evaluation.stats import stratified_bootstrap
+from ste_core.records import BenchmarkFigure, BenchmarkResult, Drop, Judgement, ResponsePair
 from ste_core.run.io import OnError
 
 NAME = "ppe"
@@ -69,6 +78,7 @@ class PPEItem:
     chosen: str
     rejected: str
     categories: tuple[str, ...] = field(default=())
+    correctness_set: str | None = None  # None: a human-preference comparison
 
     def pair(self) -> ResponsePair:
         return ResponsePair(
@@ -85,6 +95,7 @@ class PPEItem:
 class PPEFile:
     items: list[PPEItem]
     ties: int = 0  # human-preference rows left out as ties
+    repeated: int = 0  # conflict pairs that repeat an earlier pair of their row, judged once
 
 
 def _qid(row: dict[str, Any], n: int) -> str:
@@ -111,7 +122,22 @@ def _human_item(row: dict[str, Any], qid: str) -> PPEItem | None:
     return PPEItem(qid, require(row, "prompt", str), chosen, rejected, tuple(_flags(row)))
 
 
-def _correctness_items(row: dict[str, Any], qid: str, default_set: str) -> list[PPEItem]:
+_HUB_SET = re.compile(r"PPE-(.+?)-Best-of-K", re.IGNORECASE)
+
+
+def set_name(row: dict[str, Any], origin: str) -> str:
+    """A correctness row's set: its `benchmark` / `source` column, else the set in its file's
+    path as the hub names it (`.../PPE-MMLU-Pro-Best-of-K/...` -> ``mmlu-pro``), else the
+    file's name without suffix."""
+    name = row.get("benchmark", row.get("source"))
+    if isinstance(name, str) and name:
+        return name
+    found = _HUB_SET.findall(origin)
+    return found[-1].lower() if found else PurePosixPath(origin).stem
+
+
+def _correctness_items(row: dict[str, Any], qid: str, group: str) -> tuple[list[PPEItem], int]:
+    """The row's conflict pairs, and how many repeated an earlier pair of the row."""
     prompt = require(row, "prompt", str)
     responses: list[str] = []
     while f"response_{len(responses) + 1}" in row:
@@ -120,11 +146,17 @@ def _correctness_items(row: dict[str, Any], qid: str, default_set: str) -> list[
     pairs = as_list(row.get("sampled_conflict_pairs"))
     if not isinstance(scores, list) or len(scores) != len(responses):
         raise ValueError(f"'scores' must list one score per response ({len(responses)})")
+    if not all(isinstance(x, int | float) for x in scores):
+        raise ValueError("'scores' must be numbers or booleans (true / 1 = a correct response)")
     if not isinstance(pairs, list):
         raise ValueError("'sampled_conflict_pairs' must be a list of [i, j] index pairs")
-    name = row.get("benchmark", row.get("source"))
-    group = name if isinstance(name, str) else default_set
+    # The correctness sets answer each question with several models, one row per model: the
+    # comparison id names the model so that those rows' pairs stay apart.
+    model = row.get("model_name")
+    prefix = f"{qid}:{model}" if isinstance(model, str) and model else qid
     out: list[PPEItem] = []
+    seen: set[tuple[int, int]] = set()
+    repeated = 0
     for pair in pairs:
         pair = as_list(pair)
         if not (
@@ -140,17 +172,27 @@ def _correctness_items(row: dict[str, Any], qid: str, default_set: str) -> list[
         if scores[i] == scores[j]:
             continue  # not a conflict: nothing to prefer
         good, bad = (i, j) if scores[i] > scores[j] else (j, i)
+        if (good, bad) in seen:
+            repeated += 1  # the same comparison judged once, counted once
+            continue
+        seen.add((good, bad))
         out.append(
-            PPEItem(f"{qid}:{good}>{bad}", prompt, responses[good], responses[bad], (group,))
+            PPEItem(
+                f"{prefix}:{good}>{bad}",
+                prompt,
+                responses[good],
+                responses[bad],
+                (group,),
+                correctness_set=group,
+            )
         )
-    return out
+    return out, repeated
 
 
 def load(path: str | Path, *, on_error: OnError = "raise") -> tuple[PPEFile, Any]:
-    default_set = Path(path).stem
-    counter = {"ties": 0, "row": 0}
+    counter = {"ties": 0, "row": 0, "repeated": 0}
 
-    def parse(row: dict[str, Any]) -> list[PPEItem]:
+    def parse(row: dict[str, Any], origin: str) -> list[PPEItem]:
         counter["row"] += 1
         qid = _qid(row, counter["row"])
         if "winner" in row:
@@ -160,19 +202,24 @@ def load(path: str | Path, *, on_error: OnError = "raise") -> tuple[PPEFile, Any
                 return []
             return [item]
         if "scores" in row:
-            return _correctness_items(row, qid, default_set)
+            items, repeated = _correctness_items(row, qid, set_name(row, origin))
+            counter["repeated"] += repeated
+            return items
         raise ValueError("needs 'winner' (human preference) or 'scores' (correctness)")
 
-    groups, src = load_items(path, parse, lambda _: None, on_error=on_error)
+    groups, src = load_items(path, parse, lambda _: None, on_error=on_error, with_origin=True)
     items = [i for g in groups for i in g]
     seen: set[str] = set()
     for it in items:
         if it.id in seen:
-            raise DataFileError(f"{src.path}: two comparisons share the id {it.id!r}")
+            raise DataFileError(
+                f"{src.path}: two comparisons share the id {it.id!r} (two rows with the same "
+                "question_id and model_name?)"
+            )
         seen.add(it.id)
     if not items:
         raise DataFileError(f"{src.path}: no comparison to score ({counter['ties']} tie rows)")
-    return PPEFile(items=items, ties=counter["ties"]), src
+    return PPEFile(items=items, ties=counter["ties"], repeated=counter["repeated"]), src
 
 
 def score(
@@ -208,7 +255,28 @@ def score(
             )
     head = overall.figure(seed=seed, confidence=confidence)
     rate, refused = error_gate(len(items), overall.errors, overall.missing, max_error_rate)
+    extra = {
+        "overall": head,
+        "order_mean": overall.figure("mean", seed=seed, confidence=confidence),
+        "position_consistent": overall.figure("consistent", seed=seed, confidence=confidence),
+    }
+    sets = sorted({i.correctness_set for i in items if i.correctness_set is not None})
+    if len(sets) > 1:
+        extra["correctness_mean_of_sets"] = _mean_of_sets(
+            {name: groups[name] for name in sets}, seed=seed, confidence=confidence
+        )
+    unscored = [name for name in sets if not groups[name].scores]
     warnings = [f"{file.ties} tie row(s) left out (no stated preference)"] * bool(file.ties)
+    if unscored and len(unscored) < len(sets):
+        warnings.append(
+            f"correctness set(s) without a scored comparison: {', '.join(unscored)}; the mean "
+            "of sets covers the others only"
+        )
+    if file.repeated:
+        warnings.append(
+            f"{file.repeated} conflict pair(s) repeating an earlier pair of their row were "
+            "judged and counted once"
+        )
     if got.unknown:
         warnings.append(f"{got.unknown} judgement(s) of pairs not in the file were ignored")
     return BenchmarkResult(
@@ -220,11 +288,7 @@ def score(
         headline_ci=None if refused else head.ci,
         refused=refused,
         figures={c: t.figure(seed=seed, confidence=confidence) for c, t in sorted(groups.items())},
-        extra={
-            "overall": head,
-            "order_mean": overall.figure("mean", seed=seed, confidence=confidence),
-            "position_consistent": overall.figure("consistent", seed=seed, confidence=confidence),
-        },
+        extra=extra,
         n_items=len(items),
         error_count=overall.errors,
         missing_count=overall.missing,
@@ -236,3 +300,24 @@ def score(
         warnings=warnings,
         item_scores=item_scores,
     )
+
+
+def _mean_of_sets(tallies: dict[str, Tally], *, seed: int, confidence: float) -> BenchmarkFigure:
+    """The unweighted mean of the correctness sets' accuracies (each set counts the same
+    however many conflict pairs it has), with a bootstrap that resamples within each set."""
+    present = {name: t.scores for name, t in tallies.items() if t.scores}
+    counts = {
+        "errors": sum(t.errors for t in tallies.values()),
+        "missing": sum(t.missing for t in tallies.values()),
+        "parse_failures": sum(t.parse_failures for t in tallies.values()),
+    }
+    n = sum(len(xs) for xs in present.values())
+    if not present:
+        return BenchmarkFigure(value=None, n=0, **counts)
+
+    def statistic(means: dict[str, float]) -> dict[str, float]:
+        return {"mean": sum(means.values()) / len(means)}
+
+    ci = stratified_bootstrap(present, statistic, seed=seed, confidence=confidence)["mean"]
+    value = sum(sum(xs) / len(xs) for xs in present.values()) / len(present)
+    return BenchmarkFigure(value=value, ci=ci, n=n, **counts)

@@ -67,6 +67,31 @@ async def test_published_benchmarks_are_scored_for_every_judge(tmp_path: Path, s
         assert f"{name}: {headline(result.metrics[1].benchmark_results[name])}" in row
 
 
+async def test_ppe_correctness_sets_keep_their_names_through_the_frozen_copy(
+    tmp_path: Path, scripted
+) -> None:
+    # A folder of two correctness sets: the stage judges a frozen copy in the run directory,
+    # and the per-set figures still carry the sets' names (not the copy's file name).
+    sets = tmp_path / "ppe"
+    sets.mkdir()
+    for name in ("math", "gpqa"):
+        rows = [
+            {"question_id": f"{name}{i}", "model_name": "x", "prompt": f"Question {name} {i}?",
+             "response_1": f"Right answer {i}.", "response_2": f"Wrong answer {i}.",
+             "scores": [True, False], "sampled_conflict_pairs": [[0, 1]]}
+            for i in range(3)
+        ]  # fmt: skip
+        write(sets / f"{name}.jsonl", rows)
+    benches = [{"name": "ppe", "benchmark": "ppe", "path": str(sets)}]
+    cfg = config_with(tmp_path, **{"evaluation.benchmarks": benches})
+    result = await Pipeline(cfg).run(iterations=1)
+    got = result.metrics[1].benchmark_results["ppe"]
+    assert got.n_items == 6 and got.error_count == 0
+    assert {"math", "gpqa"} <= set(got.figures)
+    assert got.figures["math"].n == 3 and got.figures["gpqa"].n == 3
+    assert "correctness_mean_of_sets" in got.extra
+
+
 async def test_select_on_a_validation_file_never_uses_eval_items(tmp_path: Path, scripted) -> None:
     val = str(tmp_path / "val.jsonl")
     cfg = config_with(tmp_path, **{"evaluation.select_on": val})

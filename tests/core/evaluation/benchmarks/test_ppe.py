@@ -82,3 +82,94 @@ def test_bad_winner_is_a_bad_row(tmp_path: Path) -> None:
     path = write(tmp_path / "p.jsonl", [human("1", "model_c")])
     with pytest.raises(DataFileError, match="'winner' must be one of"):
         get_benchmark("ppe").load(path)
+
+
+def correctness(qid: str, model: str, scores: list[Any], pairs: list[list[int]]) -> dict[str, Any]:
+    """A row laid out as the hub's correctness sets are: one row per (question, model)."""
+    row: dict[str, Any] = {"question_id": qid, "model_name": model, "prompt": f"q {qid}",
+                           "scores": scores, "sampled_conflict_pairs": pairs,
+                           "mean_score": sum(scores) / len(scores), "category": "math"}  # fmt: skip
+    row.update({f"response_{k + 1}": f"{model} answer {k} to {qid}" for k in range(len(scores))})
+    return row
+
+
+def test_a_question_answered_by_several_models_keeps_each_models_pairs(tmp_path: Path) -> None:
+    # The hub's sets have 4 rows per question_id (one per model_name) with boolean scores; a
+    # repeated pair ([0, 1] then [1, 0]) is one comparison, judged and counted once.
+    rows = [
+        correctness("q1", "gpt-4o-mini", [True, False, True], [[0, 1], [1, 0], [1, 2]]),
+        correctness("q1", "llama-3-8b", [False, True, False], [[0, 1], [0, 2]]),
+    ]
+    loaded = get_benchmark("ppe").load(write(tmp_path / "PPE-MATH-Best-of-K.jsonl", rows))
+    assert [(p.id, p.chosen, p.subset) for p in loaded.pairs] == [
+        ("q1:gpt-4o-mini:0>1", "gpt-4o-mini answer 0 to q1", "math"),
+        ("q1:gpt-4o-mini:2>1", "gpt-4o-mini answer 2 to q1", "math"),
+        ("q1:llama-3-8b:1>0", "llama-3-8b answer 1 to q1", "math"),
+    ]
+    assert loaded.data.repeated == 1
+    records = [r for p in loaded.pairs for r in picks(p.id, "chosen", "chosen")]
+    res = get_benchmark("ppe").score(loaded, records)
+    assert res.headline == 1.0 and res.n_items == 3
+    assert any("1 conflict pair(s) repeating" in w for w in res.warnings)
+    assert "correctness_mean_of_sets" not in res.extra  # one set: the overall says it all
+
+
+def test_sets_are_named_as_the_hub_names_them_and_averaged_unweighted(tmp_path: Path) -> None:
+    # A folder holding two hub snapshots, each with a generically named shard: the set comes
+    # from the snapshot's name, not from the shard's.
+    def snapshot(name: str, rows: list[dict[str, Any]]) -> None:
+        data = tmp_path / "hub" / f"datasets--lmarena-ai--PPE-{name}-Best-of-K" / "snapshots"
+        data = data / "0a1b" / "data"
+        data.mkdir(parents=True)
+        write(data / "train-00000-of-00001.jsonl", rows)
+
+    snapshot("MATH", [correctness("m1", "x", [1, 0, 0], [[0, 1], [0, 2]])])
+    snapshot("GPQA", [correctness("g1", "x", [0, 1], [[0, 1]])])
+    loaded = get_benchmark("ppe").load(tmp_path / "hub")
+    assert [(p.id, p.subset) for p in loaded.pairs] == [
+        ("g1:x:1>0", "gpqa"),
+        ("m1:x:0>1", "math"),
+        ("m1:x:0>2", "math"),
+    ]
+    # gpqa 1 of 1 right, math 1 of 2: pooled 2/3, mean of the two sets (1 + 0.5) / 2 = 0.75.
+    records = picks("g1:x:1>0", "chosen", "chosen") + picks("m1:x:0>1", "chosen", "chosen")
+    records += picks("m1:x:0>2", "chosen", "rejected")
+    res = get_benchmark("ppe").score(loaded, records, seed=3)
+    assert res.headline == pytest.approx(2 / 3)
+    assert res.figures["math"].value == 0.5 and res.figures["gpqa"].value == 1.0
+    mean = res.extra["correctness_mean_of_sets"]
+    assert mean.value == pytest.approx(0.75) and mean.n == 3
+    assert mean.ci is not None and mean.ci[0] <= 0.75 <= mean.ci[1]
+    # A set whose every request failed is named, not silently left out of the mean.
+    records = picks("m1:x:0>1", "chosen", "chosen") + picks("m1:x:0>2", "chosen", "chosen")
+    records += [fail("g1:x:1>0", AB), fail("g1:x:1>0", BA)]
+    res = get_benchmark("ppe").score(loaded, records, max_error_rate=0.5)
+    assert res.extra["correctness_mean_of_sets"].value == 1.0
+    assert res.extra["correctness_mean_of_sets"].errors == 1
+    assert any("without a scored comparison: gpqa" in w for w in res.warnings)
+
+
+def test_a_frozen_copy_names_the_sets_as_the_original_does(tmp_path: Path) -> None:
+    # The loop copies official rows into the run directory before scoring; the copy keeps
+    # each row's file, so the sets keep their names (not the copy's).
+    from ste_core.evaluation.benchmarks import read_official_rows
+    from ste_core.evaluation.benchmarks.base import ORIGIN_KEY
+
+    src_dir = tmp_path / "sets"
+    src_dir.mkdir()
+    write(src_dir / "mbpp_plus.jsonl", [correctness("b1", "x", [1, 0], [[0, 1]])])
+    write(src_dir / "ifeval.jsonl", [correctness("i1", "x", [0, 1], [[1, 0]])])
+    original = get_benchmark("ppe").load(src_dir)
+    copy = write(tmp_path / "bench_ppe.rows.jsonl", list(read_official_rows(src_dir).frozen()))
+    frozen = get_benchmark("ppe").load(copy)
+    assert [(p.id, p.subset) for p in frozen.pairs] == [(p.id, p.subset) for p in original.pairs]
+    assert {p.subset for p in frozen.pairs} == {"mbpp_plus", "ifeval"}
+    # The origin is taken out of the row: nothing downstream sees it as a column.
+    assert all(ORIGIN_KEY not in row for _, row in read_official_rows(copy).rows)
+
+
+def test_scores_that_are_not_numbers_are_a_bad_row(tmp_path: Path) -> None:
+    row = correctness("q1", "x", [1, 0], [[0, 1]])
+    row["scores"] = ["yes", "no"]
+    with pytest.raises(DataFileError, match="'scores' must be numbers or booleans"):
+        get_benchmark("ppe").load(write(tmp_path / "p.jsonl", [row]))
