@@ -173,3 +173,23 @@ def test_scores_that_are_not_numbers_are_a_bad_row(tmp_path: Path) -> None:
     row["scores"] = ["yes", "no"]
     with pytest.raises(DataFileError, match="'scores' must be numbers or booleans"):
         get_benchmark("ppe").load(write(tmp_path / "p.jsonl", [row]))
+
+
+def test_reads_the_hubs_parquet_with_nested_pair_lists(tmp_path: Path) -> None:
+    # The hub ships Parquet: scores list<bool>, sampled_conflict_pairs list<list<int64>>.
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    rows = [
+        correctness("q7", "claude-3-haiku", [False, True, True], [[0, 1], [2, 0]]),
+        correctness("q7", "gemma-2-9b", [True, False, False], [[0, 2]]),
+    ]
+    shard = tmp_path / "PPE-MBPP-Plus-Best-of-K" / "data" / "train-00000-of-00001.parquet"
+    shard.parent.mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist(rows), shard)
+    loaded = get_benchmark("ppe").load(tmp_path / "PPE-MBPP-Plus-Best-of-K")
+    assert [(p.id, p.subset) for p in loaded.pairs] == [
+        ("q7:claude-3-haiku:1>0", "mbpp-plus"),
+        ("q7:claude-3-haiku:2>0", "mbpp-plus"),
+        ("q7:gemma-2-9b:0>2", "mbpp-plus"),
+    ]
