@@ -122,7 +122,7 @@ def _human_item(row: dict[str, Any], qid: str) -> PPEItem | None:
     return PPEItem(qid, require(row, "prompt", str), chosen, rejected, tuple(_flags(row)))
 
 
-_HUB_SET = re.compile(r"PPE-(.+?)-Best-of-K", re.IGNORECASE)
+_HUB_SET = re.compile(r"PPE-([^/]+?)-Best-of-K", re.IGNORECASE)  # within one path part
 
 
 def set_name(row: dict[str, Any], origin: str) -> str:

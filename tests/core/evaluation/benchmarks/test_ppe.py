@@ -116,16 +116,17 @@ def test_a_question_answered_by_several_models_keeps_each_models_pairs(tmp_path:
 
 def test_sets_are_named_as_the_hub_names_them_and_averaged_unweighted(tmp_path: Path) -> None:
     # A folder holding two hub snapshots, each with a generically named shard: the set comes
-    # from the snapshot's name, not from the shard's.
+    # from the snapshot's name, not from the shard's (nor from a "ppe-" higher up the path).
     def snapshot(name: str, rows: list[dict[str, Any]]) -> None:
-        data = tmp_path / "hub" / f"datasets--lmarena-ai--PPE-{name}-Best-of-K" / "snapshots"
+        data = tmp_path / "ppe-data" / "hub" / f"datasets--lmarena-ai--PPE-{name}-Best-of-K"
+        data = data / "snapshots"
         data = data / "0a1b" / "data"
         data.mkdir(parents=True)
         write(data / "train-00000-of-00001.jsonl", rows)
 
     snapshot("MATH", [correctness("m1", "x", [1, 0, 0], [[0, 1], [0, 2]])])
     snapshot("GPQA", [correctness("g1", "x", [0, 1], [[0, 1]])])
-    loaded = get_benchmark("ppe").load(tmp_path / "hub")
+    loaded = get_benchmark("ppe").load(tmp_path / "ppe-data" / "hub")
     assert [(p.id, p.subset) for p in loaded.pairs] == [
         ("g1:x:1>0", "gpqa"),
         ("m1:x:0>1", "math"),
