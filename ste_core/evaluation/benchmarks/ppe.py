@@ -261,6 +261,7 @@ def score(
         "position_consistent": overall.figure("consistent", seed=seed, confidence=confidence),
     }
     sets = sorted({i.correctness_set for i in items if i.correctness_set is not None})
+    human_rows = bool(file.ties) or any(i.correctness_set is None for i in items)
     if len(sets) > 1:
         extra["correctness_mean_of_sets"] = _mean_of_sets(
             {name: groups[name] for name in sets}, seed=seed, confidence=confidence
@@ -283,7 +284,11 @@ def score(
         benchmark=NAME,
         rule_version=f"{RULE_VERSION}; pair rule {pair_rule}",
         comparability=comparability(pair_rule),
-        headline_name="pairwise accuracy (ties excluded)",
+        headline_name=(
+            "pairwise accuracy (ties excluded)"
+            if human_rows
+            else "pairwise accuracy (correct vs incorrect responses)"
+        ),
         headline=None if refused else head.value,
         headline_ci=None if refused else head.ci,
         refused=refused,

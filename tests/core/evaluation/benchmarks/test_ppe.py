@@ -46,6 +46,7 @@ def test_winner_maps_to_chosen_and_ties_are_left_out(tmp_path: Path) -> None:
     records = picks("1", "chosen", "chosen") + picks("2", "chosen", "rejected")
     res = get_benchmark("ppe").score(loaded, records)
     assert res.headline == 0.5  # position-consistent: pair 2 flips with the order
+    assert res.headline_name == "pairwise accuracy (ties excluded)"
     assert res.extra["order_mean"].value == 0.75
     assert res.figures["hard_prompt"].value == 1.0 and res.figures["hard_prompt"].n == 1
     assert res.figures["is_code"].value == 0.0
@@ -137,6 +138,7 @@ def test_sets_are_named_as_the_hub_names_them_and_averaged_unweighted(tmp_path: 
     records += picks("m1:x:0>2", "chosen", "rejected")
     res = get_benchmark("ppe").score(loaded, records, seed=3)
     assert res.headline == pytest.approx(2 / 3)
+    assert res.headline_name == "pairwise accuracy (correct vs incorrect responses)"
     assert res.figures["math"].value == 0.5 and res.figures["gpqa"].value == 1.0
     mean = res.extra["correctness_mean_of_sets"]
     assert mean.value == pytest.approx(0.75) and mean.n == 3
