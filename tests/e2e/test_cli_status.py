@@ -3,7 +3,10 @@ it finished; `ste runs` over several runs."""
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -33,16 +36,24 @@ def test_status_while_running_after_a_kill_and_when_done(
     seen: list[str] = []
 
     def judging_seen() -> bool:
-        # Asked from this process while the run goes on in its own.
-        if not (run / "status.json").exists():
+        # Judging lasts about a second, less than `ste status` may take to start: polling it
+        # could miss the window. So status.json is polled here, and once it says judge@1 the
+        # run is held (SIGSTOP: its process stays alive) while `ste status` asks from another.
+        try:
+            live = json.loads((run / "status.json").read_text(encoding="utf-8"))
+        except (FileNotFoundError, json.JSONDecodeError):
             return False
+        if live.get("stage") != "judge" or live.get("iteration") != 1:
+            return False
+        os.kill(live["pid"], signal.SIGSTOP)
         out = _status(run)
         assert out.returncode == 0, out.stderr
         seen.append(out.stdout)
-        return "now: judge@1: " in out.stdout
+        return True
 
     _run_until(config, judging_seen)  # SIGKILLed once `ste status` saw it judging
     live = seen[-1]
+    assert "now: judge@1: " in live, live
     assert ": running" in live and "(updated" in live.split("now: judge@1: ", 1)[1]
     # the seed judge was evaluated before judging: its accuracy, interval and errors
     assert re.search(r"M0 fake-acc70: \d+\.\d% \[[\d.]+, [\d.]+\] \(n=10, 0 errors", live), live
