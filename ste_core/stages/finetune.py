@@ -83,6 +83,12 @@ class FineTuneResult:
         self.model, self.job_id, self.cost_usd, self.resumed = model, job_id, cost_usd, resumed
 
 
+_WORKER_STOPS = (
+    "interrupted: the %s training worker of job %s stops too; re-running the same command "
+    "trains again"
+)
+
+
 def file_digest(path: Path) -> str:
     h = hashlib.sha256()
     with path.open("rb") as fh:
@@ -351,6 +357,14 @@ async def run_finetune(
             reattached = False  # only the first poll after re-attaching can find such a leftover
             if state.status in (JobStatus.FAILED, JobStatus.CANCELLED):
                 settle(None)
+                if (
+                    state.status is JobStatus.CANCELLED
+                    and not backend.capabilities.outlives_interrupt
+                ):
+                    # Ctrl-C reaches a local worker too (the whole process group): it can record
+                    # "cancelled" before ste's own interrupt arrives here, which then lands
+                    # elsewhere; say it now.
+                    log.warning(_WORKER_STOPS, backend.name, job_id)
                 message = state.message or f"job {state.status.value}"
                 if state.events:
                     message += f" (last event: {state.events[-1]})"
@@ -364,12 +378,7 @@ async def run_finetune(
             await asyncio.sleep(poll_interval_s)
     except (asyncio.CancelledError, KeyboardInterrupt):
         if not backend.capabilities.outlives_interrupt:
-            log.warning(
-                "interrupted: the %s training worker of job %s stops too; re-running the same "
-                "command trains again",
-                backend.name,
-                job_id,
-            )
+            log.warning(_WORKER_STOPS, backend.name, job_id)
             raise
         if not cancel_on_interrupt:
             log.warning(

@@ -560,3 +560,42 @@ async def test_an_interrupt_says_what_happens_to_the_job(store, train, caplog) -
         with pytest.raises(asyncio.CancelledError):
             await task
         assert expected in caplog.text
+
+
+async def test_a_local_worker_stopped_by_ctrl_c_before_ste_is_reported(
+    store, train, caplog
+) -> None:
+    """Ctrl-C reaches the local worker too; when its "cancelled" is polled before ste's own
+    interrupt arrives, the user is still told the worker stopped (it was missing from a CI run)."""
+
+    class LocalLike(ScriptedFineTune):
+        capabilities = ScriptedFineTune.capabilities.model_copy(
+            update={"outlives_interrupt": False}
+        )
+
+        async def poll(self, job_id: str) -> FineTuneJobState:
+            ScriptedFineTune.jobs[job_id]["cancelled"] = True  # the signal got there first
+            return await super().poll(job_id)
+
+    ScriptedFineTune.jobs = {}
+    with pytest.raises(FineTuneFailed, match="cancelled"):
+        await run_finetune(
+            LocalLike(polls_to_finish=100), SPEC, train, store=store, state_key="k",
+            poll_interval_s=0.01,
+        )  # fmt: skip
+    assert "training worker of job job-1 stops too" in caplog.text
+    # A hosted job cancelled by someone else is a plain failure: nothing of the kind is said.
+    caplog.clear()
+    ScriptedFineTune.jobs = {}
+
+    class Hosted(ScriptedFineTune):
+        async def poll(self, job_id: str) -> FineTuneJobState:
+            ScriptedFineTune.jobs[job_id]["cancelled"] = True
+            return await super().poll(job_id)
+
+    with pytest.raises(FineTuneFailed, match="cancelled"):
+        await run_finetune(
+            Hosted(polls_to_finish=100), SPEC, train, store=store, state_key="k2",
+            poll_interval_s=0.01,
+        )  # fmt: skip
+    assert "stops too" not in caplog.text
