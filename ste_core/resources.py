@@ -253,8 +253,10 @@ class LedgerResources(Resources):
         current = self.store.resource(resource.entry)
         if not current.open:
             return current
-        cost = cost_usd if cost_usd is not None else (current.accrued_usd() or 0.0)
-        ended = self.store.resource_update(resource.entry, state="ended", cost_usd=cost)
+        # One clock reading for both: the cost is priced up to the end time it is stored with.
+        now = time.time()
+        cost = cost_usd if cost_usd is not None else (current.accrued_usd(now) or 0.0)
+        ended = self.store.resource_update(resource.entry, state="ended", cost_usd=cost, now=now)
         if self.budget is not None:
             # Its estimate is counted until now; the final cost replaces it.
             self.budget.stop_accruing(resource.entry, cost - current.estimate_usd)

@@ -261,7 +261,7 @@ async def reap_endpoint(
             f"{found.resource.label()} could not be deleted: {'; '.join(errors)}",
             provider=PROVIDER,
         )
-    ended = resources.end(found.resource, cost_usd=found.resource.accrued_usd())
+    ended = resources.end(found.resource)
     return _deleted_text(ended)
 
 
@@ -670,7 +670,7 @@ class DedicatedEndpoint:
         if self.resource is None:
             return
         if self.options.keep_endpoint and self.endpoint is not None:
-            self.resources.end(self.resource, cost_usd=self.resource.accrued_usd())
+            self.resources.end(self.resource)
             rate = self.resource.usd_per_hour
             billing = f" (${rate:.2f}/h)" if rate else ""
             self._notify(
@@ -706,7 +706,7 @@ class DedicatedEndpoint:
         if errors:
             self._teardown_failed("; ".join(errors))
         else:
-            ended = self.resources.end(self.resource, cost_usd=self.resource.accrued_usd())
+            ended = self.resources.end(self.resource)
             self._notify(f"Together endpoint {_bare(self.name)} {_deleted_text(ended)}.")
         _emit(self.progress, phase="deleted", endpoint=self.name, errors=errors)
 

@@ -487,12 +487,14 @@ class RunStore:
         detail: Mapping[str, Any] | None = None,
         usd_per_hour: float | None = None,
         cost_usd: float | None = None,
+        now: float | None = None,
     ) -> Resource:
         """Change what is given (merging `detail` into the stored one); ending it (`state`
-        'ended') stamps its end time, going 'live' its ready time."""
+        'ended') stamps its end time, going 'live' its ready time: `now`, or the clock's time
+        (give it when a cost was priced up to that moment)."""
         current = self.resource(entry)
         merged = {**current.detail, **(detail or {})}
-        now = time.time()
+        now = time.time() if now is None else now
         ready = now if state == "live" and current.ready is None else current.ready
         ended = now if state == "ended" and current.ended is None else current.ended
         with self._lock:
